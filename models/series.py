@@ -1,0 +1,60 @@
+"""Shared handling of KPI point series: column names, timestamps, sampling period."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+TIMESTAMP = "timestamp"
+VALUE = "value"
+SERIES_KEY = "series_key"
+DEFAULT_SERIES = "__default__"
+OUTPUT_COLUMNS = ["expected", "lower", "upper", "anomaly_score", "is_anomaly", "confidence"]
+SECONDS_PER_HOUR = 3600.0
+SECONDS_PER_DAY = 86400.0
+
+
+def epoch_seconds(timestamps: pd.Series) -> np.ndarray:
+    """UTC epoch seconds of timestamps; naive timestamps are taken as UTC."""
+    ts = pd.to_datetime(timestamps, utc=True)
+    return (ts - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=float)
+
+
+def normalise_points(
+    frame: pd.DataFrame,
+    timestamp_col: str = TIMESTAMP,
+    value_col: str = VALUE,
+    series_col: str = SERIES_KEY,
+) -> pd.DataFrame:
+    """Return ``timestamp, value, series_key`` with UTC timestamps, float values.
+
+    Rows keep their original order; a missing series column means one series.
+    """
+    missing = {timestamp_col, value_col} - set(frame.columns)
+    if missing:
+        raise ValueError(f"input lacks column(s) {sorted(missing)}; got {list(frame.columns)}")
+    out = pd.DataFrame(
+        {
+            TIMESTAMP: pd.to_datetime(frame[timestamp_col], utc=True),
+            VALUE: pd.to_numeric(frame[value_col], errors="coerce").astype(float),
+        },
+        index=frame.index,
+    )
+    if series_col in frame.columns:
+        out[SERIES_KEY] = frame[series_col].astype(str).fillna(DEFAULT_SERIES)
+    else:
+        out[SERIES_KEY] = DEFAULT_SERIES
+    return out
+
+
+def infer_period_seconds(seconds: np.ndarray) -> float:
+    """Robust sampling period: median of the positive gaps between sorted timestamps.
+
+    Gaps (missing hours) and duplicates do not move a median; returns 3600 when
+    there are fewer than two distinct timestamps.
+    """
+    diffs = np.diff(np.sort(np.asarray(seconds, float)))
+    diffs = diffs[diffs > 0]
+    if len(diffs) == 0:
+        return SECONDS_PER_HOUR
+    return float(np.median(diffs))
