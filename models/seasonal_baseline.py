@@ -66,6 +66,10 @@ class BaselineParams:
         warmup_points: Points seen before alarms are allowed.
         threshold: anomaly_score at or above which a point is an anomaly.
         relative_floor: Sigma floor in log space for non-count measures.
+        tail_quantile: Quantile of |z| tracked online to calibrate heavy tails.
+        tail_rate: Learning rate (log scale) of that quantile.
+        volatility_drift: Allowance of the variance CUSUM on z**2 - 1.
+        volatility_limit: Variance CUSUM value counting as evidence band_k (0 = off).
     """
 
     level_alpha: float = 0.08
@@ -83,6 +87,10 @@ class BaselineParams:
     warmup_points: int = 48
     threshold: float = 0.5
     relative_floor: float = 0.002
+    tail_quantile: float = 0.95
+    tail_rate: float = 0.02
+    volatility_drift: float = 1.0
+    volatility_limit: float = 0.0
 
     def to_dict(self) -> dict:
         """Plain dict (for MLflow params and JSON)."""
@@ -142,10 +150,12 @@ class BaselineState:
     cusum_pos: np.ndarray = field(default_factory=lambda: np.zeros(0))
     cusum_neg: np.ndarray = field(default_factory=lambda: np.zeros(0))
     run: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    tail: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    cusum_var: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     ARRAYS = (
         "use_log offset is_count floor n last_t period gaps n_gaps level trend scale "
-        "hour hour_n weekday weekday_n cusum_pos cusum_neg run"
+        "hour hour_n weekday weekday_n cusum_pos cusum_neg run tail cusum_var"
     ).split()
 
     def __post_init__(self) -> None:
@@ -178,6 +188,7 @@ class BaselineState:
             "n_gaps": PERIOD_SAMPLES if period else 0,
             "last_t": np.nan,
             "gaps": np.full(PERIOD_SAMPLES, np.nan),
+            "tail": 0.0,
         }
         for name in self.ARRAYS:
             arr = getattr(self, name)
@@ -216,6 +227,18 @@ class BatchScores:
     anomaly_score: np.ndarray
     is_anomaly: np.ndarray
     confidence: np.ndarray
+
+
+def _normal_quantile(prob: float) -> float:
+    """Standard normal quantile (Acklam-free: bisection on erf is plenty here)."""
+    lo, hi = -10.0, 10.0
+    for _ in range(80):
+        mid = (lo + hi) / 2.0
+        if 0.5 * (1.0 + math.erf(mid / math.sqrt(2.0))) < prob:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2.0
 
 
 def _inverse(y: np.ndarray, use_log: np.ndarray, offset: np.ndarray) -> np.ndarray:
@@ -289,8 +312,13 @@ def score_batch(
     with np.errstate(over="ignore"):
         poisson_floor = 1.0 / np.sqrt(np.exp(np.minimum(y_hat, 700.0)))  # 1/sqrt(mu + 1)
     floor = np.where(is_count, poisson_floor, st.floor[rows])
-    sigma = np.maximum(MAD_TO_SIGMA * st.scale[rows], floor)
-    z = np.where(first | ~valid, 0.0, residual / sigma)
+    raw_sigma = np.maximum(MAD_TO_SIGMA * st.scale[rows], floor)
+    raw_z = np.where(first | ~valid, 0.0, residual / raw_sigma)
+    # Heavy tails: widen sigma so the tracked |z| quantile sits where a normal's would.
+    normal_q = _normal_quantile(0.5 + p.tail_quantile / 2.0)
+    calibration = np.maximum(np.exp(st.tail[rows]) / normal_q, 1.0)
+    sigma = raw_sigma * calibration
+    z = raw_z / calibration
 
     warm = n >= p.warmup_points
     zc = np.clip(z, -p.cusum_clip, p.cusum_clip)
@@ -298,6 +326,14 @@ def score_batch(
     cusum_neg = np.where(warm, np.maximum(0.0, st.cusum_neg[rows] - zc - p.cusum_drift), 0.0)
     cusum_evidence = p.band_k * np.maximum(cusum_pos, cusum_neg) / p.cusum_limit
     evidence = np.maximum(np.abs(z), cusum_evidence)
+    if p.volatility_limit > 0:
+        z2 = np.minimum(z * z, p.cusum_clip**2)
+        cusum_var = np.where(warm, np.maximum(0.0, st.cusum_var[rows] + z2 - 1.0 - p.volatility_drift), 0.0)
+        volatility_evidence = p.band_k * cusum_var / p.volatility_limit
+        evidence = np.maximum(evidence, volatility_evidence)
+        cusum_var = np.where(volatility_evidence >= p.band_k, 0.0, cusum_var)
+    else:
+        cusum_var = st.cusum_var[rows]
     anomaly_score = np.where(valid, 1.0 - np.exp2(-((evidence / p.band_k) ** 2)), 0.0)
     is_anomaly = warm & valid & (anomaly_score >= p.threshold)
     drifted = cusum_evidence >= p.band_k
@@ -344,6 +380,11 @@ def score_batch(
     st.cusum_pos[rv] = np.where(shifted[v], 0.0, cusum_pos[v])
     st.cusum_neg[rv] = np.where(shifted[v], 0.0, cusum_neg[v])
     st.run[rv] = np.where(shifted[v], 0, run[v])
+    st.cusum_var[rv] = cusum_var[v]
+    exceeded = (np.abs(raw_z) > np.exp(st.tail[rows])).astype(float)
+    tail_step = p.tail_rate * (exceeded - (1.0 - p.tail_quantile)) / (1.0 - p.tail_quantile)
+    tail_new = np.where(n < 2, np.log(normal_q), st.tail[rows] + np.where(warm, tail_step, 0.0))
+    st.tail[rv] = tail_new[v]
     st.n[rv] += 1
     st.last_t[rv] = t[v]
 

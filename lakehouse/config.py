@@ -1,0 +1,221 @@
+"""Typed, frozen settings from ``conf/base.yaml`` + ``conf/<env>.yaml`` + ``TRIVAS_*`` variables.
+
+Precedence (last wins): base file, environment file, environment variables. Nested keys in
+variables are joined with ``__`` (``TRIVAS_SPARK__MASTER=local[4]``); the documented shortcut
+``TRIVAS_KAFKA_BOOTSTRAP`` sets ``kafka.bootstrap``. Secrets are ``SecretStr`` so they are
+masked whenever settings are printed or logged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
+
+from lakehouse import REPO_ROOT
+
+CONF_DIR = REPO_ROOT / "conf"
+ENV_PREFIX = "TRIVAS_"
+SHORTCUTS = {"TRIVAS_KAFKA_BOOTSTRAP": ("kafka", "bootstrap")}
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Paths(_Frozen):
+    var: str
+    jar_cache: str
+    logs: str
+
+
+class Tables(_Frozen):
+    binding: Literal["path", "catalog"]
+    root: str
+    catalog: str
+    checkpoints: str
+
+
+class LocalBroker(_Frozen):
+    version: str
+    port: int
+    controller_port: int
+    heap: str
+    data_dir: str
+
+
+class Kafka(_Frozen):
+    bootstrap: str = ""
+    require_external: bool = False
+    topic_prefix: str
+    dlq_topic: str
+    partitions: int
+    retention_ms: int
+    local_broker: LocalBroker
+
+
+class Spark(_Frozen):
+    master: str
+    app_name: str
+    shuffle_partitions: int
+    driver_memory: str
+    ui_enabled: bool
+    extra_conf: dict[str, str] = {}
+
+
+class Streaming(_Frozen):
+    max_offsets_per_trigger: int
+    bronze_trigger_seconds: float
+    silver_trigger_seconds: float
+    gold_trigger_seconds: float
+    watermark_margin_seconds: int
+    starting_offsets: Literal["earliest", "latest"]
+
+
+class MLflow(_Frozen):
+    tracking_uri: str
+    anomaly_model: str
+    refund_model: str
+
+
+class Privacy(_Frozen):
+    hash_key_id: str
+    hash_key: SecretStr | None = None
+    hash_key_file: str | None = None
+
+
+class App(_Frozen):
+    port: int
+    refresh_seconds: float
+
+
+class Generator(_Frozen):
+    seed: int
+    events_per_second: float
+    duplicate_fraction: float
+    out_of_order_fraction: float
+    late_fraction: float
+    malformed_fraction: float
+
+    @field_validator(
+        "duplicate_fraction", "out_of_order_fraction", "late_fraction", "malformed_fraction"
+    )
+    @classmethod
+    def _is_fraction(cls, value: float) -> float:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"must be within [0, 1], got {value}")
+        return value
+
+
+class Settings(_Frozen):
+    """Everything a trivas process needs to know about its deployment."""
+
+    env: str
+    project: str
+    paths: Paths
+    tables: Tables
+    kafka: Kafka
+    spark: Spark
+    streaming: Streaming
+    mlflow: MLflow
+    privacy: Privacy
+    app: App
+    generator: Generator
+
+    def path(self, relative_or_absolute: str) -> Path:
+        """Resolve a configured path against the repository root."""
+        path = Path(relative_or_absolute)
+        return path if path.is_absolute() else REPO_ROOT / path
+
+    def uses_local_broker(self) -> bool:
+        """True when no external Kafka cluster is configured."""
+        return not self.kafka.bootstrap
+
+    def kafka_bootstrap(self) -> str:
+        """Bootstrap servers of the external cluster or of the project's local broker."""
+        if self.kafka.bootstrap:
+            return self.kafka.bootstrap
+        if self.kafka.require_external:
+            raise RuntimeError(
+                f"environment {self.env!r} needs an external Kafka cluster: set TRIVAS_KAFKA_BOOTSTRAP"
+            )
+        return f"localhost:{self.kafka.local_broker.port}"
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge two nested mappings; values of ``override`` win, nested mappings merge."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Nested overrides from ``TRIVAS_*`` variables (values parsed as YAML scalars)."""
+    overrides: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if name in SHORTCUTS:
+            keys: tuple[str, ...] = SHORTCUTS[name]
+        elif name.startswith(ENV_PREFIX) and "__" in name:
+            keys = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        else:
+            continue
+        value = yaml.safe_load(raw) if raw != "" else ""
+        node = overrides
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = value
+    return overrides
+
+
+def load_settings(
+    env: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    conf_dir: Path = CONF_DIR,
+) -> Settings:
+    """Load and validate the settings of one environment.
+
+    Args:
+        env: environment name (``conf/<env>.yaml``); defaults to ``$TRIVAS_ENV`` or ``local``.
+        environ: variables to read overrides from; defaults to ``os.environ``.
+        conf_dir: folder holding ``base.yaml`` and the environment files.
+    """
+    environ = os.environ if environ is None else environ
+    env = env or environ.get("TRIVAS_ENV", "local")
+    env_file = conf_dir / f"{env}.yaml"
+    if not env_file.exists():
+        raise FileNotFoundError(f"unknown environment {env!r}: {env_file} does not exist")
+    data = yaml.safe_load((conf_dir / "base.yaml").read_text())
+    data = deep_merge(data, yaml.safe_load(env_file.read_text()) or {})
+    data = deep_merge(data, env_overrides(environ))
+    data["env"] = env
+    return Settings.model_validate(data)
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """The process-wide settings (environment from ``$TRIVAS_ENV``)."""
+    return load_settings()
+
+
+def hash_key(config: Settings) -> bytes:
+    """The PII hashing key, from the environment or a secret file; never from git."""
+    if config.privacy.hash_key is not None:
+        return config.privacy.hash_key.get_secret_value().encode()
+    if config.privacy.hash_key_file:
+        return config.path(config.privacy.hash_key_file).read_bytes().strip()
+    # A development key, derived per checkout so that no shared key lives in the repo.
+    key_file = config.path(config.paths.var) / "secrets" / "pii_hash_key"
+    if not key_file.exists():
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key_file.write_bytes(os.urandom(32).hex().encode())
+        key_file.chmod(0o600)
+    return key_file.read_bytes().strip()

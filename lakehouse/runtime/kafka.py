@@ -1,0 +1,207 @@
+"""Kafka for trivas: a local single-node KRaft broker, or an external cluster.
+
+The local broker runs from the official Apache Kafka Maven artifacts (no tarball, no Docker):
+``trivas kafka up`` formats its storage once, starts it detached, waits for it to answer and
+creates the configured topics; ``down`` stops it cleanly. With ``TRIVAS_KAFKA_BOOTSTRAP`` set,
+the same commands only manage topics on that cluster.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from lakehouse.catalog import Catalog, topic_for
+from lakehouse.config import Settings
+from lakehouse.runtime.jars import java_executable, resolve_bundle
+from lakehouse.runtime.processes import Service, port_open
+
+LOG4J2 = """\
+status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {log_file}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = WARN
+logger.apache.name = org.apache.kafka
+logger.apache.level = WARN
+"""
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    """What ``trivas kafka status`` reports."""
+
+    bootstrap: str
+    local: bool
+    pid: int | None
+    reachable: bool
+    topics: tuple[str, ...]
+
+
+def topics_for(settings: Settings, catalog: Catalog) -> list[str]:
+    """Every topic trivas uses: one raw topic per catalog domain, plus the dead-letter topic."""
+    raw = [topic_for(settings.kafka.topic_prefix, domain) for domain in catalog.domains]
+    return [*raw, settings.kafka.dlq_topic]
+
+
+def broker_service(settings: Settings) -> Service:
+    """The supervised local broker process."""
+    data_dir = settings.path(settings.kafka.local_broker.data_dir)
+    return Service("kafka", data_dir, settings.path(settings.paths.logs) / "kafka.out")
+
+
+def server_properties(settings: Settings, log_dir: Path) -> str:
+    """``server.properties`` of a single-node broker that is also its own KRaft controller."""
+    broker = settings.kafka.local_broker
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.bootstrap.servers=localhost:{broker.controller_port}",
+            f"listeners=PLAINTEXT://localhost:{broker.port},CONTROLLER://localhost:{broker.controller_port}",
+            f"advertised.listeners=PLAINTEXT://localhost:{broker.port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"log.dirs={log_dir}",
+            f"num.partitions={settings.kafka.partitions}",
+            "offsets.topic.replication.factor=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=false",
+            f"log.retention.ms={settings.kafka.retention_ms}",
+            # 2 cores: few threads are faster than Kafka's server-sized defaults.
+            "num.network.threads=2",
+            "num.io.threads=2",
+            "",
+        ]
+    )
+
+
+def start_local_broker(settings: Settings, catalog: Catalog) -> int:
+    """Start (or reuse) the local broker and create the topics; returns its pid."""
+    broker = settings.kafka.local_broker
+    data_dir = settings.path(broker.data_dir)
+    log_dir = data_dir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    properties = data_dir / "server.properties"
+    properties.write_text(server_properties(settings, log_dir))
+    log4j = data_dir / "log4j2.properties"
+    log4j.write_text(LOG4J2.format(log_file=settings.path(settings.paths.logs) / "kafka.log"))
+    jars = resolve_bundle("kafka", settings.path(settings.paths.jar_cache))
+    java = [
+        java_executable(),
+        f"-Xmx{broker.heap}",
+        f"-Xms{broker.heap}",
+        f"-Dlog4j2.configurationFile={log4j}",
+        "-cp",
+        ":".join(str(j) for j in jars),
+    ]
+    service = broker_service(settings)
+    if service.pid() is None and not (log_dir / "meta.properties").exists():
+        import subprocess
+
+        cluster_id = str(uuid.uuid4())
+        format_cmd = [
+            *java, "kafka.tools.StorageTool", "format", "--standalone",
+            "-t", _kafka_cluster_id(cluster_id), "-c", str(properties),
+        ]  # fmt: skip
+        subprocess.run(format_cmd, check=True, capture_output=True, text=True)
+    pid = service.start(
+        [*java, "kafka.Kafka", str(properties)],
+        ready=lambda: port_open("localhost", broker.port) and _admin_answers(settings),
+        timeout_s=90,
+    )
+    ensure_topics(settings, catalog)
+    return pid
+
+
+def _kafka_cluster_id(seed: str) -> str:
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding."""
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.UUID(seed).bytes).decode().rstrip("=")
+
+
+def _admin_answers(settings: Settings) -> bool:
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=settings.kafka_bootstrap(), request_timeout_ms=3000
+        )
+    except KafkaError:
+        return False
+    try:
+        admin.list_topics()
+        return True
+    except KafkaError:
+        return False
+    finally:
+        admin.close()
+
+
+def ensure_topics(settings: Settings, catalog: Catalog) -> list[str]:
+    """Create every configured topic that does not exist yet; returns the topics created."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap())
+    try:
+        existing = set(admin.list_topics())
+        wanted = [t for t in topics_for(settings, catalog) if t not in existing]
+        if wanted:
+            new = [
+                NewTopic(
+                    name,
+                    num_partitions=settings.kafka.partitions,
+                    replication_factor=1,
+                    topic_configs={"retention.ms": str(settings.kafka.retention_ms)},
+                )
+                for name in wanted
+            ]
+            try:
+                admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass
+        return wanted
+    finally:
+        admin.close()
+
+
+def up(settings: Settings, catalog: Catalog) -> BrokerStatus:
+    """Make Kafka available: the external cluster's topics, or the local broker and topics."""
+    if settings.uses_local_broker():
+        start_local_broker(settings, catalog)
+    else:
+        ensure_topics(settings, catalog)
+    return status(settings)
+
+
+def down(settings: Settings) -> bool:
+    """Stop the local broker (never an external cluster); False if it was not running."""
+    if not settings.uses_local_broker():
+        return False
+    return broker_service(settings).stop()
+
+
+def status(settings: Settings) -> BrokerStatus:
+    """Reachability and topics of the configured Kafka."""
+    local = settings.uses_local_broker()
+    pid = broker_service(settings).pid() if local else None
+    topics: tuple[str, ...] = ()
+    reachable = _admin_answers(settings)
+    if reachable:
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap())
+        try:
+            topics = tuple(sorted(t for t in admin.list_topics() if not t.startswith("__")))
+        finally:
+            admin.close()
+    return BrokerStatus(settings.kafka_bootstrap(), local, pid, reachable, topics)

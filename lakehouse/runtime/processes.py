@@ -1,0 +1,147 @@
+"""Supervision of the background services trivas starts itself (broker, Connect, app).
+
+A service is a detached process with a pid file and a log file in known places; ``start``
+reuses a live one, ``stop`` asks politely (SIGTERM) and insists (SIGKILL) only after a grace
+period, so the broker can flush its logs and close cleanly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Service:
+    """Where a supervised process keeps its pid and its log."""
+
+    name: str
+    run_dir: Path
+    log_file: Path
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / f"{self.name}.pid"
+
+    def pid(self) -> int | None:
+        """Pid of the live process, or None (a stale pid file is removed)."""
+        if not self.pid_file.exists():
+            return None
+        pid = int(self.pid_file.read_text().strip() or 0)
+        if pid and pid_alive(pid):
+            return pid
+        self.pid_file.unlink(missing_ok=True)
+        return None
+
+    def start(
+        self,
+        command: Sequence[str],
+        ready: Callable[[], bool],
+        timeout_s: float = 60.0,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> int:
+        """Start ``command`` detached unless already running; wait until ``ready()``."""
+        existing = self.pid()
+        if existing is not None:
+            wait_until(ready, timeout_s, f"{self.name} (pid {existing}) to be ready", self.log_file)
+            return existing
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            process = subprocess.Popen(
+                list(command),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env={**os.environ, **(env or {})},
+                cwd=cwd,
+            )
+        self.pid_file.write_text(str(process.pid))
+
+        def ready_or_died() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with code {process.returncode}; see {self.log_file}:\n"
+                    + tail(self.log_file)
+                )
+            return ready()
+
+        wait_until(ready_or_died, timeout_s, f"{self.name} to be ready", self.log_file)
+        return process.pid
+
+    def stop(self, grace_s: float = 30.0) -> bool:
+        """Stop the process (SIGTERM, then SIGKILL after ``grace_s``); False if not running."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            while pid_alive(pid):
+                time.sleep(0.1)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+
+def pid_alive(pid: int) -> bool:
+    """True if ``pid`` is a running (not zombie) process."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    if stat.exists():
+        try:
+            return stat.read_text().split(") ", 1)[1][0] != "Z"
+        except (OSError, IndexError):
+            return False
+    return True
+
+
+def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    """True if something accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout_s: float, what: str, log_file: Path | None = None
+) -> None:
+    """Poll ``condition`` until true; a TimeoutError naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    detail = f"\n{tail(log_file)}" if log_file else ""
+    raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what}{detail}")
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    """The last ``lines`` lines of a log file (empty if it does not exist)."""
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
