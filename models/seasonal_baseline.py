@@ -70,27 +70,32 @@ class BaselineParams:
         tail_rate: Learning rate (log scale) of that quantile.
         volatility_drift: Allowance of the variance CUSUM on z**2 - 1.
         volatility_limit: Variance CUSUM value counting as evidence band_k (0 = off).
+        refractory_decay: Per-point decay of the recent evidence peak; evidence not
+            above that peak is an ongoing episode and is damped (0 = off).
+        refractory_factor: Damping of evidence inside an ongoing episode.
     """
 
-    level_alpha: float = 0.08
+    level_alpha: float = 0.15
     trend_beta: float = 0.05
     trend_damping: float = 0.95
-    hour_gamma: float = 0.2
+    hour_gamma: float = 0.1
     weekday_gamma: float = 0.1
-    scale_eta: float = 0.03
-    winsor_k: float = 2.0
+    scale_eta: float = 0.01
+    winsor_k: float = 1.5
     band_k: float = 4.0
     shift_run: int = 4
     cusum_drift: float = 1.0
-    cusum_limit: float = 8.0
+    cusum_limit: float = 5.0
     cusum_clip: float = 4.0
     warmup_points: int = 48
     threshold: float = 0.5
     relative_floor: float = 0.002
     tail_quantile: float = 0.95
-    tail_rate: float = 0.02
+    tail_rate: float = 0.0
     volatility_drift: float = 1.0
     volatility_limit: float = 0.0
+    refractory_decay: float = 0.97
+    refractory_factor: float = 0.3
 
     def to_dict(self) -> dict:
         """Plain dict (for MLflow params and JSON)."""
@@ -152,10 +157,11 @@ class BaselineState:
     run: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     tail: np.ndarray = field(default_factory=lambda: np.zeros(0))
     cusum_var: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    peak: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     ARRAYS = (
         "use_log offset is_count floor n last_t period gaps n_gaps level trend scale "
-        "hour hour_n weekday weekday_n cusum_pos cusum_neg run tail cusum_var"
+        "hour hour_n weekday weekday_n cusum_pos cusum_neg run tail cusum_var peak"
     ).split()
 
     def __post_init__(self) -> None:
@@ -334,6 +340,10 @@ def score_batch(
         cusum_var = np.where(volatility_evidence >= p.band_k, 0.0, cusum_var)
     else:
         cusum_var = st.cusum_var[rows]
+    peak = st.peak[rows] * p.refractory_decay
+    ongoing = (evidence <= peak) & (evidence > p.band_k * 0.5)
+    peak = np.maximum(peak, np.where(evidence > p.band_k * 0.5, evidence, 0.0))
+    evidence = np.where(ongoing, evidence * p.refractory_factor, evidence)
     anomaly_score = np.where(valid, 1.0 - np.exp2(-((evidence / p.band_k) ** 2)), 0.0)
     is_anomaly = warm & valid & (anomaly_score >= p.threshold)
     drifted = cusum_evidence >= p.band_k
@@ -381,6 +391,7 @@ def score_batch(
     st.cusum_neg[rv] = np.where(shifted[v], 0.0, cusum_neg[v])
     st.run[rv] = np.where(shifted[v], 0, run[v])
     st.cusum_var[rv] = cusum_var[v]
+    st.peak[rv] = peak[v]
     exceeded = (np.abs(raw_z) > np.exp(st.tail[rows])).astype(float)
     tail_step = p.tail_rate * (exceeded - (1.0 - p.tail_quantile)) / (1.0 - p.tail_quantile)
     tail_new = np.where(n < 2, np.log(normal_q), st.tail[rows] + np.where(warm, tail_step, 0.0))
