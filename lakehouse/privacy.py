@@ -86,3 +86,267 @@ def apply_pii_policy(
             name, protected_column(F.col(name), pii_class, master_key, key_id).cast(dtype)
         )
     return df
+
+
+# --- Python-side policy, key rotation and the token vault (collector, SDK, CDC, tooling) ---
+#
+# Everything below is additive: the functions above keep their signatures and behaviour.
+
+import os  # noqa: E402
+import re  # noqa: E402
+import sqlite3  # noqa: E402
+import threading  # noqa: E402
+from collections.abc import Iterable, Mapping as _Mapping  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+KEYS_ENV = "TRIVAS_PII_KEYS"  # "k1:<secret>,k2:<secret>": older keys kept to verify old hashes
+KEYS_FILE_ENV = "TRIVAS_PII_KEYS_FILE"  # a file with one "<key id>=<secret>" per line
+VAULT_KEY_ENV = "TRIVAS_PII_VAULT_KEY"  # 32 bytes as 64 hex chars; distinct from every hash key
+
+
+def protect_record(
+    payload: _Mapping[str, Any], pii_classes: _Mapping[str, str], master_key: bytes, key_id: str
+) -> dict[str, Any]:
+    """The Python twin of :func:`apply_pii_policy` on one payload dict.
+
+    ``hash``/``tokenize`` fields are pseudonymised (non-strings are stringified first),
+    ``redact`` fields become None and ``forbidden`` fields are removed altogether.
+    """
+    protected: dict[str, Any] = {}
+    for name, value in payload.items():
+        pii_class = pii_classes.get(name, "none")
+        if pii_class == "forbidden":
+            continue
+        if pii_class == "none" or value is None:
+            protected[name] = value
+        elif pii_class == "redact":
+            protected[name] = None
+        else:
+            protected[name] = pseudonymise(str(value), pii_class, master_key, key_id)
+    return protected
+
+
+# Free-text patterns for defence in depth (error details, log lines): structured fields are
+# protected by their catalog class; these catch values that leak into text anyway.
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
+_IPV4 = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])")
+_IPV6 = re.compile(
+    r"(?<![0-9A-Fa-f:])(?:(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}"
+    r"|(?:[0-9A-Fa-f]{1,4}:){0,6}:(?::?[0-9A-Fa-f]{1,4}){0,6}:?)(?![0-9A-Fa-f:])"
+)
+_CARD = re.compile(r"(?<!\d)(?:\d[ \-]?){12,18}\d(?!\d)")
+_PHONE = re.compile(r"(?<![\w+])\+\d[\d \-().]{6,18}\d(?!\d)")
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _mask_card(match: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", match.group(0))
+    return "[card]" if 13 <= len(digits) <= 19 and _luhn_ok(digits) else match.group(0)
+
+
+def mask_pii_patterns(text: str) -> str:
+    """Mask e-mail addresses, IP addresses, card numbers (Luhn) and E.164 phones in free text."""
+    text = _EMAIL.sub("[email]", text)
+    text = _CARD.sub(_mask_card, text)
+    text = _PHONE.sub("[phone]", text)
+    text = _IPV4.sub("[ip]", text)
+    return _IPV6.sub("[ip]", text)
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """Several hashing keys by id: the current one writes, all of them verify.
+
+    ``hash`` values carry their key id (``k2:…``), so a value hashed before a rotation is still
+    recognised (:meth:`verify_hash`) and can be re-hashed when convenient. Tokens carry no key
+    id: they are join keys and follow the current key, like silver's Spark policy; the vault
+    keeps old tokens reversible across a rotation.
+    """
+
+    keys: _Mapping[str, bytes]
+    current_id: str
+
+    def current(self) -> tuple[str, bytes]:
+        """``(key_id, key)`` used to write."""
+        return self.current_id, self.keys[self.current_id]
+
+    def hash_value(self, value: str) -> str:
+        """The ``hash`` form of ``value`` under the current key."""
+        return pseudonymise(value, "hash", self.keys[self.current_id], self.current_id)  # type: ignore[return-value]
+
+    def token(self, value: str) -> str:
+        """The ``tokenize`` form of ``value`` under the current key."""
+        return pseudonymise(value, "tokenize", self.keys[self.current_id], self.current_id)  # type: ignore[return-value]
+
+    def verify_hash(self, value: str, stored: str) -> bool:
+        """True if ``stored`` is the hash of ``value`` under the key its prefix names."""
+        key_id, sep, _ = stored.partition(":")
+        if not sep or key_id not in self.keys:
+            return False
+        expected = pseudonymise(value, "hash", self.keys[key_id], key_id) or ""
+        return hmac.compare_digest(expected, stored)
+
+    def needs_rehash(self, stored: str) -> bool:
+        """True if ``stored`` was written under an older key."""
+        return not stored.startswith(f"{self.current_id}:")
+
+
+def parse_keys(text: str, separator: str) -> dict[str, bytes]:
+    """``"k1<sep>secret"`` items (comma- or newline-separated) → ``{"k1": b"secret"}``."""
+    keys: dict[str, bytes] = {}
+    for item in re.split(r"[,\n]", text):
+        item = item.strip()
+        if not item or item.startswith("#"):
+            continue
+        key_id, sep, secret = item.partition(separator)
+        if not sep or not key_id.strip() or not secret.strip():
+            raise ValueError("PII key entries must look like '<key id>" + separator + "<secret>'")
+        keys[key_id.strip()] = secret.strip().encode()
+    return keys
+
+
+def load_key_ring(settings: Any, environ: _Mapping[str, str] | None = None) -> KeyRing:
+    """The key ring: the settings' key (current, written by silver too) plus retired keys.
+
+    Rotation: give the new key through the settings (``TRIVAS_PRIVACY__HASH_KEY_ID=k2`` and
+    ``TRIVAS_PRIVACY__HASH_KEY``/``…__HASH_KEY_FILE``) and keep the old ones in
+    ``$TRIVAS_PII_KEYS`` (``k1:<secret>``) or the file named by ``$TRIVAS_PII_KEYS_FILE``
+    (``k1=<secret>`` per line) so that hashes written before the rotation still verify.
+    """
+    from lakehouse.config import hash_key
+
+    environ = os.environ if environ is None else environ
+    keys = parse_keys(environ.get(KEYS_ENV, ""), ":")
+    keys_file = environ.get(KEYS_FILE_ENV)
+    if keys_file:
+        keys.update(parse_keys(Path(keys_file).read_text(), "="))
+    current_id = settings.privacy.hash_key_id
+    keys[current_id] = hash_key(settings)
+    return KeyRing(keys=keys, current_id=current_id)
+
+
+class VaultLockedError(PermissionError):
+    """Raised when the vault is read without its key."""
+
+
+def load_vault_key(environ: _Mapping[str, str] | None = None, key_file: Path | None = None) -> bytes | None:
+    """The vault key (32 bytes) from ``$TRIVAS_PII_VAULT_KEY`` (hex) or a key file (hex)."""
+    environ = os.environ if environ is None else environ
+    raw = environ.get(VAULT_KEY_ENV, "").strip()
+    if not raw and key_file is not None and key_file.exists():
+        raw = key_file.read_text().strip()
+    if not raw:
+        return None
+    key = bytes.fromhex(raw)
+    if len(key) != 32:
+        raise ValueError("the vault key must be 32 bytes (64 hex characters)")
+    return key
+
+
+class PiiVault:
+    """Access-controlled reversal of tokens: ``token → AES-256-GCM(value)`` in SQLite.
+
+    Writers (the collector, for every ``tokenize`` field it accepts) and readers both need the
+    vault key, which is distinct from the hashing keys: holding the lake and the hash key does
+    not reveal tokenized values. Ciphertexts are bound to their token (AEAD associated data),
+    the file is created 0600, and every :meth:`reveal` is recorded in ``access_log`` with the
+    actor and the purpose. SQLite because this is a point-lookup key/value store written in
+    small transactions; it is not a lake table and no Spark job reads it.
+    """
+
+    def __init__(self, path: Path, vault_key: bytes | None) -> None:
+        self.path = Path(path)
+        self._key = vault_key
+        self._lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.path.exists()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        if new:
+            self.path.chmod(0o600)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS vault (token TEXT PRIMARY KEY, key_id TEXT NOT NULL, "
+            "nonce BLOB NOT NULL, ciphertext BLOB NOT NULL, created_at TEXT NOT NULL)"
+        )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS access_log (at TEXT NOT NULL, actor TEXT NOT NULL, "
+            "token TEXT NOT NULL, purpose TEXT NOT NULL, found INTEGER NOT NULL)"
+        )
+
+    def _aead(self):  # noqa: ANN202
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        if self._key is None:
+            raise VaultLockedError(f"the PII vault needs its key (${VAULT_KEY_ENV})")
+        return AESGCM(self._key)
+
+    def store(self, entries: Iterable[tuple[str, str, str]]) -> int:
+        """Store ``(token, clear value, key id)`` triples not stored yet; returns how many."""
+        aead = self._aead()
+        now = datetime.now(UTC).isoformat()
+        rows = []
+        for token, value, key_id in entries:
+            nonce = os.urandom(12)
+            rows.append((token, key_id, nonce, aead.encrypt(nonce, value.encode(), token.encode()), now))
+        if not rows:
+            return 0
+        with self._lock:
+            before = self._db.total_changes
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR IGNORE INTO vault VALUES (?, ?, ?, ?, ?)", rows)
+            self._db.execute("COMMIT")
+            return self._db.total_changes - before
+
+    def reveal(self, token: str, actor: str, purpose: str) -> str | None:
+        """The clear value behind ``token`` (None if unknown); the access is logged."""
+        aead = self._aead()
+        with self._lock:
+            row = self._db.execute(
+                "SELECT nonce, ciphertext FROM vault WHERE token = ?", (token,)
+            ).fetchone()
+            self._db.execute(
+                "INSERT INTO access_log VALUES (?, ?, ?, ?, ?)",
+                (datetime.now(UTC).isoformat(), actor, token, purpose, int(row is not None)),
+            )
+        if row is None:
+            return None
+        return aead.decrypt(row[0], row[1], token.encode()).decode()
+
+    def __contains__(self, token: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM vault WHERE token = ?", (token,)).fetchone() is not None
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._db.close()
+
+
+def scrub_raw_json(raw: Column, field_names: list[str]) -> Column:
+    """Blank the values of ``field_names`` in raw JSON text (for quarantined records).
+
+    A quarantined record is kept for replay, but it may carry PII that the policy never got
+    to protect (the record was refused): its string and number values are replaced by
+    ``"[scrubbed]"`` wherever the field appears, at any depth.
+    """
+    scrubbed = raw
+    for name in field_names:
+        scrubbed = F.regexp_replace(
+            scrubbed,
+            rf'("{name}"\s*:\s*)("(?:[^"\\]|\\.)*"|-?[0-9][0-9.eE+-]*)',
+            r'$1"[scrubbed]"',
+        )
+    return scrubbed

@@ -1,0 +1,1 @@
+"""Streaming jobs: one module per job, each a pure ``transform`` plus a thin ``run``."""
