@@ -231,7 +231,7 @@ def score_points(state: EtsState, params: EtsParams, points: pd.DataFrame) -> pd
     values = points[VALUE].to_numpy(dtype=float)
     for key in pd.unique(keys):
         if not state.has(key):
-            first = values[(keys == key) & np.isfinite(values)][:1]
+            first = _earliest_value(keys == key, seconds, values)
             state.add_series(key, _cold_values(params, first))
     rows = state.index_of(list(keys))
     order = np.lexsort((np.arange(len(points)), seconds, rows))
@@ -260,3 +260,12 @@ def fit_state(history: pd.DataFrame, params: EtsParams, state: EtsState | None =
             )
     score_points(state, params, history)
     return state
+
+
+def _earliest_value(mask: np.ndarray, seconds: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The series' first finite value in time (the cold-start transform is chosen from it)."""
+    ok = mask & np.isfinite(values)
+    if not ok.any():
+        return values[:0]
+    idx = np.flatnonzero(ok)
+    return values[idx[np.argmin(seconds[idx])]][None]

@@ -440,7 +440,7 @@ def score_points(
     values = points[VALUE].to_numpy(dtype=float)
     for key in pd.unique(keys):
         if not state.has(key):
-            first_values = values[(keys == key) & np.isfinite(values)][:1]
+            first_values = _earliest_value(keys == key, seconds, values)
             state.add_series(key, choose_transform(first_values, params.relative_floor))
     rows = state.index_of(list(keys))
     order = np.lexsort((np.arange(len(points)), seconds, rows))
@@ -483,3 +483,12 @@ def fit_state(
             state.add_series(str(key), transform, infer_period_seconds(seconds))
     score_points(state, params, history)
     return state
+
+
+def _earliest_value(mask: np.ndarray, seconds: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The series' first finite value in time (the cold-start transform is chosen from it)."""
+    ok = mask & np.isfinite(values)
+    if not ok.any():
+        return values[:0]
+    idx = np.flatnonzero(ok)
+    return values[idx[np.argmin(seconds[idx])]][None]
