@@ -96,7 +96,8 @@ import os  # noqa: E402
 import re  # noqa: E402
 import sqlite3  # noqa: E402
 import threading  # noqa: E402
-from collections.abc import Iterable, Mapping as _Mapping  # noqa: E402
+from collections.abc import Iterable  # noqa: E402
+from collections.abc import Mapping as _Mapping  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -133,9 +134,10 @@ def protect_record(
 # protected by their catalog class; these catch values that leak into text anyway.
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
 _IPV4 = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])")
+_HEX4 = r"[0-9A-Fa-f]{1,4}"
 _IPV6 = re.compile(
-    r"(?<![0-9A-Fa-f:])(?:(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}"
-    r"|(?:[0-9A-Fa-f]{1,4}:){0,6}:(?::?[0-9A-Fa-f]{1,4}){0,6}:?)(?![0-9A-Fa-f:])"
+    rf"(?<![0-9A-Fa-f:])(?:(?:{_HEX4}:){{7}}{_HEX4}"
+    rf"|(?:{_HEX4}(?::{_HEX4}){{0,6}})?::(?:{_HEX4}(?::{_HEX4}){{0,6}})?)(?![0-9A-Fa-f:])"
 )
 _CARD = re.compile(r"(?<!\d)(?:\d[ \-]?){12,18}\d(?!\d)")
 _PHONE = re.compile(r"(?<![\w+])\+\d[\d \-().]{6,18}\d(?!\d)")
@@ -162,7 +164,7 @@ def mask_pii_patterns(text: str) -> str:
     text = _CARD.sub(_mask_card, text)
     text = _PHONE.sub("[phone]", text)
     text = _IPV4.sub("[ip]", text)
-    return _IPV6.sub("[ip]", text)
+    return _IPV6.sub(lambda m: "[ip]" if m.group(0) != "::" else m.group(0), text)
 
 
 @dataclass(frozen=True)
