@@ -318,7 +318,7 @@ def promote_if_better(
     versions = {}
     for alias in (CHAMPION, CHALLENGER):
         try:
-            versions[alias] = client.get_model_version_by_alias(model_name, alias).version
+            versions[alias] = str(client.get_model_version_by_alias(model_name, alias).version)
         except mlflow.exceptions.MlflowException:
             versions[alias] = None
     if versions[CHALLENGER] is None:
