@@ -1,0 +1,250 @@
+"""The ``trivas`` command line: one entry point for every component.
+
+Subcommands of other packages (models, ingestion, CDC) are mounted here, so the same
+commands run locally and as Databricks ``python_wheel_task`` jobs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lakehouse import REPO_ROOT
+from lakehouse.config import Settings, load_settings
+
+app = typer.Typer(help="trivas: real-time e-commerce analytics lakehouse.", no_args_is_help=True)
+kafka_app = typer.Typer(help="The Kafka broker (local KRaft, or an external cluster).", no_args_is_help=True)
+pipeline_app = typer.Typer(help="The streaming pipeline.", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(pipeline_app, name="pipeline")
+console = Console()
+
+
+def _settings(env: str | None) -> Settings:
+    return load_settings(env)
+
+
+def _mount_optional() -> None:
+    """Mount the subcommands of the models, ingestion and CDC packages."""
+    from lakehouse.ingest.cli import collect_app, keys_app, quarantine_app, vault_app
+    from models.cli import app as model_app
+
+    app.add_typer(model_app, name="model")
+    app.add_typer(collect_app, name="collect")
+    app.add_typer(quarantine_app, name="quarantine")
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(vault_app, name="vault")
+
+
+# -- kafka --------------------------------------------------------------------------------------
+
+
+@kafka_app.command("up")
+def kafka_up(env: str = typer.Option(None, help="environment (conf/<env>.yaml)")) -> None:
+    """Start (or reuse) the broker and create the topics."""
+    from lakehouse.catalog import catalog
+    from lakehouse.runtime import kafka
+
+    status = kafka.up(_settings(env), catalog())
+    console.print(f"kafka at {status.bootstrap} (pid {status.pid}); topics: {', '.join(status.topics)}")
+
+
+@kafka_app.command("down")
+def kafka_down(env: str = typer.Option(None)) -> None:
+    """Stop the local broker cleanly."""
+    from lakehouse.runtime import kafka
+
+    stopped = kafka.down(_settings(env))
+    console.print("kafka stopped" if stopped else "kafka was not running (or is external)")
+
+
+@kafka_app.command("status")
+def kafka_status(env: str = typer.Option(None)) -> None:
+    """Is the broker reachable, which topics exist."""
+    from lakehouse.runtime import kafka
+
+    status = kafka.status(_settings(env))
+    console.print_json(json.dumps(status.__dict__, default=list))
+    if not status.reachable:
+        raise typer.Exit(1)
+
+
+# -- generator ----------------------------------------------------------------------------------
+
+
+@app.command()
+def generate(
+    rate: float = typer.Option(None, help="clean events per second (default: conf generator.events_per_second)"),
+    duration: float = typer.Option(0, help="seconds of event time to generate; 0 = until Ctrl-C"),
+    seed: int = typer.Option(None, help="random seed (default: conf generator.seed)"),
+    live: bool = typer.Option(True, "--live/--fast", help="send at arrival time, or as fast as possible"),
+    start: str = typer.Option(None, help="ISO start of event time (default: now)"),
+    ledger: Path = typer.Option(None, help="write every delivery and its expected fate as JSON lines"),
+    env: str = typer.Option(None),
+) -> None:
+    """Playground traffic: a simulated shop with duplicates, late, out-of-order and malformed records."""
+    from lakehouse.catalog import catalog
+    from lakehouse.generator.faults import FaultConfig, deliveries
+    from lakehouse.generator.producer import make_producer, send
+    from lakehouse.generator.shop import Shop, ShopConfig
+
+    settings = _settings(env)
+    conf = settings.generator
+    begin = datetime.fromisoformat(start) if start else datetime.now(UTC)
+    until = begin + timedelta(seconds=duration) if duration else datetime.max.replace(tzinfo=UTC)
+    shop = Shop(ShopConfig(seed=seed if seed is not None else conf.seed, events_per_second=rate or conf.events_per_second), begin)
+    faults = FaultConfig(conf.duplicate_fraction, conf.out_of_order_fraction, conf.late_fraction, conf.malformed_fraction)
+    stream = deliveries(shop.events(until), catalog(), settings.kafka.topic_prefix, faults, shop.config.seed)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    ledger_file = ledger.open("w") if ledger else None
+    on_sent = (lambda d: ledger_file.write(json.dumps(d.ledger_row()) + "\n")) if ledger_file else None
+    try:
+        stats = send(stream, make_producer(settings.kafka_bootstrap()), live=live, stop=stop.is_set, on_sent=on_sent)
+    except KeyboardInterrupt:
+        return
+    finally:
+        if ledger_file:
+            ledger_file.close()
+    console.print(f"sent {stats.sent} records in {stats.seconds:.1f}s ({stats.per_second:,.0f}/s)")
+
+
+# -- pipeline -----------------------------------------------------------------------------------
+
+
+@pipeline_app.command("run")
+def pipeline_run(
+    jobs: str = typer.Option("bronze,silver,gold", help="comma-separated subset of bronze,silver,gold"),
+    available_now: bool = typer.Option(False, "--available-now", help="process what is there, then stop"),
+    env: str = typer.Option(None),
+) -> None:
+    """Run the streaming queries in one Spark application until Ctrl-C."""
+    from lakehouse.catalog import catalog
+    from lakehouse.contracts import contracts
+    from lakehouse.runtime.spark import get_spark
+    from spark_jobs import pipeline
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings(env)
+    chosen = [j.strip() for j in jobs.split(",") if j.strip()]
+    spark = get_spark(settings)
+    if available_now:
+        for query in pipeline.start(spark, settings, catalog(), contracts(), chosen, available_now=True):
+            query.awaitTermination()
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    pipeline.run_until_stopped(spark, settings, catalog(), contracts(), chosen, stop)
+
+
+# -- app and demo -------------------------------------------------------------------------------
+
+
+def app_command(settings: Settings, port: int) -> list[str]:
+    """The command line that serves the Streamlit app."""
+    return [
+        sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app" / "Home.py"),
+        "--server.port", str(port), "--server.headless", "true", "--server.address", "127.0.0.1",
+        "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+
+
+@app.command("app")
+def serve_app(port: int = typer.Option(None), env: str = typer.Option(None)) -> None:
+    """Serve the Streamlit app (KPIs with freshness and lineage)."""
+    settings = _settings(env)
+    os.execv(sys.executable, app_command(settings, port or settings.app.port))
+
+
+@app.command()
+def demo(
+    rate: float = typer.Option(None, help="generated events per second"),
+    seconds: float = typer.Option(0, help="stop after this many seconds (0 = until Ctrl-C)"),
+    env: str = typer.Option(None),
+) -> None:
+    """The playground: broker, traffic, pipeline and app; Ctrl-C stops everything."""
+    from lakehouse.catalog import catalog
+    from lakehouse.runtime import kafka
+    from lakehouse.runtime.processes import port_open, wait_until
+
+    settings = _settings(env)
+    logs = settings.path(settings.paths.logs)
+    logs.mkdir(parents=True, exist_ok=True)
+    status = kafka.up(settings, catalog())
+    console.print(f"[green]kafka[/] {status.bootstrap}")
+    trivas = [sys.executable, "-m", "lakehouse.cli"]
+    env_args = ["--env", env] if env else []
+    rate_args = ["--rate", str(rate)] if rate else []
+    children: dict[str, subprocess.Popen[bytes]] = {}
+
+    def spawn(name: str, command: list[str]) -> None:
+        log_file = (logs / f"{name}.log").open("ab")
+        children[name] = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+
+    spawn("pipeline", [*trivas, "pipeline", "run", *env_args])
+    spawn("generator", [*trivas, "generate", "--live", *rate_args, *env_args])
+    spawn("app", app_command(settings, settings.app.port))
+    wait_until(lambda: port_open("127.0.0.1", settings.app.port), 60, "the app to listen")
+    console.print(f"[green]app[/]      http://localhost:{settings.app.port}")
+    console.print(f"[green]logs[/]     {logs}  (pipeline.log, generator.log, app.log, kafka.log)")
+    console.print(f"[green]tables[/]   {settings.path(settings.tables.root)}")
+    console.print("Ctrl-C stops everything.")
+    deadline = time.monotonic() + seconds if seconds else None
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            for name, child in children.items():
+                if child.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {child.returncode}; see {logs / (name + '.log')}")
+            time.sleep(1)
+    except KeyboardInterrupt:
+        console.print("stopping…")
+    finally:
+        for name in ("generator", "app", "pipeline"):
+            child = children.get(name)
+            if child and child.poll() is None:
+                os.killpg(child.pid, signal.SIGTERM)
+        for child in children.values():
+            try:
+                child.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+        kafka.down(settings)
+        console.print("stopped.")
+
+
+@app.command()
+def tables(env: str = typer.Option(None)) -> None:
+    """Where every table lives."""
+    from lakehouse.catalog import catalog
+    from lakehouse.tables import table_location
+
+    settings = _settings(env)
+    names = ["bronze.events"] + [f"silver.{d.table}" for d in catalog().domains.values()]
+    names += ["silver.quarantine", "silver.late", "gold.kpi", "gold.sessions", "gold.order_payments", "ops.freshness"]
+    table = Table("table", "location")
+    for name in names:
+        table.add_row(name, table_location(settings, name))
+    console.print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _mount_optional()
+    app()
+
+
+if __name__ == "__main__":
+    main()
