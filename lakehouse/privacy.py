@@ -139,7 +139,8 @@ _IPV6 = re.compile(
     rf"(?<![0-9A-Fa-f:])(?:(?:{_HEX4}:){{7}}{_HEX4}"
     rf"|(?:{_HEX4}(?::{_HEX4}){{0,6}})?::(?:{_HEX4}(?::{_HEX4}){{0,6}})?)(?![0-9A-Fa-f:])"
 )
-_CARD = re.compile(r"(?<!\d)(?:\d[ \-]?){12,18}\d(?!\d)")
+# Card numbers as they are written: 4×4 groups, Amex 4-6-5, or 13–19 contiguous digits.
+_CARD = re.compile(r"(?<![\d-])(?:\d{4}[ \-]){3}\d{4}(?![\d-])|(?<!\d)\d{4}[ \-]\d{6}[ \-]\d{5}(?!\d)|(?<!\d)\d{13,19}(?!\d)")
 _PHONE = re.compile(r"(?<![\w+])\+\d[\d \-().]{6,18}\d(?!\d)")
 
 
@@ -161,10 +162,10 @@ def _mask_card(match: re.Match[str]) -> str:
 def mask_pii_patterns(text: str) -> str:
     """Mask e-mail addresses, IP addresses, card numbers (Luhn) and E.164 phones in free text."""
     text = _EMAIL.sub("[email]", text)
-    text = _CARD.sub(_mask_card, text)
-    text = _PHONE.sub("[phone]", text)
     text = _IPV4.sub("[ip]", text)
-    return _IPV6.sub(lambda m: "[ip]" if m.group(0) != "::" else m.group(0), text)
+    text = _IPV6.sub(lambda m: "[ip]" if m.group(0) != "::" else m.group(0), text)
+    text = _CARD.sub(_mask_card, text)
+    return _PHONE.sub("[phone]", text)
 
 
 @dataclass(frozen=True)
