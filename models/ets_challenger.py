@@ -68,7 +68,7 @@ class EtsState:
     keys: list[str] = field(default_factory=list)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
-    SCALARS = "use_log offset alpha beta gamma phi level trend variance n last_t seasonal".split()
+    SCALARS = ["use_log", "offset", "alpha", "beta", "gamma", "phi", "level", "trend", "variance", "n", "last_t", "seasonal"]
 
     def __post_init__(self) -> None:
         self._index = {k: i for i, k in enumerate(self.keys)}

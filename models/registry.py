@@ -22,7 +22,13 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
 from models import nab
-from models.evaluation import SHARED_DATA, load_msft_corpus, load_nab_corpus, nab_results, run_detector
+from models.evaluation import (
+    SHARED_DATA,
+    load_msft_corpus,
+    load_nab_corpus,
+    nab_results,
+    run_detector,
+)
 from models.scorer import BASELINE, ETS, KpiScorer, score_with_probation
 from models.series import OUTPUT_COLUMNS, SERIES_KEY, TIMESTAMP, VALUE, normalise_points
 

@@ -159,10 +159,7 @@ class BaselineState:
     cusum_var: np.ndarray = field(default_factory=lambda: np.zeros(0))
     peak: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
-    ARRAYS = (
-        "use_log offset is_count floor n last_t period gaps n_gaps level trend scale "
-        "hour hour_n weekday weekday_n cusum_pos cusum_neg run tail cusum_var peak"
-    ).split()
+    ARRAYS = ["use_log", "offset", "is_count", "floor", "n", "last_t", "period", "gaps", "n_gaps", "level", "trend", "scale", "hour", "hour_n", "weekday", "weekday_n", "cusum_pos", "cusum_neg", "run", "tail", "cusum_var", "peak"]
 
     def __post_init__(self) -> None:
         self._index = {k: i for i, k in enumerate(self.keys)}
