@@ -413,49 +413,45 @@ def _admin_answers(settings: Settings, cdc: CdcSettings) -> bool:
         return False
 
 
-def provisioning_statements(cdc: CdcSettings, replication_password: str | None = None) -> list[str]:
-    """What Debezium needs on the shop database, as SQL (run by a superuser in the shop db).
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+PASSWORD_PLACEHOLDER = "%(password)s"
 
-    Used as is on the private cluster; ``trivas cdc sql`` prints it for a real shop's DBA
-    (with a password placeholder).
+
+def _ident(name: str) -> str:
+    """A configured SQL name, checked to be a plain identifier (it is spliced into SQL)."""
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"{name!r} is not a plain lower-case SQL identifier")
+    return name
+
+
+def provisioning_statements(cdc: CdcSettings) -> list[str]:
+    """What Debezium needs on the shop database, as SQL run by a superuser in the shop db.
+
+    Used as is on the private cluster (the password is bound to ``%(password)s``);
+    ``trivas cdc sql`` prints it for a real shop's DBA. Idempotent.
     """
-    from psycopg2 import sql
-
-    user = sql.Identifier(cdc.replication_user)
-    secret = sql.Literal(replication_password) if replication_password else sql.SQL("'<password>'")
-    tables = [sql.Identifier(*t.split(".")) for t in cdc.tables]
-    schemas = sorted({t.split(".")[0] for t in cdc.tables})
-    statements: list[Any] = [
-        sql.SQL(
-            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {name}) "
-            "THEN CREATE ROLE {user} LOGIN REPLICATION; END IF; END $$"
-        ).format(name=sql.Literal(cdc.replication_user), user=user),
-        sql.SQL("ALTER ROLE {user} LOGIN REPLICATION PASSWORD {secret}").format(
-            user=user, secret=secret
-        ),
+    user = _ident(cdc.replication_user)
+    tables = [".".join(_ident(part) for part in t.split(".")) for t in cdc.tables]
+    schemas = sorted({t.split(".")[0] for t in tables})
+    statements = [
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = "
+        f"'{user}') THEN CREATE ROLE {user} LOGIN REPLICATION; END IF; END $$",
+        f"ALTER ROLE {user} LOGIN REPLICATION PASSWORD {PASSWORD_PLACEHOLDER}",
+        *(f"GRANT USAGE ON SCHEMA {schema} TO {user}" for schema in schemas),
     ]
-    for schema in schemas:
-        statements.append(
-            sql.SQL("GRANT USAGE ON SCHEMA {schema} TO {user}").format(
-                schema=sql.Identifier(schema), user=user
-            )
-        )
     for table in tables:
         # Full before-images: an UPDATE or DELETE event carries the whole old row.
-        statements.append(sql.SQL("ALTER TABLE {t} REPLICA IDENTITY FULL").format(t=table))
+        statements.append(f"ALTER TABLE {table} REPLICA IDENTITY FULL")
         # The initial snapshot reads the rows with plain SELECTs.
-        statements.append(sql.SQL("GRANT SELECT ON {t} TO {user}").format(t=table, user=user))
+        statements.append(f"GRANT SELECT ON {table} TO {user}")
+    publication = _ident(cdc.publication)
+    # Created here, never by the connector (publication.autocreate.mode=disabled).
     statements.append(
-        sql.SQL(
-            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_publication WHERE pubname = {name}) "
-            "THEN CREATE PUBLICATION {pub} FOR TABLE {tables}; END IF; END $$"
-        ).format(
-            name=sql.Literal(cdc.publication),
-            pub=sql.Identifier(cdc.publication),
-            tables=sql.SQL(", ").join(tables),
-        )
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_publication WHERE pubname = "
+        f"'{publication}') THEN CREATE PUBLICATION {publication} FOR TABLE "
+        f"{', '.join(tables)}; END IF; END $$"
     )
-    return statements  # psycopg2 Composed objects; render with .as_string(conn)
+    return statements
 
 
 def provision(settings: Settings, cdc: CdcSettings) -> None:
@@ -491,8 +487,9 @@ def provision(settings: Settings, cdc: CdcSettings) -> None:
             cur.execute(sql.SQL("SET ROLE {}").format(shop_user))
             cur.execute((SQL_DIR / "shop_schema.sql").read_text())
             cur.execute("RESET ROLE")
-            for statement in provisioning_statements(cdc, password(settings, cdc, "replication")):
-                cur.execute(statement)
+            secret = {"password": password(settings, cdc, "replication")}
+            for statement in provisioning_statements(cdc):
+                cur.execute(statement, secret if PASSWORD_PLACEHOLDER in statement else None)
     finally:
         shop.close()
 

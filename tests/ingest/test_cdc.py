@@ -245,12 +245,12 @@ def test_sigkilled_connect_worker_redelivers_and_silver_still_equals_source(
     writer = threading.Thread(target=lambda: result.append(_write_traffic(stack, stop, 1)))
     writer.start()
     try:
-        time.sleep(2.5)
+        time.sleep(1.5)
         # Crash mid-traffic, within the offset flush interval of the last flush.
         assert cdc.kill_connect(stack.settings, stack.cdc)
         time.sleep(0.5)
         cdc.start_connect(stack.settings, stack.cdc)
-        time.sleep(2.0)
+        time.sleep(1.0)
     finally:
         stop.set()
         writer.join()
@@ -268,7 +268,7 @@ def test_sigkilled_connect_worker_redelivers_and_silver_still_equals_source(
 
     # Small micro-batches: duplicates land in other batches than their originals.
     small = load_settings(
-        "test", environ={**stack.env, "TRIVAS_STREAMING__MAX_OFFSETS_PER_TRIGGER": "60"}
+        "test", environ={**stack.env, "TRIVAS_STREAMING__MAX_OFFSETS_PER_TRIGGER": "250"}
     )
     _run_job(spark, small, stack.cdc)
     _mirror_equals_source(spark, stack, small)
