@@ -180,6 +180,17 @@ def test_snapshot_then_inserts_updates_deletes_mirror_the_source(spark, stack: S
         shop.delete_order("o-4")
         shop.remove_stock_item("sku-5", "east")
         shop.adjust_stock("sku-new", "main", 7)  # insert through the upsert
+        # The playground's hook: catalog events written as the shop's database would.
+        placed = {"event_type": "order_placed", "event_time": "2026-11-28T04:00:00.000001+00:00",
+                  "payload": {"order_id": "o-gen", "customer_id": "c-7", "amount": 12.3,
+                              "currency": "EUR"}}  # fmt: skip
+        assert shop.apply_event(placed) and shop.apply_event(placed)  # a duplicate is harmless
+        assert shop.apply_event({"event_type": "payment_authorized",
+                                 "payload": {"order_id": "o-gen"}})  # fmt: skip
+        assert shop.apply_event({"event_type": "inventory_adjusted",
+                                 "payload": {"sku": "sku-3", "warehouse": "main", "delta": -1,
+                                             "stock_after": 42, "reason": "sale"}})  # fmt: skip
+        assert not shop.apply_event({"event_type": "page_view", "payload": {}})
         with shop.transaction() as cur:  # several changes of one row in one transaction
             for _ in range(3):
                 cur.execute("UPDATE inventory SET quantity = quantity - 1, updated_at = now() "
@@ -199,6 +210,7 @@ def test_snapshot_then_inserts_updates_deletes_mirror_the_source(spark, stack: S
     orders = read_table(spark, stack.settings, "silver.shop_orders")
     deleted = {r.order_id for r in orders.where("_deleted").collect()}
     assert deleted == {"o-4"}  # o-3 came back; o-9 was deleted before the snapshot
+    assert orders.where("order_id = 'o-gen'").first().status == "paid"
     ops = {r._op for r in orders.collect()}
     assert {"r", "c", "u", "d"} <= ops
 
@@ -235,9 +247,7 @@ def test_sigkilled_connect_worker_redelivers_and_silver_still_equals_source(
     spark, stack: Stack
 ) -> None:
     assert cdc.connect_service(stack.settings, stack.cdc).pid() is not None
-    before = Counter(
-        (t, k, json.loads(v)["source"]["lsn"]) for t, k, v in _consume_all(stack) if v
-    )
+    before = Counter((t, k, json.loads(v)["source"]["lsn"]) for t, k, v in _consume_all(stack) if v)
     assert max(before.values()) == 1  # no duplicates yet
 
     stop = threading.Event()
@@ -282,8 +292,14 @@ def _record(table: str, op: str, lsn: int, row: dict, before: dict | None = None
                 "before": before,
                 "after": None if op == "d" else row,
                 "op": op,
-                "source": {"lsn": lsn, "txId": lsn // 10, "sequence": f'[null,"{lsn}"]',
-                           "ts_ms": 1795840676007, "schema": "public", "table": table},
+                "source": {
+                    "lsn": lsn,
+                    "txId": lsn // 10,
+                    "sequence": f'[null,"{lsn}"]',
+                    "ts_ms": 1795840676007,
+                    "schema": "public",
+                    "table": table,
+                },
             }  # fmt: skip
         ).encode(),
     }
