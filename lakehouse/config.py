@@ -74,6 +74,7 @@ class Streaming(_Frozen):
     silver_trigger_seconds: float
     gold_trigger_seconds: float
     watermark_margin_seconds: int
+    session_gap_seconds: int
     starting_offsets: Literal["earliest", "latest"]
 
 

@@ -39,7 +39,7 @@ def _silver(spark: SparkSession, s: Settings, c: Catalog, k: KpiContracts, now: 
 
 
 def _gold(spark: SparkSession, s: Settings, c: Catalog, k: KpiContracts, now: bool) -> list[StreamingQuery]:
-    return gold.run(spark, s, c, k, available_now=now)
+    return gold.run(spark, s, c, k, available_now=now, session_gap=f"{s.streaming.session_gap_seconds} seconds")
 
 
 STARTERS: dict[str, Starter] = {"bronze": _bronze, "silver": _silver, "gold": _gold}
@@ -71,6 +71,28 @@ def start(
     for job in [j for j in STARTERS if j in jobs]:
         queries.extend(STARTERS[job](spark, settings, catalog, contracts, available_now))
     return queries
+
+
+def drain(
+    spark: SparkSession,
+    settings: Settings,
+    catalog: Catalog,
+    contracts: KpiContracts,
+    jobs: Sequence[str] = JOBS,
+) -> dict[str, StreamingQuery]:
+    """Process everything that is there, layer after layer, then stop (backfills, tests).
+
+    Each layer runs with ``availableNow`` only after the one above has finished, so it sees
+    all of its input; micro-batches stay bounded by the per-trigger limits.
+    """
+    ProgressTracker.install(spark)
+    prepare_tables(spark, settings, catalog)
+    finished: dict[str, StreamingQuery] = {}
+    for job in [j for j in STARTERS if j in jobs]:
+        for query in STARTERS[job](spark, settings, catalog, contracts, True):
+            query.awaitTermination()
+            finished[query.name] = query
+    return finished
 
 
 def record_freshness(spark: SparkSession, settings: Settings, tracker: ProgressTracker, sequence: int) -> None:
