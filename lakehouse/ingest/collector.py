@@ -368,6 +368,7 @@ class Collector:
             raise HttpError(413, "batch_too_large", f"at most {limit} events per request")
         origin = f"sdk:{source}"
         self.take_tokens(origin, max(1, len(events)))
+        received_at = datetime.now(UTC).isoformat()
         results: list[dict[str, Any]] = []
         accepted: list[dict[str, Any]] = []
         dead_letters: list[dict[str, Any]] = []
@@ -375,6 +376,8 @@ class Collector:
         for index, record in enumerate(events):
             if isinstance(record, dict):
                 record["source"] = origin
+                if record.get("sent_at") is None:
+                    record["sent_at"] = received_at
                 if "schema_version" not in record and record.get("event_type") in self.versions:
                     record["schema_version"] = self.versions[record["event_type"]]
             rejection = self.validator.check(record)

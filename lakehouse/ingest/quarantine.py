@@ -7,7 +7,9 @@ Sources of refused records:
   entries are PII-scrubbed, so they can only be replayed with a full fixed record supplied by
   the operator (never re-validated as they are: their hashed values would be hashed twice).
 
-Replay goes through the normal path: the fixed record is validated against the current
+A replay starts from the record as bronze received it (silver.quarantine's ``raw_value`` is
+PII-scrubbed; bronze still holds the original at the same Kafka coordinates, which the
+quarantine id names) and goes through the normal path: the fixed record is validated against the current
 catalog (the same edge validator as the collector) and produced to its raw topic by the same
 idempotent producer, keeping the original ``event_id`` (silver deduplicates by it) and, for
 silver rows, the original Kafka timestamp (lateness is judged as at first arrival). Each replay
@@ -63,6 +65,9 @@ class QuarantinedRecord:
     kafka_timestamp: datetime | None
     quarantined_at: str | None
     origin: str  # "silver" or "dlq"
+    kafka_topic: str | None = None
+    kafka_partition: int | None = None
+    kafka_offset: int | None = None
 
 
 @dataclass
@@ -112,9 +117,45 @@ def read_quarantine(settings: Settings) -> list[QuarantinedRecord]:
             kafka_timestamp=_utc(row.get("kafka_timestamp")),
             quarantined_at=str(row.get("quarantined_at")),
             origin="silver",
+            kafka_topic=row.get("kafka_topic"),
+            kafka_partition=row.get("kafka_partition"),
+            kafka_offset=row.get("kafka_offset"),
         )
         for row in rows
     ]
+
+
+def read_bronze_originals(
+    settings: Settings, records: Iterable[QuarantinedRecord]
+) -> dict[str, str]:
+    """The original raw values of quarantined silver records, from ``bronze.events``.
+
+    silver.quarantine keeps a PII-scrubbed copy; the record as received is still in bronze at
+    the same Kafka coordinates, and that is what a replay must start from.
+    """
+    import pyarrow.compute as pc
+    from deltalake import DeltaTable
+
+    wanted = {
+        (r.kafka_topic, r.kafka_partition, r.kafka_offset): r.quarantine_id
+        for r in records
+        if r.origin == "silver" and r.kafka_offset is not None
+    }
+    path = _local_path(settings, "bronze.events")
+    if not wanted or not Path(path, "_delta_log").exists():
+        return {}
+    dataset = DeltaTable(path).to_pyarrow_dataset()
+    offsets = sorted({offset for _, _, offset in wanted})
+    table = dataset.to_table(
+        columns=["topic", "partition", "offset", "value"],
+        filter=pc.field("offset").isin(offsets),
+    )
+    originals: dict[str, str] = {}
+    for row in table.to_pylist():
+        qid = wanted.get((row["topic"], row["partition"], row["offset"]))
+        if qid is not None and row["value"] is not None:
+            originals[qid] = row["value"]
+    return originals
 
 
 def read_dead_letters(settings: Settings, timeout_s: float = 10.0) -> list[QuarantinedRecord]:
@@ -233,15 +274,21 @@ def load_fixes(path: Path) -> dict[str, dict[str, Any]]:
     return fixes
 
 
-def apply_fix(record: QuarantinedRecord, fix: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The record to replay (None if it cannot be rebuilt), with the original event id."""
+def apply_fix(
+    record: QuarantinedRecord, fix: Mapping[str, Any] | None, original: str | None = None
+) -> dict[str, Any] | None:
+    """The record to replay (None if it cannot be rebuilt), with the original event id.
+
+    ``original`` is the raw value from bronze; without it the (scrubbed) ``raw_value`` is used.
+    """
     if fix is not None and "record" in fix:
         fixed = dict(fix["record"])
     else:
-        if record.origin != "silver" or record.raw_value is None:
+        base = original if original is not None else record.raw_value
+        if record.origin != "silver" or base is None:
             return None
         try:
-            fixed = orjson.loads(record.raw_value)
+            fixed = orjson.loads(base)
         except orjson.JSONDecodeError:
             return None
         if not isinstance(fixed, dict):
@@ -254,6 +301,8 @@ def apply_fix(record: QuarantinedRecord, fix: Mapping[str, Any] | None) -> dict[
                     fixed[name] = value
     if record.event_id:
         fixed["event_id"] = record.event_id
+    if fixed.get("sent_at") is None:
+        fixed["sent_at"] = datetime.now(UTC).isoformat()
     return fixed
 
 
@@ -277,20 +326,24 @@ def replay(
         known = {r.quarantine_id for r in records}
         report.unknown_fixes = sorted(set(fixes) - known)
         done = replayed_ids(settings)
-        plan: list[tuple[QuarantinedRecord, dict[str, Any], str]] = []
+        selected: list[QuarantinedRecord] = []
         for record in records:
             qid = record.quarantine_id
-            fix = fixes.get(qid)
-            selected = (fix is not None or (revalidate and record.origin == "silver")) and (
+            chosen = (qid in fixes or (revalidate and record.origin == "silver")) and (
                 wanted is None or qid in wanted
             )
-            if not selected:
+            if not chosen:
                 report.not_selected += 1
-                continue
-            if qid in done:
+            elif qid in done:
                 report.already_replayed.append(qid)
-                continue
-            fixed = apply_fix(record, fix)
+            else:
+                selected.append(record)
+        originals = read_bronze_originals(settings, selected)
+        plan: list[tuple[QuarantinedRecord, dict[str, Any], str]] = []
+        for record in selected:
+            qid = record.quarantine_id
+            fix = fixes.get(qid)
+            fixed = apply_fix(record, fix, originals.get(qid))
             if fixed is None:
                 report.still_invalid[qid] = "unreadable: supply a whole record"
                 continue

@@ -7,15 +7,27 @@ value, so that a rejection can be logged and dead-lettered without leaking PII.
 
 Reason codes: ``malformed`` (not a JSON object), ``unknown_event_type``, ``forbidden_pii``
 (a field classed ``forbidden`` is present: card numbers, CVV…), ``schema_version_mismatch``,
-``schema_violation``.
+``schema_violation``, ``event_time_in_future`` (beyond the clock-skew tolerance silver uses:
+such an event would drag every watermark forward).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lakehouse.catalog import Catalog, EventType
+
+# Same tolerance as silver's contract check (lakehouse.quality.FUTURE_TOLERANCE), kept here
+# literally so the collector does not import Spark for one constant.
+FUTURE_TOLERANCE = timedelta(minutes=5)
+# Silver's accepted spelling of a zoned timestamp (lakehouse.quality.ZONED_TIMESTAMP): RFC 3339
+# also allows a lower-case t/z, which silver would quarantine, so the edge refuses it too.
+ZONED_TIMESTAMP = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$"
+)
 
 try:  # pragma: no branch
     import jsonschema_rs
@@ -88,6 +100,18 @@ class EventValidator:
                 return Rejection("forbidden_pii", f"forbidden fields present: {fields}")
         validator = self._validators[event.event_type]
         if validator.is_valid(record):
+            text = record["event_time"]
+            try:
+                if not ZONED_TIMESTAMP.match(text):
+                    raise ValueError(text)
+                event_time = datetime.fromisoformat(text)
+            except ValueError:  # lower-case t/z, leap seconds: valid RFC 3339, not for silver
+                return Rejection("invalid_event_time", "event_time: use ISO-8601 with a zone")
+            if event_time > datetime.now(UTC) + FUTURE_TOLERANCE:
+                return Rejection(
+                    "event_time_in_future",
+                    f"event_time is more than {int(FUTURE_TOLERANCE.total_seconds())}s ahead",
+                )
             return None
         if record.get("schema_version") != event.version:
             return Rejection(

@@ -8,7 +8,7 @@ import hmac
 import logging
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -90,10 +90,13 @@ def validator() -> EventValidator:
         (order(payload={"card_number": "4111111111111111"}), "forbidden_pii"),
         (order(schema_version=2), "schema_version_mismatch"),
         (order(event_time="2026-01-01T10:00:00"), "schema_violation"),  # no zone
+        (order(event_time="2026-01-01t10:00:00z"), "invalid_event_time"),  # RFC 3339, not silver
         (order(event_id="not-a-uuid"), "schema_violation"),
         (order(payload={"amount": -1}), "schema_violation"),
         (order(payload={"currency": "USD"}), "schema_violation"),
         (order(unexpected="x"), "schema_violation"),
+        (order(event_time=(datetime.now(UTC) + timedelta(minutes=10)).isoformat()), "event_time_in_future"),
+        (order(event_time=(datetime.now(UTC) + timedelta(minutes=2)).isoformat()), None),
     ],
 )
 def test_edge_validation_reasons(validator: EventValidator, record: Any, reason: str | None) -> None:
@@ -142,7 +145,7 @@ def shopify_order() -> dict[str, Any]:
     return {
         "id": 820982911946154508,
         "admin_graphql_api_id": "gid://shopify/Order/820982911946154508",
-        "created_at": "2026-11-28T10:00:00-05:00",
+        "created_at": datetime.now(timezone(timedelta(hours=-5))).isoformat(timespec="seconds"),
         "currency": "EUR",
         "email": CANARIES["email"],
         "phone": CANARIES["phone"],

@@ -1,0 +1,106 @@
+"""The SDK: buffer policy without a collector, and delivery through a collector restart."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from lakehouse.ingest.sdk import BufferFullError, TrivasClient
+from lakehouse.runtime.processes import free_port
+
+from .conftest import API_KEY, CollectorProcess, Deployment, read_topic
+
+
+def page_view(i: int) -> dict[str, Any]:
+    return {"session_id": f"sdk-{i % 50}", "anonymous_id": f"a-{i}", "page_url": f"https://shop/p/{i}",
+            "page_seq": 1 + i % 5, "device": "desktop", "country": "FR"}  # fmt: skip
+
+
+@pytest.mark.unit
+def test_full_buffer_drops_oldest_and_counts() -> None:
+    down = f"http://127.0.0.1:{free_port()}"  # nobody listens
+    client = TrivasClient(down, API_KEY, max_buffer=10, batch_size=5, flush_interval_s=30, max_backoff_s=0.2)
+    ids = [client.track("page_view", page_view(i)) for i in range(25)]
+    assert len(set(ids)) == 25
+    assert client.stats.dropped >= 10 and client.buffered <= 10
+    client.close(timeout_s=0.5)
+    assert client.stats.accepted == 0
+    assert client.stats.dropped + client.stats.undelivered == 25
+
+
+@pytest.mark.unit
+def test_raise_and_block_policies() -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+    strict = TrivasClient(down, API_KEY, max_buffer=3, batch_size=100, flush_interval_s=30, on_full="raise")
+    blocking = TrivasClient(down, API_KEY, max_buffer=3, batch_size=100, flush_interval_s=30,
+                            on_full="block", block_timeout_s=0.2)  # fmt: skip
+    for client in (strict, blocking):
+        for i in range(3):
+            client.track("page_view", page_view(i))
+        started = time.monotonic()
+        with pytest.raises(BufferFullError):
+            client.track("page_view", page_view(9))
+        assert (time.monotonic() - started >= 0.2) == (client is blocking)
+        client.close(timeout_s=0.2)
+    with pytest.raises(ValueError):
+        TrivasClient(down, API_KEY, on_full="spill")  # type: ignore[arg-type]
+
+
+def track_through_restart(
+    deployment: Deployment, name: str, total: int, sig: int
+) -> tuple[list[str], TrivasClient, CollectorProcess]:
+    """Track ``total`` events while the collector is stopped with ``sig`` and restarted."""
+    collector = CollectorProcess(deployment, name, {}).start()
+    client = TrivasClient(collector.url, API_KEY, batch_size=50, flush_interval_s=0.05,
+                          initial_backoff_s=0.05, max_backoff_s=0.5, timeout_s=5)  # fmt: skip
+    ids: list[str] = []
+
+    def produce() -> None:
+        for i in range(total):
+            ids.append(client.track("page_view", page_view(i), event_time=datetime.now(UTC)))
+            time.sleep(0.002)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    time.sleep(0.6)
+    collector.stop(sig)
+    time.sleep(1.0)  # the SDK retries against a closed port meanwhile
+    collector.start()
+    producer.join()
+    assert client.flush(timeout_s=60)
+    client.close()
+    collector.stop()
+    return ids, client, collector
+
+
+@pytest.mark.integration
+def test_sdk_retries_through_a_collector_restart_and_delivers_every_event(deployment: Deployment) -> None:
+    ids, client, _ = track_through_restart(deployment, "sdk-restart", 1000, signal.SIGTERM)
+    assert client.stats.accepted == 1000 and client.stats.retries > 0
+    assert client.stats.dropped == client.stats.undelivered == client.stats.failed == 0
+    in_kafka = Counter(r["value"]["event_id"] for r in read_topic(deployment.settings, "raw.web"))
+    assert all(in_kafka[e] >= 1 for e in ids), "an event was lost"
+    # A graceful stop answers what it accepted: a copy more than once would need a lost answer.
+    assert sum(in_kafka[e] for e in ids) <= len(ids) + client.batch_size
+
+
+@pytest.mark.integration
+def test_sdk_event_ids_survive_retries(deployment: Deployment) -> None:
+    """Two sends of one event (a retry after a lost answer) carry one event id."""
+    collector = CollectorProcess(deployment, "sdk-ids", {}).start()
+    try:
+        event_id = str(uuid.uuid4())
+        for _ in range(2):
+            with TrivasClient(collector.url, API_KEY) as client:
+                assert client.track("page_view", page_view(1), event_id=event_id) == event_id
+    finally:
+        collector.stop()
+    copies = [r for r in read_topic(deployment.settings, "raw.web") if r["value"]["event_id"] == event_id]
+    assert len(copies) == 2 and len({c["value"]["event_id"] for c in copies}) == 1
