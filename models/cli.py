@@ -52,6 +52,22 @@ def train(
 
 
 @app.command()
+def bootstrap(
+    env: str | None = typer.Option(None, "--env", help="environment (conf/<env>.yaml) whose MLflow registry to use"),
+    no_evaluate: bool = typer.Option(False, "--no-evaluate", help="Skip the NAB calibration of a new anomaly champion."),
+) -> None:
+    """Register a champion for each streaming model that has none (demo, fresh machine)."""
+    from lakehouse.config import load_settings
+    from models import champion
+
+    settings = load_settings(env)
+    uri = champion.resolve_settings_uri(settings.mlflow.tracking_uri)
+    versions = champion.ensure_champions(uri, settings.mlflow.anomaly_model, settings.mlflow.refund_model, evaluate=not no_evaluate)
+    for name, version in versions.items():
+        typer.echo(f"{name}: champion {'version ' + version if version else 'missing (no training data)'}")
+
+
+@app.command()
 def evaluate(
     kind: str = typer.Option(BASELINE, "--kind", help="Model family to evaluate."),
     output: Path = typer.Option(REPO_ROOT / "bench" / "results" / "nab.json", "--output", help="JSON results."),

@@ -1,0 +1,855 @@
+"""Detect: KPI anomalies (MLflow champion), static thresholds and freshness SLAs → ``gold.alerts``.
+
+Reading ``gold.kpi``. The gold job MERGEs ``gold.kpi`` every micro-batch, so its commits
+rewrite files. A plain Delta stream fails on such commits; ``skipChangeCommits`` skips whole
+MERGE commits and with them the new windows they insert; ``ignoreChanges`` re-emits every row
+of every rewritten file, and because a MERGE writes the old rows of a touched file next to the
+hot (open) windows, that is close to the whole table on every batch. The change data feed
+(``delta.enableChangeDataFeed=true`` on ``gold.kpi``) gives exactly the rows each commit
+inserted or updated, with their commit version: detect reads that (O(changes) per batch).
+
+What is scored. Only final windows (``is_final``: gold's watermark has passed
+``window_end``). An open window's partial value is low by construction for an additive KPI
+(half a minute of orders) and would page as a drop, and the model must see every
+(series, window) once, in event-time order. Windows of one series go final in window order
+(the watermark only advances), so a per-series cursor — the last scored ``window_start`` —
+makes the change feed's repeats harmless; a final window restated later (a backfill) is not
+scored again. The price: an alert comes one gold watermark delay after its window closed.
+A series is ``kpi|grain|dimension`` (``orders|1m|country=DE``), its timestamp ``window_start``.
+
+Scorer state is persisted. After each micro-batch that changed it, the scorer's per-series
+state, the cursors and the open alerts are saved as one snapshot named by the batch id
+inside the query's checkpoint folder (through Hadoop's file system API, so ``dbfs:/`` and
+object stores work). Batch N starts from the newest snapshot older than N, so a batch replayed
+after a crash (its ``gold.alerts`` MERGE already committed and skipped by Delta's
+``txnAppId``/``txnVersion``) is scored from the same state again and nothing is learnt twice.
+
+Alias moves. :class:`models.champion.ChampionWatcher` looks the alias up at most every
+``alias_check_seconds``; when it has moved, that version is loaded and rebuilt from history
+— warmed with the final ``gold.kpi`` rows of every live series it has not seen (after its own
+last timestamp of the series, up to the cursor, within ``warmup_horizon``) — and scores from
+the next window on, in the same query. Without a champion, thresholds and freshness still
+run; the model joins when one is registered.
+
+Alert lifecycle. One alert per episode of a (series, rule): it fires on the first window
+that trips the rule (``alert_id`` = hash of kpi, grain, dimension, rule and that window's
+start, so a replay writes the same id), is extended while later windows trip, and is
+resolved by the first later window of the series back in band. ``gold.alerts`` is MERGEd by
+``alert_id``; this job is its only writer.
+
+Freshness watchdog. A KPI whose newest ``gold.kpi`` write (``computed_at``, processing time)
+is older than its contract's ``freshness_sla`` fires a ``freshness_sla`` alert
+(``window_start`` = that last write, ``observed`` = the lag in seconds, ``upper`` = the SLA)
+that resolves when the KPI is written again. It is checked after every detect batch and, in
+a continuous run, every ``freshness_check_seconds`` by a ticker query (a stale table produces
+no change-feed batches). A KPI that has never been written is not watched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.streaming import StreamingQuery
+
+from lakehouse.catalog import Catalog
+from lakehouse.config import Settings
+from lakehouse.contracts import TOTAL, KpiContracts
+from lakehouse.tables import (
+    checkpoint_location,
+    delta_table,
+    ensure_table,
+    read_table,
+    table_exists,
+    table_location,
+)
+from spark_jobs.gold import KPI_TABLE
+from spark_jobs.io import start_foreach_batch
+
+log = logging.getLogger("trivas.detect")
+
+ALERTS_TABLE = "gold.alerts"
+DETECT_QUERY = "detect_kpi"
+FRESHNESS_QUERY = "detect_freshness"
+CHANGE_FEED_PROPERTY = "delta.enableChangeDataFeed"
+RULE_MODEL, RULE_MIN, RULE_MAX, RULE_FRESHNESS = "anomaly_model", "threshold_min", "threshold_max", "freshness_sla"
+RULES = (RULE_MODEL, RULE_MIN, RULE_MAX, RULE_FRESHNESS)
+FIRING, RESOLVED = "firing", "resolved"
+KPI_KEY = ("kpi", "grain", "window_start", "dimension")
+POINT_COLUMNS = ["kpi", "grain", "window_start", "window_end", "dimension", "value", "is_final", "computed_at"]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+ALERTS_SCHEMA = T.StructType(
+    [
+        T.StructField("alert_id", T.StringType(), False),
+        T.StructField("kpi", T.StringType(), False),
+        T.StructField("grain", T.StringType(), False),
+        T.StructField("window_start", T.TimestampType(), False),
+        T.StructField("window_end", T.TimestampType(), False),
+        T.StructField("dimension", T.StringType(), False),
+        T.StructField("observed", T.DoubleType(), True),
+        T.StructField("expected", T.DoubleType(), True),
+        T.StructField("lower", T.DoubleType(), True),
+        T.StructField("upper", T.DoubleType(), True),
+        T.StructField("score", T.DoubleType(), True),
+        T.StructField("confidence", T.DoubleType(), True),
+        T.StructField("model_version", T.StringType(), True),
+        T.StructField("rule", T.StringType(), False),
+        T.StructField("state", T.StringType(), False),
+        T.StructField("first_seen_at", T.TimestampType(), False),
+        T.StructField("updated_at", T.TimestampType(), False),
+    ]
+)
+
+
+def utc_now() -> datetime:
+    """Processing time (the default clock)."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """Knobs of the detect job (defaults suit a live deployment).
+
+    Attributes:
+        alias: Registry alias scored with.
+        alias_check_seconds: Minimum seconds between two look-ups of the alias (0 = every batch).
+        freshness_check_seconds: Period of the freshness ticker query (continuous runs).
+        warmup_horizon: History replayed into a newly loaded model, per series.
+        trigger_seconds: Trigger of the detect query (default: the gold trigger).
+        clock: Processing time (tests pin it).
+        tracking_uri: MLflow URI (default: ``settings.mlflow.tracking_uri``).
+    """
+
+    alias: str = "champion"
+    alias_check_seconds: float = 30.0
+    freshness_check_seconds: float = 10.0
+    warmup_horizon: timedelta = timedelta(days=14)
+    trigger_seconds: float | None = None
+    clock: Callable[[], datetime] = utc_now
+    tracking_uri: str | None = None
+
+
+# -- pure functions ----------------------------------------------------------------------------
+
+
+def series_key(kpi: str, grain: str, dimension: str) -> str:
+    """The model's series of one KPI row: ``kpi|grain|dimension``."""
+    return f"{kpi}|{grain}|{dimension}"
+
+
+def alert_id(kpi: str, grain: str, dimension: str, rule: str, first_window_start: datetime) -> str:
+    """Deterministic id of an alert episode (same input → same id, on any replay)."""
+    stamp = first_window_start.astimezone(UTC).isoformat()
+    return hashlib.sha256(f"{kpi}|{grain}|{dimension}|{rule}|{stamp}".encode()).hexdigest()[:32]
+
+
+def latest_kpi_changes(changes: DataFrame) -> DataFrame:
+    """Change-feed rows of ``gold.kpi`` → the newest image of each KPI row in the batch.
+
+    Keeps inserts and update post-images (a restated open window, a window flipped to
+    final); of several images of one (kpi, grain, window_start, dimension) the one of the
+    latest commit wins.
+    """
+    newest = Window.partitionBy(*KPI_KEY).orderBy(F.col("_commit_version").desc())
+    return (
+        changes.where(F.col("_change_type").isin("insert", "update_postimage"))
+        .withColumn("_rank", F.row_number().over(newest))
+        .where(F.col("_rank") == 1)
+        .select(*POINT_COLUMNS)
+    )
+
+
+def _utc(value: Any) -> datetime:
+    moment = pd.Timestamp(value)
+    moment = moment.tz_localize(UTC) if moment.tzinfo is None else moment.tz_convert(UTC)
+    return moment.to_pydatetime()
+
+
+def _seconds(timestamps: pd.Series) -> np.ndarray:
+    ts = pd.to_datetime(timestamps, utc=True)
+    return (ts - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=float)
+
+
+def new_points(rows: pd.DataFrame, cursor: dict[str, float]) -> pd.DataFrame:
+    """Final rows not scored yet (after their series' cursor), in event-time order per series.
+
+    Args:
+        rows: ``POINT_COLUMNS`` (the newest image of each changed KPI row).
+        cursor: ``series_key`` → epoch seconds of the last scored ``window_start``.
+
+    Returns:
+        The rows to score with a ``series_key`` and a ``t`` (epoch seconds) column.
+    """
+    final = rows[rows["is_final"].astype(bool)].copy()
+    if final.empty:
+        return final.assign(series_key=pd.Series(dtype=str), t=pd.Series(dtype=float))
+    final["series_key"] = final["kpi"] + "|" + final["grain"] + "|" + final["dimension"]
+    final["t"] = _seconds(final["window_start"])
+    done = final["series_key"].map(cursor).astype(float).fillna(-np.inf).to_numpy()
+    fresh = final[final["t"].to_numpy() > done]
+    return fresh.sort_values(["series_key", "t"], kind="stable").reset_index(drop=True)
+
+
+def threshold_outcomes(points: pd.DataFrame, contracts: KpiContracts) -> pd.DataFrame:
+    """Per point: 1.0 if it breaks its KPI's static min (max), 0.0 if within, NaN if no such
+    threshold or no value."""
+    lows = points["kpi"].map({k: c.thresholds.min for k, c in contracts.kpis.items()}).astype(float)
+    highs = points["kpi"].map({k: c.thresholds.max for k, c in contracts.kpis.items()}).astype(float)
+    value = pd.to_numeric(points["value"], errors="coerce").astype(float)
+    out = pd.DataFrame(index=points.index)
+    out[RULE_MIN] = np.where(lows.isna() | value.isna(), np.nan, (value < lows).astype(float))
+    out[RULE_MAX] = np.where(highs.isna() | value.isna(), np.nan, (value > highs).astype(float))
+    out["min"] = lows
+    out["max"] = highs
+    return out
+
+
+@dataclass
+class Alert:
+    """One row of ``gold.alerts``."""
+
+    alert_id: str
+    kpi: str
+    grain: str
+    window_start: datetime
+    window_end: datetime
+    dimension: str
+    observed: float | None
+    expected: float | None
+    lower: float | None
+    upper: float | None
+    score: float | None
+    confidence: float | None
+    model_version: str | None
+    rule: str
+    state: str
+    first_seen_at: datetime
+    updated_at: datetime
+
+    def as_row(self) -> tuple[Any, ...]:
+        return tuple(_clean(getattr(self, f.name)) for f in ALERTS_SCHEMA.fields)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for name in ("window_start", "window_end", "first_seen_at", "updated_at"):
+            data[name] = data[name].isoformat()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Alert:
+        data = dict(data)
+        for name in ("window_start", "window_end", "first_seen_at", "updated_at"):
+            data[name] = datetime.fromisoformat(data[name])
+        return cls(**data)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float | np.floating) and not np.isfinite(value):
+        return None
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
+@dataclass
+class AlertBook:
+    """Lifecycle of alert episodes (pure; no I/O).
+
+    ``open`` maps (series_key, rule) to its firing alert; ``changed`` collects every alert
+    whose row must be (re)written, by id.
+    """
+
+    open: dict[tuple[str, str], Alert] = field(default_factory=dict)
+    changed: dict[str, Alert] = field(default_factory=dict)
+
+    def observe(
+        self,
+        series: str,
+        rule: str,
+        tripped: bool,
+        point: dict[str, Any],
+        now: datetime,
+        **values: Any,
+    ) -> None:
+        """Advance one (series, rule) by one window: fire, extend or resolve.
+
+        Args:
+            series: ``kpi|grain|dimension``.
+            rule: One of :data:`RULES`.
+            tripped: Whether this window breaks the rule.
+            point: ``kpi, grain, dimension, window_start, window_end`` of the window.
+            now: Processing time of the transition.
+            values: observed, expected, lower, upper, score, confidence, model_version.
+        """
+        key = (series, rule)
+        current = self.open.get(key)
+        if tripped:
+            if current is None:
+                current = Alert(
+                    alert_id=alert_id(point["kpi"], point["grain"], point["dimension"], rule, point["window_start"]),
+                    kpi=point["kpi"], grain=point["grain"], dimension=point["dimension"],
+                    window_start=point["window_start"], window_end=point["window_end"],
+                    rule=rule, state=FIRING, first_seen_at=now, updated_at=now,
+                    **{k: values.get(k) for k in ("observed", "expected", "lower", "upper", "score", "confidence", "model_version")},
+                )  # fmt: skip
+            else:
+                current = replace(current, window_end=point["window_end"], updated_at=now, **values)
+            self.open[key] = current
+            self.changed[current.alert_id] = current
+        elif current is not None:
+            resolved = replace(current, state=RESOLVED, updated_at=now)
+            del self.open[key]
+            self.changed[resolved.alert_id] = resolved
+
+    def take_changes(self) -> list[Alert]:
+        """The alerts to write since the last call."""
+        changes = list(self.changed.values())
+        self.changed = {}
+        return changes
+
+
+def apply_rules(
+    book: AlertBook,
+    points: pd.DataFrame,
+    scores: pd.DataFrame | None,
+    contracts: KpiContracts,
+    model_version: str | None,
+    now: datetime,
+) -> None:
+    """Run every window of ``points`` (ordered per series) through the alert lifecycle.
+
+    Args:
+        book: Open alerts, advanced in place.
+        points: From :func:`new_points`.
+        scores: Model outputs indexed like ``points`` (rows not scored: NaN), or ``None``.
+        contracts: KPI contracts (thresholds).
+        model_version: The version that produced ``scores``.
+        now: Processing time.
+    """
+    if points.empty:
+        return
+    limits = threshold_outcomes(points, contracts)
+    outcomes = {RULE_MIN: limits[RULE_MIN].to_numpy(), RULE_MAX: limits[RULE_MAX].to_numpy()}
+    if scores is not None:
+        scored = scores["anomaly_score"].notna().to_numpy() & pd.to_numeric(points["value"], errors="coerce").notna().to_numpy()
+        outcomes[RULE_MODEL] = np.where(scored, scores["is_anomaly"].fillna(False).astype(float).to_numpy(), np.nan)
+    tripped_any = np.zeros(len(points), bool)
+    for values in outcomes.values():
+        tripped_any |= values == 1.0
+    open_series = {s for s, _ in book.open}
+    series = points["series_key"].to_numpy()
+    relevant = tripped_any | np.isin(series, list(open_series))
+    # Only series with a breach in this batch or an open alert can change state.
+    busy = set(series[relevant])
+    for i in np.flatnonzero(np.isin(series, list(busy))):
+        row = points.iloc[i]
+        point = {
+            "kpi": row["kpi"], "grain": row["grain"], "dimension": row["dimension"],
+            "window_start": _utc(row["window_start"]), "window_end": _utc(row["window_end"]),
+        }  # fmt: skip
+        observed = _clean(float(row["value"])) if pd.notna(row["value"]) else None
+        for rule, values in outcomes.items():
+            if np.isnan(values[i]):
+                continue
+            if rule == RULE_MODEL:
+                s = scores.iloc[i]
+                extra = {
+                    "expected": _clean(float(s["expected"])), "lower": _clean(float(s["lower"])),
+                    "upper": _clean(float(s["upper"])), "score": _clean(float(s["anomaly_score"])),
+                    "confidence": _clean(float(s["confidence"])), "model_version": model_version,
+                }  # fmt: skip
+            else:
+                extra = {
+                    "expected": None, "lower": _clean(limits["min"].iloc[i]), "upper": _clean(limits["max"].iloc[i]),
+                    "score": 1.0, "confidence": 1.0, "model_version": None,
+                }  # fmt: skip
+            book.observe(row["series_key"], rule, bool(values[i] == 1.0), point, now, observed=observed, **extra)
+
+
+def freshness_transitions(
+    last_written: dict[str, datetime],
+    open_alerts: dict[str, Alert],
+    contracts: KpiContracts,
+    now: datetime,
+) -> list[Alert]:
+    """Fire, keep or resolve the freshness alert of every watched KPI (``open_alerts`` is
+    updated in place; returns the alerts to write).
+
+    Args:
+        last_written: KPI → newest ``computed_at`` of its ``gold.kpi`` rows.
+        open_alerts: KPI → its firing freshness alert.
+        contracts: For each KPI's ``freshness_sla`` and grain label.
+        now: Processing time.
+    """
+    changes: list[Alert] = []
+    for kpi, last in sorted(last_written.items()):
+        contract = contracts.kpis.get(kpi)
+        if contract is None:
+            continue
+        sla = contract.freshness_sla
+        lag = now - last
+        current = open_alerts.get(kpi)
+        if current is not None and (lag <= sla or current.window_start < last):
+            resolved = replace(current, state=RESOLVED, updated_at=now)
+            del open_alerts[kpi]
+            changes.append(resolved)
+            current = None
+        if current is None and lag > sla:
+            grain = contract.window_label
+            alert = Alert(
+                alert_id=alert_id(kpi, grain, TOTAL, RULE_FRESHNESS, last), kpi=kpi, grain=grain,
+                window_start=last, window_end=last + sla, dimension=TOTAL, observed=lag.total_seconds(),
+                expected=None, lower=None, upper=sla.total_seconds(), score=1.0, confidence=1.0,
+                model_version=None, rule=RULE_FRESHNESS, state=FIRING, first_seen_at=now, updated_at=now,
+            )  # fmt: skip
+            open_alerts[kpi] = alert
+            changes.append(alert)
+    return changes
+
+
+# -- tables and the change feed ----------------------------------------------------------------
+
+
+def ensure_detect_tables(spark: SparkSession, settings: Settings) -> None:
+    """Create ``gold.alerts`` and turn on ``gold.kpi``'s change data feed (both idempotent).
+
+    Call before any query starts (``pipeline.prepare_tables``): changing a table property
+    while the gold job MERGEs would make one of the two commits fail.
+    """
+    ensure_table(spark, settings, ALERTS_TABLE, ALERTS_SCHEMA)
+    enable_kpi_change_feed(spark, settings)
+
+
+def change_feed_enabled(spark: SparkSession, settings: Settings) -> bool:
+    """Whether ``gold.kpi`` records its changes."""
+    detail = delta_table(spark, settings, KPI_TABLE).detail().select("properties").first()
+    return str((detail["properties"] or {}).get(CHANGE_FEED_PROPERTY, "false")).lower() == "true"
+
+
+def enable_kpi_change_feed(spark: SparkSession, settings: Settings) -> None:
+    """Set ``delta.enableChangeDataFeed=true`` on ``gold.kpi`` if it is not set."""
+    if table_exists(spark, settings, KPI_TABLE) and not change_feed_enabled(spark, settings):
+        name = table_location(settings, KPI_TABLE)
+        target = name if settings.tables.binding == "catalog" else f"delta.`{name}`"
+        spark.sql(f"ALTER TABLE {target} SET TBLPROPERTIES ('{CHANGE_FEED_PROPERTY}' = 'true')")
+        log.info("enabled the change data feed of %s", KPI_TABLE)
+
+
+def read_kpi_changes(spark: SparkSession, settings: Settings) -> DataFrame:
+    """The change feed of ``gold.kpi`` as a stream (a new checkpoint starts with the whole
+    table as inserts)."""
+    location = table_location(settings, KPI_TABLE)
+    reader = spark.readStream.format("delta").option("readChangeFeed", "true").option("maxFilesPerTrigger", 1000)
+    if settings.tables.binding == "catalog":
+        return reader.table(location)
+    return reader.load(location)
+
+
+def _set_txn(session: SparkSession, app_id: str | None, version: int | None) -> None:
+    # Delta reads the idempotent-write pair from the session conf. A query's session is
+    # cloned from the root session at start, possibly while another job had set its own pair:
+    # always set or clear both explicitly.
+    for key, value in (("spark.databricks.delta.write.txnAppId", app_id), ("spark.databricks.delta.write.txnVersion", version)):
+        if value is None:
+            session.conf.unset(key)
+        else:
+            session.conf.set(key, str(value))
+
+
+class AlertSink:
+    """MERGE of alert rows into ``gold.alerts`` by ``alert_id`` (serialised: the detect and
+    freshness queries of this job share it, and two concurrent MERGEs would conflict)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.lock = threading.Lock()
+
+    def write(self, session: SparkSession, alerts: list[Alert], app_id: str | None = None, version: int | None = None) -> None:
+        if not alerts:
+            return
+        frame = session.createDataFrame([a.as_row() for a in alerts], ALERTS_SCHEMA)
+        keep = {"first_seen_at"}
+        updates = {c: f"s.{c}" for c in ALERTS_SCHEMA.fieldNames() if c not in keep}
+        with self.lock:
+            _set_txn(session, app_id, version)
+            try:
+                (
+                    delta_table(session, self.settings, ALERTS_TABLE).alias("t")
+                    .merge(frame.alias("s"), "t.alert_id = s.alert_id")
+                    .whenMatchedUpdate(set=updates)
+                    .whenNotMatchedInsertAll()
+                    .execute()
+                )  # fmt: skip
+            finally:
+                _set_txn(session, None, None)
+
+    def open_alerts(self, session: SparkSession, rules: Iterable[str]) -> list[Alert]:
+        """Firing alerts of some rules (seed after a restart without a snapshot)."""
+        rows = (
+            read_table(session, self.settings, ALERTS_TABLE)
+            .where((F.col("state") == FIRING) & F.col("rule").isin(list(rules)))
+            .collect()
+        )
+        out = []
+        for row in rows:
+            data = row.asDict()
+            for name in ("window_start", "window_end", "first_seen_at", "updated_at"):
+                data[name] = _utc(data[name])
+            out.append(Alert(**data))
+        return out
+
+
+# -- scorer snapshots --------------------------------------------------------------------------
+
+
+class SnapshotStore:
+    """Versioned blobs (one per batch id) in a folder, through Hadoop's FileSystem."""
+
+    def __init__(self, spark: SparkSession, directory: str) -> None:
+        jvm = spark.sparkContext._jvm
+        self._jvm = jvm
+        self._dir = jvm.org.apache.hadoop.fs.Path(directory)
+        self._fs = self._dir.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+
+    def _batches(self) -> list[int]:
+        if not self._fs.exists(self._dir):
+            return []
+        names = [status.getPath().getName() for status in self._fs.listStatus(self._dir)]
+        return sorted(int(n.removesuffix(".snapshot")) for n in names if n.endswith(".snapshot"))
+
+    def _path(self, batch_id: int):  # noqa: ANN202 - a Hadoop Path
+        return self._jvm.org.apache.hadoop.fs.Path(self._dir, f"{batch_id:020d}.snapshot")
+
+    def save(self, batch_id: int, payload: bytes) -> None:
+        """Write atomically (temporary file, then rename)."""
+        self._fs.mkdirs(self._dir)
+        tmp = self._jvm.org.apache.hadoop.fs.Path(self._dir, f".{batch_id:020d}.tmp")
+        out = self._fs.create(tmp, True)
+        try:
+            out.write(bytearray(payload))
+        finally:
+            out.close()
+        final = self._path(batch_id)
+        if self._fs.exists(final):
+            self._fs.delete(final, False)
+        if not self._fs.rename(tmp, final):
+            raise OSError(f"could not rename {tmp} to {final}")
+
+    def latest_before(self, batch_id: int) -> tuple[int, bytes] | None:
+        """The newest snapshot of a batch older than ``batch_id``."""
+        older = [b for b in self._batches() if b < batch_id]
+        if not older:
+            return None
+        stream = self._fs.open(self._path(older[-1]))
+        try:
+            data = bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
+        finally:
+            stream.close()
+        return older[-1], data
+
+    def prune(self, keep_from: int) -> None:
+        """Delete snapshots of batches older than ``keep_from``."""
+        for batch in self._batches():
+            if batch < keep_from:
+                self._fs.delete(self._path(batch), False)
+
+
+@dataclass
+class DetectorState:
+    """What a detect batch starts from: scorer, cursors, open alerts (model and thresholds)."""
+
+    scorer: Any | None = None  # models.scorer.KpiScorer
+    model_version: str | None = None
+    cursor: dict[str, float] = field(default_factory=dict)
+    book: AlertBook = field(default_factory=AlertBook)
+    batch_id: int = -1
+
+    def to_bytes(self) -> bytes:
+        meta = {
+            "model_version": self.model_version,
+            "cursor": self.cursor,
+            "open": [[s, r, a.to_json()] for (s, r), a in self.book.open.items()],
+            "batch_id": self.batch_id,
+        }
+        arrays: dict[str, np.ndarray] = {"meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
+        if self.scorer is not None:
+            config = {"kind": self.scorer.kind, "params": self.scorer.params.to_dict()}
+            arrays["scorer_config"] = np.frombuffer(json.dumps(config).encode(), np.uint8)
+            if self.scorer.state is not None:
+                arrays.update({f"state_{k}": v for k, v in self.scorer.state.to_arrays().items()})
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, payload: bytes) -> DetectorState:
+        from models import ets_challenger, seasonal_baseline
+        from models.scorer import BASELINE, KpiScorer
+
+        with np.load(io.BytesIO(payload), allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        meta = json.loads(arrays.pop("meta").tobytes())
+        scorer = None
+        if "scorer_config" in arrays:
+            config = json.loads(arrays.pop("scorer_config").tobytes())
+            scorer = KpiScorer.new(config["kind"], **config["params"])
+            state_arrays = {k.removeprefix("state_"): v for k, v in arrays.items() if k.startswith("state_")}
+            if state_arrays:
+                kind = seasonal_baseline.BaselineState if scorer.kind == BASELINE else ets_challenger.EtsState
+                scorer.state = kind.from_arrays(state_arrays)
+        book = AlertBook(open={(s, r): Alert.from_json(a) for s, r, a in meta["open"]})
+        return cls(scorer, meta["model_version"], {k: float(v) for k, v in meta["cursor"].items()}, book, meta["batch_id"])
+
+
+# -- the detect writer -------------------------------------------------------------------------
+
+
+class FreshnessWatchdog:
+    """Per-KPI time of the newest ``gold.kpi`` write, checked against the SLAs."""
+
+    def __init__(self, settings: Settings, contracts: KpiContracts, sink: AlertSink, clock: Callable[[], datetime]) -> None:
+        self.settings = settings
+        self.contracts = contracts
+        self.sink = sink
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.last_written: dict[str, datetime] = {}
+        self.open: dict[str, Alert] | None = None
+
+    def _seed(self, session: SparkSession) -> None:
+        if self.open is not None:
+            return
+        latest = read_table(session, self.settings, KPI_TABLE).groupBy("kpi").agg(F.max("computed_at").alias("at")).collect()
+        for row in latest:
+            if row["at"] is not None:
+                self.observe({row["kpi"]: _utc(row["at"])})
+        self.open = {a.kpi: a for a in self.sink.open_alerts(session, [RULE_FRESHNESS])}
+
+    def observe(self, written: dict[str, datetime]) -> None:
+        """Record new writes (KPI → newest ``computed_at`` seen)."""
+        with self.lock:
+            for kpi, at in written.items():
+                if kpi not in self.last_written or at > self.last_written[kpi]:
+                    self.last_written[kpi] = at
+
+    def check(self, session: SparkSession) -> list[Alert]:
+        """Fire/resolve freshness alerts now; returns what was written."""
+        with self.lock:
+            self._seed(session)
+            assert self.open is not None
+            changes = freshness_transitions(dict(self.last_written), self.open, self.contracts, self.clock())
+        self.sink.write(session, changes)
+        return changes
+
+
+class KpiDetector:
+    """``foreachBatch`` writer of ``detect_kpi`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        contracts: KpiContracts,
+        options: DetectOptions,
+        sink: AlertSink,
+        watchdog: FreshnessWatchdog,
+    ) -> None:
+        from models.champion import ChampionWatcher, load_anomaly_version, resolve_settings_uri
+
+        self.settings = settings
+        self.contracts = contracts
+        self.options = options
+        self.sink = sink
+        self.watchdog = watchdog
+        uri = options.tracking_uri or resolve_settings_uri(settings.mlflow.tracking_uri)
+        self.watcher = ChampionWatcher(
+            settings.mlflow.anomaly_model, uri, load_anomaly_version, alias=options.alias,
+            check_seconds=options.alias_check_seconds,
+        )  # fmt: skip
+        self.state: DetectorState | None = None
+        self.snapshots: SnapshotStore | None = None
+        self.scored_points = 0
+        self.modelled = {k for k, c in contracts.kpis.items() if c.anomaly_detection}
+
+    # -- state
+
+    def _restore(self, session: SparkSession, batch_id: int) -> DetectorState:
+        self.snapshots = SnapshotStore(session, f"{checkpoint_location(self.settings, DETECT_QUERY)}/scorer_state")
+        found = self.snapshots.latest_before(batch_id)
+        if found is not None:
+            state = DetectorState.from_bytes(found[1])
+            log.info("detect: restored scorer state of batch %s (model version %s)", found[0], state.model_version)
+            return state
+        seeded = self.sink.open_alerts(session, [RULE_MODEL, RULE_MIN, RULE_MAX])
+        book = AlertBook(open={(series_key(a.kpi, a.grain, a.dimension), a.rule): a for a in seeded})
+        return DetectorState(book=book)
+
+    def _follow_champion(self, session: SparkSession, state: DetectorState) -> bool:
+        version = self.watcher.version()
+        if version is None or version == state.model_version:
+            return False
+        scorer = self.watcher.load(version)
+        warmed = self.warm(session, scorer, state.cursor)
+        log.info("detect: now scoring with version %s (warmed on %d history points)", version, warmed)
+        state.scorer, state.model_version = scorer, version
+        return True
+
+    def warm(self, session: SparkSession, scorer: Any, cursor: dict[str, float]) -> int:
+        """Replay the final ``gold.kpi`` rows a newly loaded model has not seen, per live
+        series: after the model's last timestamp of it, up to the cursor, within the horizon."""
+        modelled = {k: t for k, t in cursor.items() if k.split("|", 1)[0] in self.modelled}
+        if not modelled:
+            return 0
+        horizon = self.options.warmup_horizon.total_seconds()
+        lows: dict[str, float] = {}
+        for key, upto in modelled.items():
+            low = upto - horizon
+            if scorer.state is not None and scorer.state.has(key):
+                last = scorer.state.last_t[scorer.state.index_of([key])[0]]
+                low = max(low, float(last)) if np.isfinite(last) else low
+            if low < upto:
+                lows[key] = low
+        if not lows:
+            return 0
+        since = datetime.fromtimestamp(min(lows.values()), UTC)
+        history = (
+            read_table(session, self.settings, KPI_TABLE)
+            .where(F.col("is_final") & (F.col("window_start") > F.lit(since)) & F.col("kpi").isin(sorted(self.modelled)))
+            .select(*POINT_COLUMNS)
+        )
+        frame = history.toArrow().to_pandas()
+        if frame.empty:
+            return 0
+        frame["series_key"] = frame["kpi"] + "|" + frame["grain"] + "|" + frame["dimension"]
+        frame["t"] = _seconds(frame["window_start"])
+        low = frame["series_key"].map(lows).astype(float).to_numpy()
+        high = frame["series_key"].map(modelled).astype(float).to_numpy()
+        frame = frame[(frame["t"].to_numpy() > low) & (frame["t"].to_numpy() <= high)]
+        frame = frame.sort_values(["series_key", "t"], kind="stable")
+        if len(frame):
+            scorer.score(frame[["window_start", "value", "series_key"]].rename(columns={"window_start": "timestamp"}))
+        return len(frame)
+
+    # -- one micro-batch
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        session = batch.sparkSession
+        if self.state is None:
+            self.state = self._restore(session, batch_id)
+        state = self.state
+        rows = latest_kpi_changes(batch).toArrow().to_pandas()
+        if not rows.empty:
+            written = rows.groupby("kpi")["computed_at"].max()
+            self.watchdog.observe({k: _utc(v) for k, v in written.items()})
+        switched = self._follow_champion(session, state)
+        points = new_points(rows, state.cursor)
+        now = self.options.clock()
+        scores = self.score(state, points)
+        apply_rules(state.book, points, scores, self.contracts, state.model_version, now)
+        self.sink.write(session, state.book.take_changes(), DETECT_QUERY, batch_id)
+        if len(points):
+            last = points.groupby("series_key")["t"].max()
+            state.cursor.update({k: float(v) for k, v in last.items()})
+            self.scored_points += len(points)
+        if len(points) or switched:
+            assert self.snapshots is not None
+            previous = state.batch_id
+            state.batch_id = batch_id
+            self.snapshots.save(batch_id, state.to_bytes())
+            # Keep the snapshot a replay of this batch would start from.
+            self.snapshots.prune(previous if previous >= 0 else batch_id)
+        self.watchdog.check(session)
+
+    def score(self, state: DetectorState, points: pd.DataFrame) -> pd.DataFrame | None:
+        """Model outputs for the points of KPIs with anomaly detection on (others NaN)."""
+        if state.scorer is None or points.empty:
+            return None
+        modelled = points["kpi"].isin(self.modelled).to_numpy()
+        out = pd.DataFrame(np.nan, index=points.index, columns=["expected", "lower", "upper", "anomaly_score", "confidence"])
+        out["is_anomaly"] = False
+        if modelled.any():
+            subset = points[modelled]
+            frame = pd.DataFrame(
+                {"timestamp": subset["window_start"], "value": subset["value"].astype(float), "series_key": subset["series_key"]}
+            )
+            scored = state.scorer.score(frame)
+            for column in scored.columns:
+                out.loc[subset.index, column] = scored[column].to_numpy()
+        return out
+
+
+# -- run -----------------------------------------------------------------------------------------
+
+
+def run(
+    spark: SparkSession,
+    settings: Settings,
+    catalog: Catalog,
+    contracts: KpiContracts,
+    available_now: bool = False,
+    options: DetectOptions | None = None,
+) -> list[StreamingQuery]:
+    """Start ``detect_kpi`` (change feed of ``gold.kpi`` → ``gold.alerts``) and, unless
+    ``available_now``, the ``detect_freshness`` ticker.
+
+    Raises:
+        RuntimeError: ``gold.kpi`` does not record its changes (call
+            :func:`ensure_detect_tables` before the queries start).
+    """
+    options = options or DetectOptions()
+    ensure_table(spark, settings, ALERTS_TABLE, ALERTS_SCHEMA)
+    if not change_feed_enabled(spark, settings):
+        raise RuntimeError(
+            f"{KPI_TABLE} has no change data feed: create it with {CHANGE_FEED_PROPERTY}=true or call "
+            "spark_jobs.detect.ensure_detect_tables() before starting the queries"
+        )
+    sink = AlertSink(settings)
+    watchdog = FreshnessWatchdog(settings, contracts, sink, options.clock)
+    detector = KpiDetector(settings, contracts, options, sink, watchdog)
+    trigger = options.trigger_seconds or settings.streaming.gold_trigger_seconds
+    queries = [
+        start_foreach_batch(read_kpi_changes(spark, settings), settings, DETECT_QUERY, detector, trigger, available_now=available_now)
+    ]
+    if not available_now:
+        ticks = spark.readStream.format("rate").option("rowsPerSecond", 1).load()
+        queries.append(
+            start_foreach_batch(
+                ticks, settings, FRESHNESS_QUERY, lambda batch, _id: watchdog.check(batch.sparkSession),
+                options.freshness_check_seconds,
+            )  # fmt: skip
+        )
+    return queries
+
+
+__all__ = [
+    "ALERTS_SCHEMA",
+    "ALERTS_TABLE",
+    "Alert",
+    "AlertBook",
+    "DETECT_QUERY",
+    "DetectOptions",
+    "FRESHNESS_QUERY",
+    "KpiDetector",
+    "alert_id",
+    "apply_rules",
+    "ensure_detect_tables",
+    "enable_kpi_change_feed",
+    "freshness_transitions",
+    "latest_kpi_changes",
+    "new_points",
+    "run",
+    "series_key",
+    "threshold_outcomes",
+]

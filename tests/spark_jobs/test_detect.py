@@ -1,0 +1,294 @@
+"""The detect job on a real stream: gold.kpi (Delta, change data feed) → gold.alerts.
+
+Real Spark + Delta, a real MLflow sqlite registry in ``tmp_path``, champions trained and
+registered like ``trivas model train`` does. gold.kpi rows are written the way the gold
+job writes them: MERGE by key (open windows restated), then an UPDATE flipping ``is_final``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lakehouse.config import Settings, load_settings
+from lakehouse.contracts import contracts as load_contracts
+from models import registry
+from spark_jobs import detect, gold
+
+MINUTE = timedelta(minutes=1)
+T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # first live window; history ends just before
+SERIES = {  # kpi -> (level, noise sd, is a count)
+    "orders": (20.0, 0.0, True),
+    "revenue": (900.0, 60.0, False),
+    "payment_failure_rate": (0.10, 0.012, False),
+}
+
+
+# -- builders ----------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def lake(tmp_path: Path) -> Settings:
+    """An isolated deployment without Kafka: own tables, checkpoints and MLflow registry."""
+    return load_settings(
+        "test",
+        environ={
+            "TRIVAS_PATHS__VAR": str(tmp_path / "var"),
+            "TRIVAS_TABLES__ROOT": str(tmp_path / "lake"),
+            "TRIVAS_TABLES__CHECKPOINTS": str(tmp_path / "checkpoints"),
+            "TRIVAS_MLFLOW__TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        },
+    )
+
+
+def normal_value(kpi: str, minute: int, rng: np.random.Generator) -> float:
+    """A KPI's in-band value at a minute (slow hourly wave plus noise)."""
+    level, sd, count = SERIES[kpi]
+    base = level * (1 + 0.1 * np.sin(2 * np.pi * minute / 60))
+    if count:
+        return float(rng.poisson(base))
+    return float(max(base + rng.normal(0, sd), 0.0))
+
+
+def history(days: float = 2.0, seed: int = 0) -> pd.DataFrame:
+    """Training history of the three live series (gold.kpi shape → model points)."""
+    rng = np.random.default_rng(seed)
+    minutes = np.arange(-int(days * 24 * 60), 0)
+    parts = []
+    for kpi in SERIES:
+        values = [normal_value(kpi, int(m), rng) for m in minutes]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "timestamp": [T0 + int(m) * MINUTE for m in minutes],
+                    "value": values,
+                    "series_key": detect.series_key(kpi, "1m", "all"),
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def kpi_row(kpi: str, minute: int, value: float | None, *, final: bool, computed_at: datetime, dimension: str = "all") -> dict:
+    """One gold.kpi row (window ``T0 + minute``) in KPI_SCHEMA."""
+    start = T0 + minute * MINUTE
+    return {
+        "kpi": kpi, "grain": "1m", "window_start": start, "window_end": start + MINUTE, "dimension": dimension,
+        "value": value, "numerator": None, "denominator": None, "events": 1, "unit": "x",
+        "watermark": None, "computed_at": computed_at, "source_versions": {}, "is_final": final,
+    }  # fmt: skip
+
+
+def merge_kpi_rows(spark, settings: Settings, rows: list[dict]) -> None:  # noqa: ANN001
+    """Upsert rows as the gold writer does (MERGE on kpi, grain, window_start, dimension)."""
+    frame = spark.createDataFrame([tuple(r[f] for f in gold.KPI_SCHEMA.fieldNames()) for r in rows], gold.KPI_SCHEMA)
+    (
+        gold.delta_table(spark, settings, gold.KPI_TABLE).alias("t")
+        .merge(frame.alias("s"), "t.kpi = s.kpi AND t.grain = s.grain AND t.window_start = s.window_start AND t.dimension = s.dimension")
+        .whenMatchedUpdateAll()
+        .whenNotMatchedInsertAll()
+        .execute()
+    )  # fmt: skip
+
+
+def finalise(spark, settings: Settings, upto_minute: int) -> None:  # noqa: ANN001
+    """Flag windows ending at or before ``T0 + upto_minute`` as final (gold's UPDATE)."""
+    from pyspark.sql import functions as F
+
+    gold.delta_table(spark, settings, gold.KPI_TABLE).update(
+        condition=(~F.col("is_final")) & (F.col("window_end") <= F.lit(T0 + upto_minute * MINUTE)),
+        set={"is_final": F.lit(True)},
+    )
+
+
+def run_detect(spark, settings: Settings, clock: Callable[[], datetime]) -> None:  # noqa: ANN001
+    options = detect.DetectOptions(alias_check_seconds=0, clock=clock)
+    for query in detect.run(spark, settings, None, load_contracts(), available_now=True, options=options):
+        query.awaitTermination(300)
+        assert query.exception() is None
+
+
+def alerts(spark, settings: Settings) -> set[tuple]:  # noqa: ANN001
+    """(kpi, dimension, window_start minute, rule, state) of every alert."""
+    rows = gold.read_table(spark, settings, detect.ALERTS_TABLE).collect()
+    return {
+        (r["kpi"], r["dimension"], int((r["window_start"].replace(tzinfo=UTC) - T0) / MINUTE), r["rule"], r["state"])
+        for r in rows
+        if r["rule"] != detect.RULE_FRESHNESS
+    }
+
+
+def alert_rows(spark, settings: Settings) -> pd.DataFrame:  # noqa: ANN001
+    return gold.read_table(spark, settings, detect.ALERTS_TABLE).toPandas()
+
+
+@pytest.fixture()
+def kpi_table(spark, lake: Settings) -> Settings:  # noqa: ANN001
+    gold.ensure_gold_tables(spark, lake)
+    detect.ensure_detect_tables(spark, lake)
+    return lake
+
+
+# -- pure parts ---------------------------------------------------------------------------------
+
+
+@pytest.mark.unit
+def test_alert_ids_are_deterministic_per_episode() -> None:
+    a = detect.alert_id("orders", "1m", "all", "anomaly_model", T0)
+    assert a == detect.alert_id("orders", "1m", "all", "anomaly_model", T0.astimezone(UTC))
+    assert a != detect.alert_id("orders", "1m", "all", "threshold_min", T0)
+    assert a != detect.alert_id("orders", "1m", "all", "anomaly_model", T0 + MINUTE)
+
+
+@pytest.mark.unit
+def test_lifecycle_fires_extends_and_resolves() -> None:
+    book = detect.AlertBook()
+    now = T0 + timedelta(hours=1)
+
+    def point(m: int) -> dict:
+        return {"kpi": "orders", "grain": "1m", "dimension": "all", "window_start": T0 + m * MINUTE, "window_end": T0 + (m + 1) * MINUTE}
+
+    book.observe("orders|1m|all", "threshold_min", True, point(3), now, observed=0.0)
+    book.observe("orders|1m|all", "threshold_min", True, point(4), now + MINUTE, observed=0.0)
+    (fired,) = book.take_changes()
+    assert fired.state == "firing" and fired.window_start == T0 + 3 * MINUTE and fired.window_end == T0 + 5 * MINUTE
+    assert fired.first_seen_at == now and fired.updated_at == now + MINUTE
+    book.observe("orders|1m|all", "threshold_min", False, point(5), now + 2 * MINUTE, observed=4.0)
+    (resolved,) = book.take_changes()
+    assert (resolved.alert_id, resolved.state) == (fired.alert_id, "resolved")
+    assert not book.open
+    book.observe("orders|1m|all", "threshold_min", False, point(6), now, observed=4.0)
+    assert book.take_changes() == []
+
+
+@pytest.mark.unit
+def test_freshness_transitions() -> None:
+    kpis = load_contracts()
+    last = {"orders": T0, "payment_failure_rate": T0}
+    open_alerts: dict = {}
+    fired = detect.freshness_transitions(last, open_alerts, kpis, T0 + timedelta(seconds=90))
+    assert [(a.kpi, a.state, a.observed, a.upper) for a in fired] == [("orders", "firing", 90.0, 60.0)]
+    assert detect.freshness_transitions(last, open_alerts, kpis, T0 + timedelta(seconds=95)) == []
+    last["orders"] = T0 + timedelta(seconds=94)
+    (resolved,) = detect.freshness_transitions(last, open_alerts, kpis, T0 + timedelta(seconds=95))
+    assert (resolved.alert_id, resolved.state) == (fired[0].alert_id, "resolved")
+
+
+@pytest.mark.unit
+def test_only_final_windows_after_the_cursor_are_scored() -> None:
+    rows = pd.DataFrame([kpi_row("orders", m, 1.0, final=m < 3, computed_at=T0) for m in range(5)])
+    cursor = {"orders|1m|all": (T0 + MINUTE - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()}
+    points = detect.new_points(rows[detect.POINT_COLUMNS], cursor)
+    assert [int((pd.Timestamp(t) - T0) / MINUTE) for t in points["window_start"]] == [2]
+
+
+# -- the job on a stream ------------------------------------------------------------------------
+
+
+@pytest.mark.spark
+@pytest.mark.integration
+@pytest.mark.slow
+def test_detect_fires_resolves_and_follows_the_champion(spark, kpi_table: Settings) -> None:  # noqa: ANN001
+    settings = kpi_table
+    uri = settings.mlflow.tracking_uri
+    name = settings.mlflow.anomaly_model
+    v1 = registry.train_and_register(history(), tracking_uri=uri, model_name=name, evaluate=False)
+    rng = np.random.default_rng(42)
+    values = {kpi: [normal_value(kpi, m, rng) for m in range(60)] for kpi in SERIES}
+    values["orders"][29] = 90.0  # spike, last final window of phase A
+    values["payment_failure_rate"][10] = 0.62  # over the static max 0.35, and out of band
+    values["orders"][40] = 0.0  # under the static min 1, and a drop
+    values["revenue"][50] = 9_000.0  # spike scored by v2
+    clock = [T0 + 40 * MINUTE]
+
+    def rows(minutes: range, final: bool, scale: float = 1.0) -> list[dict]:
+        return [kpi_row(k, m, values[k][m] * scale, final=final, computed_at=clock[0]) for k in SERIES for m in minutes]
+
+    # Phase A: 30 final windows; 3 open windows with partial values (a third of a minute).
+    merge_kpi_rows(spark, settings, rows(range(0, 33), final=False, scale=1 / 3))
+    merge_kpi_rows(spark, settings, rows(range(0, 30), final=False))
+    finalise(spark, settings, 30)
+    run_detect(spark, settings, lambda: clock[0])
+    assert alerts(spark, settings) == {
+        ("orders", "all", 29, "anomaly_model", "firing"),
+        ("payment_failure_rate", "all", 10, "threshold_max", "resolved"),
+        ("payment_failure_rate", "all", 10, "anomaly_model", "resolved"),
+    }
+    spike = alert_rows(spark, settings).set_index("rule").loc["anomaly_model"].query("kpi == 'orders'").iloc[0]
+    assert spike["observed"] == 90.0 and spike["upper"] < 90.0
+    assert spike["model_version"] == v1.version and 0.5 <= spike["score"] <= 1.0 and spike["confidence"] == 1.0
+
+    # Phase B (a new run: state restored from its snapshot): the open windows are restated
+    # with their full values and finalised; the next in-band window resolves the spike.
+    clock[0] += 5 * MINUTE
+    merge_kpi_rows(spark, settings, rows(range(30, 45), final=False))
+    finalise(spark, settings, 45)
+    run_detect(spark, settings, lambda: clock[0])
+    assert alerts(spark, settings) == {
+        ("orders", "all", 29, "anomaly_model", "resolved"),
+        ("payment_failure_rate", "all", 10, "threshold_max", "resolved"),
+        ("payment_failure_rate", "all", 10, "anomaly_model", "resolved"),
+        ("orders", "all", 40, "threshold_min", "resolved"),
+        ("orders", "all", 40, "anomaly_model", "resolved"),
+    }
+
+    # Phase C: a new version becomes champion; the next batch scores with it.
+    v2 = registry.train_and_register(history(seed=1), alias=None, tracking_uri=uri, model_name=name, evaluate=False)
+    registry._use(uri).set_registered_model_alias(name, "champion", v2.version)
+    clock[0] += 5 * MINUTE
+    merge_kpi_rows(spark, settings, rows(range(45, 55), final=False))
+    finalise(spark, settings, 52)
+    run_detect(spark, settings, lambda: clock[0])
+    found = alert_rows(spark, settings)
+    revenue = found[(found["kpi"] == "revenue") & (found["rule"] == "anomaly_model")]
+    assert len(revenue) == 1 and revenue.iloc[0]["model_version"] == v2.version == "2"
+    assert revenue.iloc[0]["state"] == "resolved"  # window 51 is back in band
+    assert len(found) == 6 and found["alert_id"].is_unique
+    assert (found["rule"] != detect.RULE_FRESHNESS).all()
+
+
+@pytest.mark.spark
+@pytest.mark.integration
+@pytest.mark.slow
+def test_freshness_watchdog_fires_and_resolves(spark, kpi_table: Settings) -> None:  # noqa: ANN001
+    settings = kpi_table
+    registry.train_and_register(history(days=0.5), tracking_uri=settings.mlflow.tracking_uri, model_name=settings.mlflow.anomaly_model, evaluate=False)
+    now = T0 + timedelta(hours=1)
+    merge_kpi_rows(
+        spark, settings,
+        [kpi_row("orders", m, 20.0, final=True, computed_at=now - timedelta(seconds=10)) for m in range(3)]
+        + [kpi_row("refunds", m, 1.0, final=True, computed_at=now - timedelta(minutes=10)) for m in range(3)],
+    )  # fmt: skip
+    run_detect(spark, settings, lambda: now)
+    fresh = alert_rows(spark, settings)
+    assert fresh[["kpi", "rule", "state", "observed", "upper"]].values.tolist() == [["refunds", "freshness_sla", "firing", 600.0, 60.0]]
+    assert fresh.iloc[0]["window_start"] == pd.Timestamp(now - timedelta(minutes=10)).tz_localize(None)
+
+    later = now + timedelta(seconds=30)
+    merge_kpi_rows(spark, settings, [kpi_row("refunds", 3, 1.0, final=True, computed_at=later)])
+    run_detect(spark, settings, lambda: later + timedelta(seconds=1))
+    fresh = alert_rows(spark, settings)
+    assert fresh[["kpi", "rule", "state"]].values.tolist() == [["refunds", "freshness_sla", "resolved"]]
+
+    # Continuous run, nothing new in gold.kpi: the ticker query alone finds both KPIs stale.
+    stale = later + timedelta(minutes=10)
+    options = detect.DetectOptions(alias_check_seconds=0, freshness_check_seconds=0.5, clock=lambda: stale)
+    queries = detect.run(spark, settings, None, load_contracts(), options=options)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            firing = alert_rows(spark, settings).query("state == 'firing'")
+            if len(firing) == 2:
+                break
+            time.sleep(1)
+        assert sorted(firing["kpi"]) == ["orders", "refunds"]
+        assert all(q.isActive for q in queries)
+    finally:
+        for query in queries:
+            query.stop()
