@@ -29,6 +29,7 @@ import argparse
 import os
 import platform
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -254,6 +255,7 @@ def main() -> None:
             collector.send_signal(signal.SIGTERM)
             collector.wait(timeout=30)
         kafka.down(settings)
+        shutil.rmtree(folder, ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
