@@ -211,9 +211,7 @@ class Catalog:
 
     def silver_schema(self, domain: str) -> T.StructType:
         """Columns of the silver table of ``domain``: envelope + payload + lineage."""
-        envelope = [
-            T.StructField(f.name, f.spark_type(), f.name != "sent_at") for f in self.envelope
-        ]
+        envelope = [T.StructField(f.name, f.spark_type(), not f.required) for f in self.envelope]
         payload = [
             T.StructField(f.name, f.spark_type(), True) for f in self.domain_fields(domain)
         ]

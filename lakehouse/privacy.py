@@ -349,7 +349,9 @@ def scrub_raw_json(raw: Column, field_names: list[str]) -> Column:
     for name in field_names:
         scrubbed = F.regexp_replace(
             scrubbed,
-            rf'("{name}"\s*:\s*)("(?:[^"\\]|\\.)*"|-?[0-9][0-9.eE+-]*)',
+            # Unrolled-loop string pattern with possessive quantifiers: linear time and no
+            # deep recursion in Java's regex engine, however long the value.
+            rf'("{name}"\s*+:\s*+)("[^"\\]*+(?:\\.[^"\\]*+)*+"|-?[0-9][0-9.eE+-]*+)',
             r'$1"[scrubbed]"',
         )
     return scrubbed
