@@ -194,7 +194,10 @@ def apply_batch_fn(  # noqa: ANN201
             query_ids.append(_query_id(spark, checkpoint))
         records = batch.select("topic", "value").persist()
         try:
+            present = {row.topic for row in records.select("topic").distinct().collect()}
             for table in tables:
+                if cdc.topic(table.source) not in present:
+                    continue  # a MERGE of nothing still costs a Delta commit's worth of jobs
                 latest = latest_change_per_key(
                     parse_changes(records, table, cdc.topic(table.source)), table
                 )

@@ -256,7 +256,12 @@ def test_sigkilled_connect_worker_redelivers_and_silver_still_equals_source(
     writer.start()
     try:
         time.sleep(1.5)
-        # Crash mid-traffic, within the offset flush interval of the last flush.
+        # Crash mid-traffic, half an offset-flush interval after the last flush, so that about
+        # half a second of changes is delivered but not yet acknowledged.
+        offsets = Path(stack.settings.path(stack.cdc.connect_dir)) / "offsets.dat"
+        flushed = offsets.stat().st_mtime_ns
+        wait_until(lambda: offsets.stat().st_mtime_ns != flushed, 10, "an offset flush")
+        time.sleep(stack.cdc.offset_flush_interval_ms / 2000)
         assert cdc.kill_connect(stack.settings, stack.cdc)
         time.sleep(0.5)
         cdc.start_connect(stack.settings, stack.cdc)
@@ -278,7 +283,7 @@ def test_sigkilled_connect_worker_redelivers_and_silver_still_equals_source(
 
     # Small micro-batches: duplicates land in other batches than their originals.
     small = load_settings(
-        "test", environ={**stack.env, "TRIVAS_STREAMING__MAX_OFFSETS_PER_TRIGGER": "250"}
+        "test", environ={**stack.env, "TRIVAS_STREAMING__MAX_OFFSETS_PER_TRIGGER": "400"}
     )
     _run_job(spark, small, stack.cdc)
     _mirror_equals_source(spark, stack, small)
