@@ -105,7 +105,8 @@ def build_order_features(
     """
     history = history or RefundHistory.empty()
     orders = orders.copy()
-    orders["event_time"] = pd.to_datetime(orders["event_time"], utc=True)
+    # One resolution for every as-of join (Arrow gives microseconds, pandas nanoseconds).
+    orders["event_time"] = pd.to_datetime(orders["event_time"], utc=True).astype("datetime64[ns, UTC]")
     orders["customer_id"] = orders["customer_id"].astype("string")
     orders["_row"] = np.arange(len(orders))
     items = explode_items(orders)
@@ -144,7 +145,7 @@ def _events(frame: pd.DataFrame | None, kind: str) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "customer_id": frame["customer_id"].astype("string").reset_index(drop=True),
-            "event_time": pd.to_datetime(frame["event_time"], utc=True).reset_index(drop=True),
+            "event_time": pd.to_datetime(frame["event_time"], utc=True).astype("datetime64[ns, UTC]").reset_index(drop=True),
             "kind": kind,
         }
     )
@@ -204,7 +205,7 @@ def _sku_features(
     lines = lines.assign(c_lines=lines.groupby("sku").cumcount() + 1)
     if cancellations is not None and len(cancellations):
         cancel_items = explode_items(cancellations.assign(order_id=np.arange(len(cancellations))))
-        ctimes = pd.to_datetime(cancellations["event_time"], utc=True).reset_index(drop=True)
+        ctimes = pd.to_datetime(cancellations["event_time"], utc=True).astype("datetime64[ns, UTC]").reset_index(drop=True)
         cancel_items["event_time"] = ctimes.iloc[cancel_items["order_id"].to_numpy()].to_numpy()
         cancel_items["event_time"] = pd.to_datetime(cancel_items["event_time"], utc=True)
         cancel_items = cancel_items.sort_values("event_time")

@@ -154,9 +154,12 @@ class RefundRiskWriter:
             return
         assert self.version is not None
         scored = score_orders(self.model, orders, self.version, self.options.clock())
-        frame = batch.sparkSession.createDataFrame(
-            [tuple(r) for r in scored.itertuples(index=False, name=None)], REFUND_RISK_SCHEMA
-        )
+        rows = zip(
+            scored["order_id"].tolist(), [t.to_pydatetime() for t in scored["event_time"]],
+            scored["refund_risk"].astype(float).tolist(), scored["review"].astype(bool).tolist(),
+            scored["model_version"].tolist(), [t.to_pydatetime() for t in scored["scored_at"]], strict=True,
+        )  # fmt: skip
+        frame = batch.sparkSession.createDataFrame(list(rows), REFUND_RISK_SCHEMA)
         append_idempotent(frame, self.settings, REFUND_RISK_TABLE, REFUND_RISK_QUERY, batch_id)
 
 
