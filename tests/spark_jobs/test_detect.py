@@ -130,7 +130,8 @@ def alert_rows(spark, settings: Settings) -> pd.DataFrame:  # noqa: ANN001
 
 @pytest.fixture()
 def kpi_table(spark, lake: Settings) -> Settings:  # noqa: ANN001
-    gold.ensure_gold_tables(spark, lake)
+    # gold.kpi exactly as gold.ensure_gold_tables creates it (the other gold tables are not needed).
+    gold.ensure_table(spark, lake, gold.KPI_TABLE, gold.KPI_SCHEMA)
     detect.ensure_detect_tables(spark, lake)
     return lake
 
@@ -210,10 +211,9 @@ def test_detect_fires_resolves_and_follows_the_champion(spark, kpi_table: Settin
     def rows(minutes: range, final: bool, scale: float = 1.0) -> list[dict]:
         return [kpi_row(k, m, values[k][m] * scale, final=final, computed_at=clock[0]) for k in SERIES for m in minutes]
 
-    # Phase A: 30 final windows; 3 open windows with partial values (a third of a minute).
-    merge_kpi_rows(spark, settings, rows(range(0, 33), final=False, scale=1 / 3))
-    merge_kpi_rows(spark, settings, rows(range(0, 30), final=False))
-    finalise(spark, settings, 30)
+    # Phase A: 30 final windows; 3 open windows with partial values (a third of a minute)
+    # that would look like a drop if they were scored.
+    merge_kpi_rows(spark, settings, rows(range(0, 30), final=True) + rows(range(30, 33), final=False, scale=1 / 3))
     run_detect(spark, settings, lambda: clock[0])
     assert alerts(spark, settings) == {
         ("orders", "all", 29, "anomaly_model", "firing"),
@@ -242,8 +242,7 @@ def test_detect_fires_resolves_and_follows_the_champion(spark, kpi_table: Settin
     v2 = registry.train_and_register(history(seed=1), alias=None, tracking_uri=uri, model_name=name, evaluate=False)
     registry._use(uri).set_registered_model_alias(name, "champion", v2.version)
     clock[0] += 5 * MINUTE
-    merge_kpi_rows(spark, settings, rows(range(45, 55), final=False))
-    finalise(spark, settings, 52)
+    merge_kpi_rows(spark, settings, rows(range(45, 52), final=True) + rows(range(52, 55), final=False))
     run_detect(spark, settings, lambda: clock[0])
     found = alert_rows(spark, settings)
     revenue = found[(found["kpi"] == "revenue") & (found["rule"] == "anomaly_model")]
