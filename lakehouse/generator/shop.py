@@ -90,7 +90,7 @@ class Shop:
 
     # Mean events per session, measured from the funnel below; converts the requested
     # events/s into a session arrival rate.
-    EVENTS_PER_SESSION = 7.2
+    EVENTS_PER_SESSION = 5.0
 
     def __init__(self, config: ShopConfig, start: datetime) -> None:
         if start.tzinfo is None:

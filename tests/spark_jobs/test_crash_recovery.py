@@ -54,7 +54,7 @@ def test_sigkill_mid_stream_then_restart_equals_ground_truth(
     seed = random.SystemRandom().randrange(1_000_000)
     rng = random.Random(seed)
     print(f"crash test seed: {seed}")
-    stream = seeded_stream(catalog, deployment, seed=23, minutes=6, rate=30.0)
+    stream = seeded_stream(catalog, deployment, seed=23, minutes=6, rate=20.0)
     produce(deployment, stream)
     counted = counted_events(stream, catalog)
     truth = expected_kpis(counted)

@@ -35,7 +35,7 @@ def test_every_contract_has_an_independent_truth() -> None:
 
 
 def test_stream_through_all_layers_equals_ground_truth(deployment, spark, catalog, table_reader, tmp_path) -> None:
-    stream = seeded_stream(catalog, deployment, seed=11, minutes=10, rate=35.0)
+    stream = seeded_stream(catalog, deployment, seed=11, minutes=10, rate=25.0)
     faults = Counter(d.fault for d in stream)
     assert all(faults[f] > 0 for f in ("duplicate", "out_of_order", "late", "malformed"))
     produce(deployment, stream)
