@@ -38,14 +38,14 @@ def _settings(env: str | None) -> Settings:
 
 def _mount_optional() -> None:
     """Mount the subcommands of the models, ingestion and CDC packages."""
-    from lakehouse.ingest.cli import collect_app, keys_app, quarantine_app, vault_app
+    from lakehouse.ingest.cdc_cli import app as cdc_app
+    from lakehouse.ingest.cli import collect_app, quarantine_app
     from models.cli import app as model_app
 
     app.add_typer(model_app, name="model")
     app.add_typer(collect_app, name="collect")
     app.add_typer(quarantine_app, name="quarantine")
-    app.add_typer(keys_app, name="keys")
-    app.add_typer(vault_app, name="vault")
+    app.add_typer(cdc_app, name="cdc")
 
 
 # -- kafka --------------------------------------------------------------------------------------
@@ -92,6 +92,7 @@ def generate(
     live: bool = typer.Option(True, "--live/--fast", help="send at arrival time, or as fast as possible"),
     start: str = typer.Option(None, help="ISO start of event time (default: now)"),
     ledger: Path = typer.Option(None, help="write every delivery and its expected fate as JSON lines"),
+    shop_db: bool = typer.Option(False, "--shop-db", help="also write orders and stock to the shop's PostgreSQL (CDC source)"),
     env: str = typer.Option(None),
 ) -> None:
     """Playground traffic: a simulated shop with duplicates, late, out-of-order and malformed records."""
@@ -110,7 +111,18 @@ def generate(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     ledger_file = ledger.open("w") if ledger else None
-    on_sent = (lambda d: ledger_file.write(json.dumps(d.ledger_row()) + "\n")) if ledger_file else None
+    shop_database = None
+    if shop_db:
+        from lakehouse.ingest.cdc import ShopDatabase
+
+        shop_database = ShopDatabase.connect(settings)
+
+    def on_sent(delivery) -> None:  # noqa: ANN001
+        if ledger_file is not None:
+            ledger_file.write(json.dumps(delivery.ledger_row()) + "\n")
+        # The shop's own database sees every clean event once (apply_event is idempotent).
+        if shop_database is not None and delivery.event is not None:
+            shop_database.apply_event(delivery.event)
     try:
         stats = send(stream, make_producer(settings.kafka_bootstrap()), live=live, stop=stop.is_set, on_sent=on_sent)
     except KeyboardInterrupt:
@@ -118,6 +130,8 @@ def generate(
     finally:
         if ledger_file:
             ledger_file.close()
+        if shop_database is not None:
+            shop_database.close()
     console.print(f"sent {stats.sent} records in {stats.seconds:.1f}s ({stats.per_second:,.0f}/s)")
 
 
@@ -126,7 +140,7 @@ def generate(
 
 @pipeline_app.command("run")
 def pipeline_run(
-    jobs: str = typer.Option("bronze,silver,gold", help="comma-separated subset of bronze,silver,gold"),
+    jobs: str = typer.Option("bronze,silver,gold", help="comma-separated subset of bronze,silver,gold,cdc"),
     available_now: bool = typer.Option(False, "--available-now", help="process what is there, then stop"),
     env: str = typer.Option(None),
 ) -> None:
@@ -183,8 +197,12 @@ def demo(
     settings = _settings(env)
     logs = settings.path(settings.paths.logs)
     logs.mkdir(parents=True, exist_ok=True)
+    from lakehouse.ingest import cdc
+
     status = kafka.up(settings, catalog())
     console.print(f"[green]kafka[/] {status.bootstrap}")
+    cdc_status = cdc.up(settings)
+    console.print(f"[green]cdc[/]      shop PostgreSQL {cdc_status.postgres} → Debezium ({cdc_status.connector}) → Kafka")
     trivas = [sys.executable, "-m", "lakehouse.cli"]
     env_args = ["--env", env] if env else []
     rate_args = ["--rate", str(rate)] if rate else []
@@ -194,8 +212,8 @@ def demo(
         log_file = (logs / f"{name}.log").open("ab")
         children[name] = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
 
-    spawn("pipeline", [*trivas, "pipeline", "run", *env_args])
-    spawn("generator", [*trivas, "generate", "--live", *rate_args, *env_args])
+    spawn("pipeline", [*trivas, "pipeline", "run", "--jobs", "bronze,silver,gold,cdc", *env_args])
+    spawn("generator", [*trivas, "generate", "--live", "--shop-db", *rate_args, *env_args])
     spawn("app", app_command(settings, settings.app.port))
     wait_until(lambda: port_open("127.0.0.1", settings.app.port), 60, "the app to listen")
     console.print(f"[green]app[/]      http://localhost:{settings.app.port}")
@@ -221,6 +239,7 @@ def demo(
                 child.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 os.killpg(child.pid, signal.SIGKILL)
+        cdc.down(settings)
         kafka.down(settings)
         console.print("stopped.")
 

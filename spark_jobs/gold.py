@@ -13,7 +13,6 @@ cache of recent 1-minute values — no full recompute, no re-read of gold per ba
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta

@@ -42,7 +42,13 @@ def _gold(spark: SparkSession, s: Settings, c: Catalog, k: KpiContracts, now: bo
     return gold.run(spark, s, c, k, available_now=now, session_gap=f"{s.streaming.session_gap_seconds} seconds")
 
 
-STARTERS: dict[str, Starter] = {"bronze": _bronze, "silver": _silver, "gold": _gold}
+def _cdc(spark: SparkSession, s: Settings, c: Catalog, k: KpiContracts, now: bool) -> list[StreamingQuery]:
+    from spark_jobs import cdc  # the CDC mirror needs the shop database's Debezium topics
+
+    return [cdc.run(spark, s, available_now=now)]
+
+
+STARTERS: dict[str, Starter] = {"bronze": _bronze, "silver": _silver, "gold": _gold, "cdc": _cdc}
 
 
 def prepare_tables(spark: SparkSession, settings: Settings, catalog: Catalog) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.catalog import Catalog, catalog as load_catalog
+from lakehouse.catalog import Catalog
+from lakehouse.catalog import catalog as load_catalog
 from lakehouse.config import Settings, load_settings
 from lakehouse.runtime.processes import free_port
 
@@ -80,7 +81,7 @@ def spark(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
 
 @pytest.fixture()
-def table_reader() -> Callable[[Settings, str], "object"]:
+def table_reader() -> Callable[[Settings, str], object]:
     """Read a Delta table into pandas with delta-rs (no JVM), as the app does."""
     from deltalake import DeltaTable
 

@@ -13,7 +13,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lakehouse.catalog import Catalog
-from lakehouse.generator.faults import FATE_COUNTED, FATE_LATE, FATE_QUARANTINED, Delivery, expected_fates
+from lakehouse.generator.faults import (
+    FATE_COUNTED,
+    FATE_LATE,
+    FATE_QUARANTINED,
+    Delivery,
+    expected_fates,
+)
 
 MINUTE = timedelta(minutes=1)
 Event = dict[str, Any]

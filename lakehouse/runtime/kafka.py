@@ -8,6 +8,7 @@ the same commands only manage topics on that cluster.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,10 +168,9 @@ def ensure_topics(settings: Settings, catalog: Catalog) -> list[str]:
                 )
                 for name in wanted
             ]
-            try:
+            # Another process may create them at the same moment: that is fine.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass
         return wanted
     finally:
         admin.close()

@@ -8,7 +8,14 @@ from datetime import timedelta
 
 import pytest
 
-from lakehouse.generator.faults import FATE_COUNTED, FATE_DUPLICATE, FATE_LATE, FaultConfig, deliveries, expected_fates
+from lakehouse.generator.faults import (
+    FATE_COUNTED,
+    FATE_DUPLICATE,
+    FATE_LATE,
+    FaultConfig,
+    deliveries,
+    expected_fates,
+)
 from lakehouse.generator.shop import Shop, ShopConfig, seasonality, utc
 
 pytestmark = pytest.mark.unit

@@ -16,7 +16,13 @@ from pathlib import Path
 import pytest
 
 from lakehouse import REPO_ROOT
-from tests.ground_truth import counted_events, expected_kpis, expected_order_payments, late_event_ids, quarantined
+from tests.ground_truth import (
+    counted_events,
+    expected_kpis,
+    expected_order_payments,
+    late_event_ids,
+    quarantined,
+)
 from tests.spark_jobs.stream_fixtures import kpi_differences, kpi_rows, produce, seeded_stream
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -95,4 +101,4 @@ def test_sigkill_mid_stream_then_restart_equals_ground_truth(
     differences = kpi_differences(kpi_rows(table_reader(deployment, "gold.kpi")), truth)
     assert not differences, "\n".join(differences[:40])
     joined = table_reader(deployment, "gold.order_payments")
-    assert Counter(zip(joined["order_id"], joined["payment_id"])) == Counter(expected_order_payments(counted))
+    assert Counter(zip(joined["order_id"], joined["payment_id"], strict=True)) == Counter(expected_order_payments(counted))

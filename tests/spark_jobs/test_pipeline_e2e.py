@@ -25,7 +25,13 @@ from tests.ground_truth import (
     late_event_ids,
     quarantined,
 )
-from tests.spark_jobs.stream_fixtures import kpi_differences, kpi_rows, parquet_bytes, produce, seeded_stream
+from tests.spark_jobs.stream_fixtures import (
+    kpi_differences,
+    kpi_rows,
+    parquet_bytes,
+    produce,
+    seeded_stream,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -54,7 +60,7 @@ def test_stream_through_all_layers_equals_ground_truth(deployment, spark, catalo
     # quarantine: every malformed record, with the reason it was built to trigger
     quarantine = table_reader(deployment, "silver.quarantine")
     expected_reasons = Counter((d.expected_reason, d.event_id) for d in quarantined(stream, catalog))
-    actual_reasons = Counter(zip(quarantine["reason"], quarantine["event_id"].where(quarantine["event_id"].notna(), None)))
+    actual_reasons = Counter(zip(quarantine["reason"], quarantine["event_id"].where(quarantine["event_id"].notna(), None), strict=True))
     assert actual_reasons == expected_reasons
 
     # late ledger: every event that arrived after its allowed lateness
@@ -67,7 +73,7 @@ def test_stream_through_all_layers_equals_ground_truth(deployment, spark, catalo
 
     # the stream-stream join
     joined = table_reader(deployment, "gold.order_payments")
-    assert Counter(zip(joined["order_id"], joined["payment_id"])) == Counter(expected_order_payments(counted))
+    assert Counter(zip(joined["order_id"], joined["payment_id"], strict=True)) == Counter(expected_order_payments(counted))
 
     # closed sessions, judged against the sessions query's own final watermark
     watermark = parse_spark_time(queries["gold_sessions"].lastProgress["eventTime"]["watermark"])
