@@ -353,30 +353,38 @@ def apply_rules(
     series = points["series_key"].to_numpy()
     relevant = tripped_any | np.isin(series, list(open_series))
     # Only series with a breach in this batch or an open alert can change state.
-    busy = set(series[relevant])
-    for i in np.flatnonzero(np.isin(series, list(busy))):
-        row = points.iloc[i]
+    busy = np.flatnonzero(np.isin(series, list(set(series[relevant]))))
+    if not len(busy):
+        return
+    columns = {c: points[c].to_numpy()[busy] for c in ("kpi", "grain", "dimension", "series_key")}
+    starts = [_utc(v) for v in points["window_start"].to_numpy()[busy]]
+    ends = [_utc(v) for v in points["window_end"].to_numpy()[busy]]
+    observed = pd.to_numeric(points["value"], errors="coerce").astype(float).to_numpy()[busy]
+    model = scores.to_numpy(dtype=object)[busy] if scores is not None else None
+    model_cols = {c: i for i, c in enumerate(scores.columns)} if scores is not None else {}
+    lows, highs = limits["min"].to_numpy()[busy], limits["max"].to_numpy()[busy]
+    for j, i in enumerate(busy):
         point = {
-            "kpi": row["kpi"], "grain": row["grain"], "dimension": row["dimension"],
-            "window_start": _utc(row["window_start"]), "window_end": _utc(row["window_end"]),
+            "kpi": columns["kpi"][j], "grain": columns["grain"][j], "dimension": columns["dimension"][j],
+            "window_start": starts[j], "window_end": ends[j],
         }  # fmt: skip
-        observed = _clean(float(row["value"])) if pd.notna(row["value"]) else None
+        value = _clean(float(observed[j]))
         for rule, values in outcomes.items():
             if np.isnan(values[i]):
                 continue
             if rule == RULE_MODEL:
-                s = scores.iloc[i]
+                m = model[j]
                 extra = {
-                    "expected": _clean(float(s["expected"])), "lower": _clean(float(s["lower"])),
-                    "upper": _clean(float(s["upper"])), "score": _clean(float(s["anomaly_score"])),
-                    "confidence": _clean(float(s["confidence"])), "model_version": model_version,
+                    "expected": _clean(float(m[model_cols["expected"]])), "lower": _clean(float(m[model_cols["lower"]])),
+                    "upper": _clean(float(m[model_cols["upper"]])), "score": _clean(float(m[model_cols["anomaly_score"]])),
+                    "confidence": _clean(float(m[model_cols["confidence"]])), "model_version": model_version,
                 }  # fmt: skip
             else:
                 extra = {
-                    "expected": None, "lower": _clean(limits["min"].iloc[i]), "upper": _clean(limits["max"].iloc[i]),
+                    "expected": None, "lower": _clean(float(lows[j])), "upper": _clean(float(highs[j])),
                     "score": 1.0, "confidence": 1.0, "model_version": None,
                 }  # fmt: skip
-            book.observe(row["series_key"], rule, bool(values[i] == 1.0), point, now, observed=observed, **extra)
+            book.observe(columns["series_key"][j], rule, bool(values[i] == 1.0), point, now, observed=value, **extra)
 
 
 def freshness_transitions(
