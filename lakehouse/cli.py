@@ -140,7 +140,7 @@ def generate(
 
 @pipeline_app.command("run")
 def pipeline_run(
-    jobs: str = typer.Option("bronze,silver,gold", help="comma-separated subset of bronze,silver,gold,cdc"),
+    jobs: str = typer.Option("bronze,silver,gold", help="comma-separated subset of bronze,silver,gold,detect,refund_risk,cdc"),
     available_now: bool = typer.Option(False, "--available-now", help="process what is there, then stop"),
     env: str = typer.Option(None),
 ) -> None:
@@ -212,7 +212,13 @@ def demo(
         log_file = (logs / f"{name}.log").open("ab")
         children[name] = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
 
-    spawn("pipeline", [*trivas, "pipeline", "run", "--jobs", "bronze,silver,gold,cdc", *env_args])
+    from models.champion import ensure_champions
+
+    console.print("[green]models[/]   registering the anomaly and refund-risk champions if missing…")
+    if settings.mlflow.tracking_uri.startswith("sqlite:///"):
+        Path(settings.mlflow.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    ensure_champions(settings.mlflow.tracking_uri, settings.mlflow.anomaly_model, settings.mlflow.refund_model)
+    spawn("pipeline", [*trivas, "pipeline", "run", "--jobs", "bronze,silver,gold,detect,refund_risk,cdc", *env_args])
     spawn("generator", [*trivas, "generate", "--live", "--shop-db", *rate_args, *env_args])
     spawn("app", app_command(settings, settings.app.port))
     wait_until(lambda: port_open("127.0.0.1", settings.app.port), 60, "the app to listen")

@@ -198,7 +198,17 @@ def load_settings(
     data = deep_merge(data, yaml.safe_load(env_file.read_text()) or {})
     data = deep_merge(data, env_overrides(environ))
     data["env"] = env
+    data["mlflow"]["tracking_uri"] = absolute_sqlite_uri(data["mlflow"]["tracking_uri"])
     return Settings.model_validate(data)
+
+
+def absolute_sqlite_uri(uri: str) -> str:
+    """``sqlite:///var/x.db`` (relative) → an absolute path under the repository root, so
+    every process finds the same registry whatever its working directory."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+        return f"{prefix}{REPO_ROOT / uri[len(prefix):]}"
+    return uri
 
 
 @lru_cache(maxsize=1)

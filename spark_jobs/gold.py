@@ -358,7 +358,7 @@ class KpiWriter:
             self.seed()
         updates = batch.collect()
         if not updates:
-            self.finalise_closed_windows()
+            self.finalise_closed_windows(batch.sparkSession)
             return
         base: list[KpiRow] = []
         touched: list[Key] = []
@@ -370,9 +370,11 @@ class KpiWriter:
             base.append(KpiRow(row["kpi"], BASE_GRAIN, start, start + MINUTE, row["dimension"], row["value"], row["events"]))
         derived = rollup_rows(touched, self.recent, self.contracts)
         ratios = ratio_inputs(touched, self.recent, self.contracts)
-        self.merge(self.to_frame(base + derived, ratios), batch_id)
+        # The batch's own session is the query's clone: conf set on it (the txn pair) cannot
+        # leak into the writes of other queries running at the same moment.
+        self.merge(batch.sparkSession, self.to_frame(base + derived, ratios), batch_id)
         self.recent.evict()
-        self.finalise_closed_windows()
+        self.finalise_closed_windows(batch.sparkSession)
 
     def to_frame(self, rows: list[KpiRow], ratios: list[KpiRow]) -> DataFrame:
         """All rows of this batch as a DataFrame in ``gold.kpi``'s schema."""
@@ -429,12 +431,12 @@ class KpiWriter:
         by_path = {table_location(self.settings, f"silver.{t}"): f"silver.{t}" for t in _silver_tables(self.settings)}
         return {by_path.get(path.rstrip("/"), path): version for path, version in progress.source_versions.items()}
 
-    def merge(self, frame: DataFrame, batch_id: int) -> None:
+    def merge(self, session: SparkSession, frame: DataFrame, batch_id: int) -> None:
         """Upsert by (kpi, grain, window_start, dimension); replaying a batch is harmless
         (it writes the same values) and skipped outright by Delta's txn check."""
-        target = delta_table(self.spark, self.settings, KPI_TABLE)
-        self.spark.conf.set("spark.databricks.delta.write.txnAppId", KPI_QUERY)
-        self.spark.conf.set("spark.databricks.delta.write.txnVersion", str(batch_id))
+        target = delta_table(session, self.settings, KPI_TABLE)
+        session.conf.set("spark.databricks.delta.write.txnAppId", KPI_QUERY)
+        session.conf.set("spark.databricks.delta.write.txnVersion", str(batch_id))
         try:
             (
                 target.alias("t")
@@ -448,10 +450,10 @@ class KpiWriter:
                 .execute()
             )
         finally:
-            self.spark.conf.unset("spark.databricks.delta.write.txnAppId")
-            self.spark.conf.unset("spark.databricks.delta.write.txnVersion")
+            session.conf.unset("spark.databricks.delta.write.txnAppId")
+            session.conf.unset("spark.databricks.delta.write.txnVersion")
 
-    def finalise_closed_windows(self) -> None:
+    def finalise_closed_windows(self, session: SparkSession) -> None:
         """Flag windows the watermark has passed as final (once per minute of event time)."""
         watermark = self.tracker.watermark(KPI_QUERY)
         if watermark is None:
@@ -459,7 +461,7 @@ class KpiWriter:
         boundary = watermark.replace(second=0, microsecond=0)
         if self.finalised_up_to is not None and boundary <= self.finalised_up_to:
             return
-        delta_table(self.spark, self.settings, KPI_TABLE).update(
+        delta_table(session, self.settings, KPI_TABLE).update(
             condition=(~F.col("is_final")) & (F.col("window_end") <= F.lit(watermark)),
             set={"is_final": F.lit(True)},
         )
@@ -486,7 +488,8 @@ def silver_stream(spark: SparkSession, settings: Settings, catalog: Catalog, dom
 
 
 def ensure_gold_tables(spark: SparkSession, settings: Settings) -> None:
-    ensure_table(spark, settings, KPI_TABLE, KPI_SCHEMA)
+    # The change data feed lets the detector read only the rows each MERGE changed.
+    ensure_table(spark, settings, KPI_TABLE, KPI_SCHEMA, properties={"delta.enableChangeDataFeed": "true"})
     ensure_table(spark, settings, SESSIONS_TABLE, SESSIONS_SCHEMA)
     ensure_table(spark, settings, ORDER_PAYMENTS_TABLE, ORDER_PAYMENTS_SCHEMA)
 

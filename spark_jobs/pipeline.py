@@ -48,15 +48,43 @@ def _cdc(spark: SparkSession, s: Settings, c: Catalog, k: KpiContracts, now: boo
     return [cdc.run(spark, s, available_now=now)]
 
 
-STARTERS: dict[str, Starter] = {"bronze": _bronze, "silver": _silver, "gold": _gold, "cdc": _cdc}
+def _detect(spark: SparkSession, s: Settings, c: Catalog, k: KpiContracts, now: bool) -> list[StreamingQuery]:
+    from spark_jobs import detect  # loads MLflow models: only when asked for
+
+    return detect.run(spark, s, c, k, available_now=now)
 
 
-def prepare_tables(spark: SparkSession, settings: Settings, catalog: Catalog) -> None:
-    """Create every table up front so downstream streams can start before upstream data."""
+def _refund_risk(spark: SparkSession, s: Settings, c: Catalog, k: KpiContracts, now: bool) -> list[StreamingQuery]:
+    from spark_jobs import refund_risk
+
+    return refund_risk.run(spark, s, c, k, available_now=now)
+
+
+STARTERS: dict[str, Starter] = {
+    "bronze": _bronze,
+    "silver": _silver,
+    "gold": _gold,
+    "detect": _detect,
+    "refund_risk": _refund_risk,
+    "cdc": _cdc,
+}
+
+
+def prepare_tables(spark: SparkSession, settings: Settings, catalog: Catalog, jobs: Sequence[str] = JOBS) -> None:
+    """Create every table up front (before any query starts: a table property change during
+    a MERGE would fail one of the two commits), so downstream streams can start first."""
     ensure_table(spark, settings, bronze.TABLE, bronze.SCHEMA, partition_by=["ingest_date"])
     silver.ensure_silver_tables(spark, settings, catalog)
     gold.ensure_gold_tables(spark, settings)
     ensure_table(spark, settings, FRESHNESS_TABLE, FRESHNESS_SCHEMA)
+    if "detect" in jobs:
+        from spark_jobs import detect
+
+        detect.ensure_detect_tables(spark, settings)
+    if "refund_risk" in jobs:
+        from spark_jobs import refund_risk
+
+        refund_risk.ensure_refund_risk_table(spark, settings)
 
 
 def start(
@@ -72,7 +100,7 @@ def start(
     if unknown:
         raise ValueError(f"unknown jobs {sorted(unknown)}; choose from {list(STARTERS)}")
     ProgressTracker.install(spark)
-    prepare_tables(spark, settings, catalog)
+    prepare_tables(spark, settings, catalog, jobs)
     queries: list[StreamingQuery] = []
     for job in [j for j in STARTERS if j in jobs]:
         queries.extend(STARTERS[job](spark, settings, catalog, contracts, available_now))
@@ -92,7 +120,7 @@ def drain(
     all of its input; micro-batches stay bounded by the per-trigger limits.
     """
     ProgressTracker.install(spark)
-    prepare_tables(spark, settings, catalog)
+    prepare_tables(spark, settings, catalog, jobs)
     finished: dict[str, StreamingQuery] = {}
     for job in [j for j in STARTERS if j in jobs]:
         for query in STARTERS[job](spark, settings, catalog, contracts, True):
