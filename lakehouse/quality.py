@@ -38,9 +38,12 @@ def _first(checks: list[Column]) -> Column:
 
 
 def _field_checks(event: EventType, parsed: Column, raw_payload: Column) -> list[Column]:
+    """Checks of one type's payload; ``raw_payload`` is the payload parsed once as a
+    ``map<string,string>`` (raw JSON text per key, null for JSON null) — one parse per record
+    instead of one ``get_json_object`` per field."""
     checks: list[Column] = []
     for spec in event.fields:
-        raw_value = F.get_json_object(raw_payload, f"$.{spec.name}")
+        raw_value = raw_payload[spec.name]
         value = parsed[spec.name]
         if spec.pii == "forbidden":
             checks.append(F.when(raw_value.isNotNull(), F.lit(f"forbidden_pii:{spec.name}")))
@@ -96,21 +99,21 @@ def _item_invalid(item: FieldSpec):  # noqa: ANN202 - returns a lambda for F.exi
 def rejection_reason(catalog: Catalog, topic_prefix: str) -> Column:
     """The first contract violation of a parsed bronze record, or null when it is valid.
 
-    Expects the columns produced by ``spark_jobs.silver.parse_envelope``: ``value``,
+    Expects the columns produced by ``spark_jobs.silver.parse_envelope``: ``value_map``
+    (the record as ``map<string,string>``, null unless a JSON object), ``payload_map``,
     ``topic``, ``kafka_timestamp``, ``envelope`` (struct), ``event_time_text`` and one
     ``payload_<domain>`` struct per domain.
     """
     envelope = F.col("envelope")
-    is_object = F.trim(F.col("value")).startswith("{") & F.get_json_object("value", "$").isNotNull()
     envelope_checks = [
-        F.when(~is_object | F.col("value").isNull(), F.lit("malformed_json")),
+        F.when(F.col("value_map").isNull(), F.lit("malformed_json")),
         *[
             F.when(envelope[f.name].isNull(), F.lit(f"missing_envelope_field:{f.name}"))
             for f in catalog.envelope
             if f.required and f.name not in ("event_time",)
         ],
         F.when(F.col("event_time_text").isNull(), F.lit("missing_envelope_field:event_time")),
-        F.when(F.get_json_object("value", "$.payload").isNull(), F.lit("missing_envelope_field:payload")),
+        F.when(envelope["payload"].isNull(), F.lit("missing_envelope_field:payload")),
         F.when(
             ~envelope["event_type"].isin(list(catalog.event_types)),
             F.lit("unknown_event_type"),
@@ -133,7 +136,7 @@ def rejection_reason(catalog: Catalog, topic_prefix: str) -> Column:
                 > F.col("kafka_timestamp") + F.expr(f"INTERVAL {int(FUTURE_TOLERANCE.total_seconds())} SECONDS"),
                 F.lit("event_time_in_future"),
             ),
-            *_field_checks(event, parsed, envelope["payload"]),
+            *_field_checks(event, parsed, F.col("payload_map")),
         ]
         per_type.append(F.when(envelope["event_type"] == F.lit(event.event_type), _first(checks)))
     return _first([*envelope_checks, F.coalesce(*per_type)])

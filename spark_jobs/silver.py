@@ -67,41 +67,23 @@ LATE_SCHEMA = T.StructType(
 )
 
 
-def envelope_text_schema(catalog: Catalog) -> T.StructType:
-    """The envelope schema with timestamps as text: zones are checked before casting."""
-    return T.StructType(
-        [
-            T.StructField(f.name, T.StringType() if f.dataType == T.TimestampType() else f.dataType)
-            for f in catalog.envelope_schema().fields
-        ]
-    )
-
-
 def parse_envelope(bronze: DataFrame, catalog: Catalog) -> DataFrame:
-    """Bronze rows + ``envelope`` struct, ``event_time_text``, ``domain`` and one parsed
-    ``payload_<domain>`` struct per domain (null for records of other domains)."""
-    envelope = F.from_json("value", envelope_text_schema(catalog))
-    parsed = bronze.withColumn("envelope_text", envelope).withColumn(
-        "event_time_text", F.col("envelope_text.event_time")
-    )
-    timestamps = {
-        f.name
-        for f in catalog.envelope
-        if f.type == "timestamp"
-    }
+    """Bronze rows + ``value_map``/``payload_map`` (the record and its payload parsed once as
+    ``map<string,string>``; null when not a JSON object), the typed ``envelope`` struct,
+    ``event_time_text``, ``domain`` and one parsed ``payload_<domain>`` struct per domain
+    (null for records of other domains)."""
+    value_map = F.from_json("value", "map<string,string>")
+    parsed = bronze.withColumn("value_map", value_map)
+    fields = []
+    for spec in catalog.envelope:
+        raw = F.col("value_map")[spec.name]
+        # Timestamps stay text until the zone is checked; try_cast never fails a query.
+        typed = raw if spec.type == "string" else raw.try_cast(spec.spark_type())
+        fields.append(typed.alias(spec.name))
     parsed = parsed.withColumn(
-        "envelope",
-        F.struct(
-            *[
-                (
-                    F.col(f"envelope_text.{name}").try_cast("timestamp")
-                    if name in timestamps
-                    else F.col(f"envelope_text.{name}")
-                ).alias(name)
-                for name in envelope_text_schema(catalog).fieldNames()
-            ]
-        ),
-    ).drop("envelope_text")
+        "envelope", F.struct(*fields, F.col("value_map")["payload"].alias("payload"))
+    ).withColumn("event_time_text", F.col("value_map")["event_time"])
+    parsed = parsed.withColumn("payload_map", F.from_json("envelope.payload", "map<string,string>"))
     domain_of_type = F.coalesce(
         *[
             F.when(F.col("envelope.event_type") == F.lit(e.event_type), F.lit(e.domain))
@@ -139,11 +121,24 @@ def dedup_delay(catalog: Catalog, margin: timedelta) -> timedelta:
     return max(catalog.max_dedup_horizon(), catalog.max_allowed_lateness() + margin)
 
 
-def dedupe_events(valid: DataFrame, delay: timedelta) -> DataFrame:
-    """Keep the first copy of each ``event_id`` seen within the watermark delay."""
-    return valid.withColumn("event_time", F.col("envelope.event_time")).withWatermark(
-        "event_time", f"{int(delay.total_seconds())} seconds"
-    ).dropDuplicatesWithinWatermark(["event_id_key"])
+def dedupe_events(classified: DataFrame, delay: timedelta) -> DataFrame:
+    """Keep the first copy of each valid ``event_id`` seen within the watermark delay.
+
+    Every record passes through (rejects keyed by their unique Kafka coordinates and timed by
+    their arrival); the writer keeps the valid ones. Filtering on ``route`` before this point
+    would make Spark evaluate the whole contract expression twice, once inside the filter.
+    Rejects are written by ``silver_rejects``, a stateless query that cannot drop anything.
+    """
+    valid = F.col("route") == ROUTE_VALID
+    coordinates = F.concat_ws(":", "topic", "partition", "offset")
+    keyed = classified.withColumn(
+        "dedup_key", F.when(valid, F.col("envelope.event_id")).otherwise(coordinates)
+    ).withColumn(
+        "event_time", F.when(valid, F.col("envelope.event_time")).otherwise(F.col("kafka_timestamp"))
+    )
+    return keyed.withWatermark("event_time", f"{int(delay.total_seconds())} seconds").dropDuplicatesWithinWatermark(
+        ["dedup_key"]
+    )
 
 
 def domain_rows(
@@ -228,7 +223,7 @@ def write_domains(settings: Settings, catalog: Catalog, master_key: bytes):  # n
     """The ``foreachBatch`` writer of ``silver_events``: one idempotent append per domain."""
 
     def write(batch: DataFrame, batch_id: int) -> None:
-        batch = batch.persist()
+        batch = batch.where(F.col("route") == ROUTE_VALID).persist()
         try:
             present = {r["domain"] for r in batch.select("domain").distinct().collect()}
             jobs = [
@@ -270,12 +265,9 @@ def run(
     """Start ``silver_events`` and ``silver_rejects`` reading ``bronze.events``."""
     ensure_silver_tables(spark, settings, catalog)
     margin = timedelta(seconds=settings.streaming.watermark_margin_seconds)
-    classified = classify(read_delta_stream(spark, settings, "bronze.events"), catalog, settings.kafka.topic_prefix)
-    valid = classified.where(F.col("route") == ROUTE_VALID).withColumn(
-        "event_id_key", F.col("envelope.event_id")
-    )
+    prefix = settings.kafka.topic_prefix
     events = start_foreach_batch(
-        dedupe_events(valid, dedup_delay(catalog, margin)),
+        dedupe_events(classify(read_delta_stream(spark, settings, "bronze.events"), catalog, prefix), dedup_delay(catalog, margin)),
         settings,
         EVENTS_QUERY,
         write_domains(settings, catalog, hash_key(settings)),
@@ -283,9 +275,7 @@ def run(
         available_now=available_now,
     )
     rejects = start_foreach_batch(
-        classify(read_delta_stream(spark, settings, "bronze.events"), catalog, settings.kafka.topic_prefix).where(
-            F.col("route") != ROUTE_VALID
-        ),
+        classify(read_delta_stream(spark, settings, "bronze.events"), catalog, prefix),
         settings,
         REJECTS_QUERY,
         write_rejects(settings, catalog),
