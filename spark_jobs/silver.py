@@ -249,7 +249,10 @@ def write_rejects(settings: Settings, catalog: Catalog):  # noqa: ANN201
     """The ``foreachBatch`` writer of ``silver_rejects``: quarantine and late ledgers."""
 
     def write(batch: DataFrame, batch_id: int) -> None:
-        batch = batch.persist()
+        # Only what the ledgers need is cached: the parsed payload structs stay behind.
+        batch = batch.select(
+            "route", "reason", "domain", "envelope", "value", "topic", "partition", "offset", "kafka_timestamp"
+        ).where(F.col("route") != ROUTE_VALID).persist()
         try:
             append_idempotent(quarantine_rows(batch, catalog), settings, QUARANTINE, REJECTS_QUERY, batch_id)
             append_idempotent(late_rows(batch, catalog), settings, LATE, REJECTS_QUERY, batch_id)
