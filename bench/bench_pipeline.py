@@ -226,7 +226,8 @@ def gold_latencies(settings: Settings, since: float) -> list[float]:
         silver["window_start"] = silver.event_time.dt.floor("1min")
         for window, group in silver.groupby("window_start"):
             history = sorted(visible.get((kpi, window), []))
-            sent_times = sorted(group.ingested_at.astype("int64") / 1e9)  # kafka timestamps, ns → s
+            epoch = pd.Timestamp(0, tz="UTC")
+            sent_times = sorted((group.ingested_at - epoch).dt.total_seconds())  # Kafka timestamps
             for k, sent in enumerate(sent_times, start=1):
                 if sent < since:
                     continue
