@@ -79,6 +79,15 @@ def format_value(value: float | None, unit: str) -> str:
     return f"{value:,.0f}"
 
 
+def silver_sources(contract: KpiContract) -> set[str]:
+    """The silver tables a KPI is computed from (through its inputs for derived KPIs)."""
+    from lakehouse.catalog import catalog
+    from lakehouse.contracts import contracts
+
+    measures = [contract] if contract.kind == "measure" else [contracts()[n] for n in contract.inputs]
+    return {f"silver.{catalog().domains[m.source].table}" for m in measures if m.source}
+
+
 def lineage_text(row: pd.Series | None, contract: KpiContract) -> str:
     """``gold.kpi ← silver.orders@v12`` from the row's recorded source versions."""
     if contract.kind == "measure":
@@ -90,7 +99,8 @@ def lineage_text(row: pd.Series | None, contract: KpiContract) -> str:
     versions = row["source_versions"] if row is not None else None
     if versions:
         pairs = dict(versions) if not isinstance(versions, dict) else versions
-        recorded = ", ".join(f"{table}@v{version}" for table, version in sorted(pairs.items()))
+        own = silver_sources(contract)
+        recorded = ", ".join(f"{t}@v{v}" for t, v in sorted(pairs.items()) if t in own)
         return f"gold.kpi ← {', '.join(sources)} (read up to {recorded})"
     return f"gold.kpi ← {', '.join(sources)}"
 

@@ -73,6 +73,7 @@ class Streaming(_Frozen):
     bronze_trigger_seconds: float
     silver_trigger_seconds: float
     gold_trigger_seconds: float
+    side_trigger_seconds: float
     watermark_margin_seconds: int
     session_gap_seconds: int
     starting_offsets: Literal["earliest", "latest"]

@@ -232,6 +232,6 @@ def run(
         settings,
         QUERY_NAME,
         apply_batch_fn(settings, tables, cdc),
-        settings.streaming.silver_trigger_seconds,
+        settings.streaming.side_trigger_seconds,
         available_now=available_now,
     )

@@ -826,7 +826,7 @@ def run(
     sink = AlertSink(settings)
     watchdog = FreshnessWatchdog(settings, contracts, sink, options.clock)
     detector = KpiDetector(settings, contracts, options, sink, watchdog)
-    trigger = options.trigger_seconds or settings.streaming.gold_trigger_seconds
+    trigger = options.trigger_seconds or settings.streaming.side_trigger_seconds
     queries = [
         start_foreach_batch(read_kpi_changes(spark, settings), settings, DETECT_QUERY, detector, trigger, available_now=available_now)
     ]

@@ -527,7 +527,7 @@ def run_sessions(spark: SparkSession, settings: Settings, catalog: Catalog, avai
 
     return start_foreach_batch(
         sessions(web, watermark_delay(catalog, settings), gap), settings, SESSIONS_QUERY, write,
-        settings.streaming.gold_trigger_seconds, available_now=available_now, output_mode="append",
+        settings.streaming.side_trigger_seconds, available_now=available_now, output_mode="append",
     )  # fmt: skip
 
 
@@ -543,7 +543,7 @@ def run_order_payments(spark: SparkSession, settings: Settings, catalog: Catalog
         append_idempotent(batch, settings, ORDER_PAYMENTS_TABLE, ORDER_PAYMENTS_QUERY, batch_id)
 
     return start_foreach_batch(
-        joined, settings, ORDER_PAYMENTS_QUERY, write, settings.streaming.gold_trigger_seconds,
+        joined, settings, ORDER_PAYMENTS_QUERY, write, settings.streaming.side_trigger_seconds,
         available_now=available_now, output_mode="append",
     )  # fmt: skip
 

@@ -181,7 +181,7 @@ def run(
     writer = RefundRiskWriter(settings, options)
     writer.ensure_model()  # fail at start, not in the first batch
     orders = read_delta_stream(spark, settings, f"silver.{catalog.domains['orders'].table}")
-    trigger = options.trigger_seconds or settings.streaming.gold_trigger_seconds
+    trigger = options.trigger_seconds or settings.streaming.side_trigger_seconds
     return [start_foreach_batch(orders, settings, REFUND_RISK_QUERY, writer, trigger, available_now=available_now)]
 
 

@@ -282,7 +282,7 @@ def run(
         settings,
         REJECTS_QUERY,
         write_rejects(settings, catalog),
-        max(settings.streaming.silver_trigger_seconds, 1.0),
+        settings.streaming.side_trigger_seconds,
         available_now=available_now,
     )
     return [events, rejects]
