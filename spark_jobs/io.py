@@ -54,6 +54,12 @@ def append_idempotent(df: DataFrame, settings: Settings, logical: str, app_id: s
         writer.save(location)
 
 
+def _in_own_pool(df: DataFrame, query_name: str) -> None:
+    """Give the query its own FAIR scheduler pool (inherited by its stream thread), so a short
+    bronze batch is not queued behind a long MERGE of another query in the same application."""
+    df.sparkSession.sparkContext.setLocalProperty("spark.scheduler.pool", query_name)
+
+
 def _with_trigger(writer: DataStreamWriter, seconds: float, available_now: bool) -> DataStreamWriter:
     if available_now:
         return writer.trigger(availableNow=True)
@@ -70,6 +76,7 @@ def start_delta_sink(
     partition_by: Sequence[str] = (),
 ) -> StreamingQuery:
     """Start an append-only query into a Delta table (exactly-once through its checkpoint)."""
+    _in_own_pool(df, query_name)
     writer = (
         df.writeStream.queryName(query_name)
         .format("delta")
@@ -95,6 +102,7 @@ def start_foreach_batch(
     output_mode: str = "append",
 ) -> StreamingQuery:
     """Start a query whose micro-batches are written by ``write_batch(batch_df, batch_id)``."""
+    _in_own_pool(df, query_name)
     writer = (
         df.writeStream.queryName(query_name)
         .outputMode(output_mode)

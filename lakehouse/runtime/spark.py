@@ -28,6 +28,8 @@ STREAMING_DEFAULTS = {
     "spark.sql.adaptive.enabled": "false",
     "spark.sql.streaming.metricsEnabled": "true",
     "spark.ui.showConsoleProgress": "false",
+    # Many queries share one application: FAIR pools (one per query) interleave their jobs.
+    "spark.scheduler.mode": "FAIR",
     # No per-file column statistics on the hot path: nothing here prunes files by them, and
     # collecting them costs a pass over every written row.
     "spark.databricks.delta.stats.collect": "false",
