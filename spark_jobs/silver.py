@@ -245,6 +245,27 @@ def write_domains(settings: Settings, catalog: Catalog, master_key: bytes):  # n
     return write
 
 
+def publish_dead_letters(quarantined: DataFrame, settings: Settings) -> None:
+    """Announce quarantined records on the Kafka dlq topic (PII-scrubbed, keyed by their
+    quarantine id). Kafka writes are at-least-once: after a crash a record may be announced
+    twice, and consumers dedup by key; ``silver.quarantine`` stays the exactly-once ledger."""
+    letters = quarantined.select(
+        F.col("quarantine_id").alias("key"),
+        F.to_json(
+            F.struct(
+                "quarantine_id", "reason", "event_type", "event_id", "contract_version", "source",
+                F.lit("silver").alias("stage"), "raw_value", "kafka_topic", "kafka_partition", "kafka_offset",
+            )
+        ).alias("value"),
+    )
+    (
+        letters.write.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka_bootstrap())
+        .option("topic", settings.kafka.dlq_topic)
+        .save()
+    )
+
+
 def write_rejects(settings: Settings, catalog: Catalog):  # noqa: ANN201
     """The ``foreachBatch`` writer of ``silver_rejects``: quarantine and late ledgers."""
 
@@ -254,8 +275,11 @@ def write_rejects(settings: Settings, catalog: Catalog):  # noqa: ANN201
             "route", "reason", "domain", "envelope", "value", "topic", "partition", "offset", "kafka_timestamp"
         ).where(F.col("route") != ROUTE_VALID).persist()
         try:
-            append_idempotent(quarantine_rows(batch, catalog), settings, QUARANTINE, REJECTS_QUERY, batch_id)
+            quarantined = quarantine_rows(batch, catalog).persist()
+            append_idempotent(quarantined, settings, QUARANTINE, REJECTS_QUERY, batch_id)
             append_idempotent(late_rows(batch, catalog), settings, LATE, REJECTS_QUERY, batch_id)
+            publish_dead_letters(quarantined, settings)
+            quarantined.unpersist()
         finally:
             batch.unpersist()
 

@@ -4,10 +4,12 @@ computed independently in Python."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import timedelta
 
 import pytest
+from kafka import KafkaConsumer
 
 from lakehouse.contracts import contracts
 from lakehouse.freshness import parse_spark_time
@@ -62,6 +64,16 @@ def test_stream_through_all_layers_equals_ground_truth(deployment, spark, catalo
     expected_reasons = Counter((d.expected_reason, d.event_id) for d in quarantined(stream, catalog))
     actual_reasons = Counter(zip(quarantine["reason"], quarantine["event_id"].where(quarantine["event_id"].notna(), None), strict=True))
     assert actual_reasons == expected_reasons
+
+    # ... and every one of them is announced on the dead-letter topic, keyed by its id
+    consumer = KafkaConsumer(
+        deployment.kafka.dlq_topic, bootstrap_servers=deployment.kafka_bootstrap(),
+        auto_offset_reset="earliest", consumer_timeout_ms=5000,
+    )  # fmt: skip
+    letters = {m.key.decode(): json.loads(m.value) for m in consumer}
+    consumer.close()
+    assert set(letters) == set(quarantine["quarantine_id"])
+    assert all(letter["stage"] == "silver" and letter["reason"] for letter in letters.values())
 
     # late ledger: every event that arrived after its allowed lateness
     late = table_reader(deployment, "silver.late")
