@@ -22,7 +22,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -39,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 
 from lakehouse import REPO_ROOT
 from lakehouse.config import Settings
-from lakehouse.runtime.jars import ivy_module, java_executable, pyspark_jars_dir
+from lakehouse.runtime.jars import java_executable, resolve_coordinates
 from lakehouse.runtime.processes import Service, pid_alive, port_open
 
 CDC_CONF = REPO_ROOT / "conf" / "cdc.yaml"
@@ -62,7 +61,6 @@ DEBEZIUM_EXCLUDES = (
     "snappy-java",
     "zstd-jni",
 )
-_VERSIONED_JAR = re.compile(r"^(?P<artifact>.+?)-\d[\w.\-]*\.jar$")
 
 
 # --------------------------------------------------------------------------- configuration
@@ -203,49 +201,6 @@ def mirrored_tables(cdc: CdcSettings) -> list[MirroredTable]:
 
 
 # --------------------------------------------------------------------------- jars
-
-
-def resolve_coordinates(
-    name: str, coordinates: Sequence[str], cache_dir: Path, exclude: Sequence[str] = ()
-) -> list[Path]:
-    """Jars of ``coordinates`` with their dependencies, resolved by Ivy into ``cache_dir/name``.
-
-    Resolution happens once (a marker records what was resolved); artifacts named in
-    ``exclude`` are left out.
-    """
-    target = cache_dir / name
-    marker = target / ".resolved"
-    signature = "\n".join([*coordinates, "exclude:", *exclude])
-    if marker.exists() and marker.read_text() == signature:
-        return sorted(target.glob("*.jar"))
-    ivy_jar = next(pyspark_jars_dir().glob("ivy-*.jar"))
-    with tempfile.TemporaryDirectory() as work:
-        module = Path(work) / "ivy.xml"
-        module.write_text(ivy_module(tuple(coordinates)))
-        staging = Path(work) / "jars"
-        command = [
-            java_executable(), "-jar", str(ivy_jar),
-            "-ivy", str(module),
-            "-cache", str(cache_dir / ".ivy-cache"),
-            "-retrieve", f"{staging}/[artifact]-[revision](-[classifier]).[ext]",
-            "-types", "jar", "bundle",
-        ]  # fmt: skip
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise RuntimeError(f"resolving {name} jars failed:\n{result.stdout[-3000:]}")
-        jars = [j for j in staging.glob("*.jar") if _artifact(j) not in set(exclude)]
-        if target.exists():
-            shutil.rmtree(target)
-        target.mkdir(parents=True)
-        for jar in jars:
-            shutil.copy2(jar, target / jar.name)
-    marker.write_text(signature)
-    return sorted(target.glob("*.jar"))
-
-
-def _artifact(jar: Path) -> str:
-    match = _VERSIONED_JAR.match(jar.name)
-    return match.group("artifact") if match else jar.stem
 
 
 def connect_jars(settings: Settings) -> list[Path]:

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
@@ -77,17 +78,24 @@ def ivy_module(coordinates: tuple[str, ...]) -> str:
     )
 
 
-def resolve_bundle(name: str, cache_dir: Path) -> list[Path]:
-    """Jars of bundle ``name``, resolving them with Ivy the first time only."""
+def resolve_coordinates(
+    name: str, coordinates: Sequence[str], cache_dir: Path, exclude: Iterable[str] = ()
+) -> list[Path]:
+    """Jars of ``coordinates`` with their dependencies, resolved by Ivy into ``cache_dir/name``.
+
+    Resolution happens once (a marker records what was resolved); artifacts named in
+    ``exclude`` (names without versions) are left out.
+    """
+    excluded = sorted(set(exclude))
     target = cache_dir / name
     marker = target / ".resolved"
-    coordinates = BUNDLES[name]
-    if marker.exists() and marker.read_text() == "\n".join(coordinates):
+    signature = "\n".join([*coordinates, "exclude:", *excluded])
+    if marker.exists() and marker.read_text() == signature:
         return sorted(target.glob("*.jar"))
     ivy_jar = next(pyspark_jars_dir().glob("ivy-*.jar"))
     with tempfile.TemporaryDirectory() as work:
         module = Path(work) / "ivy.xml"
-        module.write_text(ivy_module(coordinates))
+        module.write_text(ivy_module(tuple(coordinates)))
         staging = Path(work) / "jars"
         command = [
             java_executable(), "-jar", str(ivy_jar),
@@ -99,17 +107,20 @@ def resolve_bundle(name: str, cache_dir: Path) -> list[Path]:
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise RuntimeError(f"resolving {name} jars failed:\n{result.stdout[-3000:]}")
-        jars = list(staging.glob("*.jar"))
-        if name == "spark":
-            shipped = {artifact_name(j) for j in pyspark_jars_dir().glob("*.jar")}
-            jars = [j for j in jars if artifact_name(j) not in shipped]
+        jars = [j for j in staging.glob("*.jar") if artifact_name(j) not in excluded]
         if target.exists():
             shutil.rmtree(target)
         target.mkdir(parents=True)
         for jar in jars:
             shutil.copy2(jar, target / jar.name)
-    marker.write_text("\n".join(coordinates))
+    marker.write_text(signature)
     return sorted(target.glob("*.jar"))
+
+
+def resolve_bundle(name: str, cache_dir: Path) -> list[Path]:
+    """Jars of bundle ``name``; for Spark, only those pyspark does not already ship."""
+    shipped = {artifact_name(j) for j in pyspark_jars_dir().glob("*.jar")} if name == "spark" else set()
+    return resolve_coordinates(name, BUNDLES[name], cache_dir, exclude=shipped)
 
 
 def main() -> None:

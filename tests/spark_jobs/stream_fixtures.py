@@ -68,6 +68,14 @@ def kpi_differences(
     return problems
 
 
+def assert_silver_holds_exactly(counted: list[dict], settings: Settings, catalog: Catalog, table_reader) -> None:  # noqa: ANN001
+    """Every counted event is in its domain's silver table exactly once, and nothing else is."""
+    for domain, spec in catalog.domains.items():
+        silver = table_reader(settings, f"silver.{spec.table}")
+        expected_ids = sorted(e["event_id"] for e in counted if catalog.event(e["event_type"]).domain == domain)
+        assert sorted(silver["event_id"]) == expected_ids, domain
+
+
 def parquet_bytes(root: Path) -> bytes:
     """Every data file under ``root`` concatenated (for PII canary scans)."""
     return b"".join(p.read_bytes() for p in sorted(root.rglob("*.parquet")))

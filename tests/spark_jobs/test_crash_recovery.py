@@ -23,7 +23,13 @@ from tests.ground_truth import (
     late_event_ids,
     quarantined,
 )
-from tests.spark_jobs.stream_fixtures import kpi_differences, kpi_rows, produce, seeded_stream
+from tests.spark_jobs.stream_fixtures import (
+    assert_silver_holds_exactly,
+    kpi_differences,
+    kpi_rows,
+    produce,
+    seeded_stream,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -91,10 +97,7 @@ def test_sigkill_mid_stream_then_restart_equals_ground_truth(
         second.wait(timeout=120)
 
     assert len(table_reader(deployment, "bronze.events")) == len(stream)
-    for domain, spec in catalog.domains.items():
-        silver = table_reader(deployment, f"silver.{spec.table}")
-        expected_ids = sorted(e["event_id"] for e in counted if catalog.event(e["event_type"]).domain == domain)
-        assert sorted(silver["event_id"]) == expected_ids, domain
+    assert_silver_holds_exactly(counted, deployment, catalog, table_reader)
     quarantine = table_reader(deployment, "silver.quarantine")
     assert Counter(quarantine["reason"]) == Counter(d.expected_reason for d in quarantined(stream, catalog))
     assert sorted(table_reader(deployment, "silver.late")["event_id"]) == sorted(late_event_ids(stream, catalog))

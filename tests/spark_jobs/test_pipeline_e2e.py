@@ -28,6 +28,7 @@ from tests.ground_truth import (
     quarantined,
 )
 from tests.spark_jobs.stream_fixtures import (
+    assert_silver_holds_exactly,
     kpi_differences,
     kpi_rows,
     parquet_bytes,
@@ -54,10 +55,7 @@ def test_stream_through_all_layers_equals_ground_truth(deployment, spark, catalo
     assert len(table_reader(deployment, "bronze.events")) == len(stream)
 
     # silver: exactly the counted events, each once, in its domain's table
-    for domain, spec in catalog.domains.items():
-        silver = table_reader(deployment, f"silver.{spec.table}")
-        expected_ids = sorted(e["event_id"] for e in counted if catalog.event(e["event_type"]).domain == domain)
-        assert sorted(silver["event_id"]) == expected_ids, domain
+    assert_silver_holds_exactly(counted, deployment, catalog, table_reader)
 
     # quarantine: every malformed record, with the reason it was built to trigger
     quarantine = table_reader(deployment, "silver.quarantine")

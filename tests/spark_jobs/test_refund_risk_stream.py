@@ -27,8 +27,9 @@ T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
 @pytest.fixture()
 def lake(tmp_path: Path) -> Settings:
-    if not rr.RETAIL_PATH.exists():
-        pytest.skip(f"Online Retail data not found at {rr.RETAIL_PATH}")
+    # The real data is part of the workspace (../shared/data); without it this must fail, not
+    # pass silently.
+    assert rr.RETAIL_PATH.exists(), f"Online Retail data not found at {rr.RETAIL_PATH}"
     return load_settings(
         "test",
         environ={
