@@ -17,6 +17,7 @@ from deltalake import DeltaTable
 
 from lakehouse.config import Settings
 from lakehouse.contracts import TOTAL, KpiContract, KpiContracts
+from lakehouse.registry import KPI, KPI_CURRENT_VIEW, SILVER_EVENTS
 from lakehouse.tables import table_location
 
 TILE_ORDER = (
@@ -55,8 +56,9 @@ def _utc(value: object) -> datetime | None:
 
 
 def read_kpis(settings: Settings, since: datetime) -> pd.DataFrame:
-    """Total-dimension ``gold.kpi`` rows of windows starting at or after ``since``."""
-    location = table_location(settings, "gold.kpi")
+    """The current total-dimension ``gold.kpi`` rows (``gold.kpi_current``) of windows
+    starting at or after ``since``: the window filter runs first, then latest per key."""
+    location = table_location(settings, KPI)
     try:
         table = DeltaTable(location)
     except Exception:  # noqa: BLE001 - no table yet: the pipeline has not started
@@ -65,7 +67,7 @@ def read_kpis(settings: Settings, since: datetime) -> pd.DataFrame:
     # Delta "timestamp" columns are UTC instants: compare with a UTC scalar.
     since_utc = pa.scalar(since.astimezone(UTC), type=pa.timestamp("us", "UTC"))
     condition = (pc.field("dimension") == TOTAL) & (pc.field("window_start") >= since_utc)
-    return dataset.to_table(filter=condition).to_pandas()
+    return KPI_CURRENT_VIEW.arrow(dataset.to_table(filter=condition)).to_pandas()
 
 
 def format_value(value: float | None, unit: str) -> str:
@@ -89,7 +91,8 @@ def silver_sources(contract: KpiContract) -> set[str]:
 
 
 def lineage_text(row: pd.Series | None, contract: KpiContract) -> str:
-    """``gold.kpi ← silver.orders@v12`` from the row's recorded source versions."""
+    """``gold.kpi ← silver.orders (read up to silver.events@v12)`` from the row's recorded
+    source versions (the silver domain tables are views of ``silver.events``)."""
     if contract.kind == "measure":
         from lakehouse.catalog import catalog
 
@@ -99,7 +102,7 @@ def lineage_text(row: pd.Series | None, contract: KpiContract) -> str:
     versions = row["source_versions"] if row is not None else None
     if versions:
         pairs = dict(versions) if not isinstance(versions, dict) else versions
-        own = silver_sources(contract)
+        own = silver_sources(contract) | {SILVER_EVENTS}
         recorded = ", ".join(f"{t}@v{v}" for t, v in sorted(pairs.items()) if t in own)
         return f"gold.kpi ← {', '.join(sources)} (read up to {recorded})"
     return f"gold.kpi ← {', '.join(sources)}"

@@ -140,8 +140,8 @@ def generate(
 
 @pipeline_app.command("run")
 def pipeline_run(
-    jobs: str = typer.Option("bronze,silver,gold", help="comma-separated subset of bronze,silver,gold,detect,refund_risk,cdc"),
-    available_now: bool = typer.Option(False, "--available-now", help="process what is there, then stop"),
+    jobs: str = typer.Option("bronze,silver_gold,gold", help="comma-separated subset of bronze,silver_gold,gold,detect,refund_risk,cdc"),
+    available_now: bool = typer.Option(False, "--available-now", help="process what is there through every layer, then stop"),
     env: str = typer.Option(None),
 ) -> None:
     """Run the streaming queries in one Spark application until Ctrl-C."""
@@ -155,8 +155,7 @@ def pipeline_run(
     chosen = [j.strip() for j in jobs.split(",") if j.strip()]
     spark = get_spark(settings)
     if available_now:
-        for query in pipeline.start(spark, settings, catalog(), contracts(), chosen, available_now=True):
-            query.awaitTermination()
+        pipeline.drain(spark, settings, catalog(), contracts(), chosen)
         return
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -218,7 +217,7 @@ def demo(
     if settings.mlflow.tracking_uri.startswith("sqlite:///"):
         Path(settings.mlflow.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     ensure_champions(settings.mlflow.tracking_uri, settings.mlflow.anomaly_model, settings.mlflow.refund_model)
-    spawn("pipeline", [*trivas, "pipeline", "run", "--jobs", "bronze,silver,gold,detect,refund_risk,cdc", *env_args])
+    spawn("pipeline", [*trivas, "pipeline", "run", "--jobs", "bronze,silver_gold,gold,detect,refund_risk,cdc", *env_args])
     spawn("generator", [*trivas, "generate", "--live", "--shop-db", *rate_args, *env_args])
     spawn("app", app_command(settings, settings.app.port))
     wait_until(lambda: port_open("127.0.0.1", settings.app.port), 60, "the app to listen")
@@ -253,15 +252,16 @@ def demo(
 @app.command()
 def tables(env: str = typer.Option(None)) -> None:
     """Where every table lives."""
-    from lakehouse.catalog import catalog
+    from lakehouse.registry import TableSpec, registry
     from lakehouse.tables import table_location
 
     settings = _settings(env)
-    names = ["bronze.events"] + [f"silver.{d.table}" for d in catalog().domains.values()]
-    names += ["silver.quarantine", "silver.late", "gold.kpi", "gold.sessions", "gold.order_payments", "ops.freshness"]
-    table = Table("table", "location")
-    for name in names:
-        table.add_row(name, table_location(settings, name))
+    table = Table("table", "kind", "location / definition", "written by")
+    for name, spec in registry().items():
+        if isinstance(spec, TableSpec):
+            table.add_row(name, "table", table_location(settings, name), spec.writer)
+        else:
+            table.add_row(name, "view", spec.description, "")
     console.print(table)
 
 

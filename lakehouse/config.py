@@ -71,12 +71,23 @@ class Spark(_Frozen):
 class Streaming(_Frozen):
     max_offsets_per_trigger: int
     bronze_trigger_seconds: float
-    silver_trigger_seconds: float
-    gold_trigger_seconds: float
+    hot_path_trigger_seconds: float
     side_trigger_seconds: float
     watermark_margin_seconds: int
     session_gap_seconds: int
     starting_offsets: Literal["earliest", "latest"]
+
+
+class Maintenance(_Frozen):
+    """Delta table upkeep done by the pipeline off the hot path (spark_jobs.maintenance)."""
+
+    enabled: bool = True
+    check_every_seconds: float = 30.0
+    checkpoint_every_commits: int = 50
+    compact_every_seconds: float = 600.0
+    compact_min_files: int = 50
+    vacuum_every_seconds: float = 3600.0
+    vacuum_retain_hours: float = 168.0
 
 
 class MLflow(_Frozen):
@@ -124,6 +135,7 @@ class Settings(_Frozen):
     kafka: Kafka
     spark: Spark
     streaming: Streaming
+    maintenance: Maintenance = Maintenance()
     mlflow: MLflow
     privacy: Privacy
     app: App

@@ -4,6 +4,8 @@ A :class:`ProgressTracker` listens to every query of the session and keeps its l
 progress: watermark, batch id, input and processing rates, batch duration and the Delta
 versions its sources have reached. Jobs read it to stamp rows (``gold.kpi.watermark``,
 ``source_versions``, ``is_final``); the pipeline runner snapshots it into ``ops.freshness``.
+With a ``progress_log``, every progress document is also appended as one JSON line (the
+benchmark's per-batch durations come from there); the file is rotated at 64 MiB.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from pyspark.sql import SparkSession
@@ -106,29 +109,45 @@ class ProgressTracker(StreamingQueryListener):
     """Keeps the latest progress of every query of a session (thread-safe)."""
 
     _installed: dict[int, ProgressTracker] = {}
+    ROTATE_BYTES = 64 * 1024 * 1024
 
-    def __init__(self) -> None:
+    def __init__(self, progress_log: Path | None = None) -> None:
         super().__init__()
         self._lock = threading.Lock()
         self._latest: dict[str, QueryProgress] = {}
+        self.progress_log = progress_log
 
     @classmethod
-    def install(cls, spark: SparkSession) -> ProgressTracker:
-        """The session's tracker, registered on first use."""
+    def install(cls, spark: SparkSession, progress_log: Path | None = None) -> ProgressTracker:
+        """The session's tracker, registered on first use (a later ``progress_log`` is kept)."""
         key = id(spark)
         if key not in cls._installed:
-            tracker = cls()
+            tracker = cls(progress_log)
             spark.streams.addListener(tracker)
             cls._installed[key] = tracker
+        elif progress_log is not None:
+            cls._installed[key].progress_log = progress_log
         return cls._installed[key]
+
+    def _append(self, document: str) -> None:
+        path = self.progress_log
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and path.stat().st_size > self.ROTATE_BYTES:
+            path.replace(path.with_suffix(".jsonl.1"))
+        with path.open("a") as out:
+            out.write(document.replace("\n", " ") + "\n")
 
     def onQueryStarted(self, event: Any) -> None:  # noqa: N802 - Spark's API
         pass
 
     def onQueryProgress(self, event: Any) -> None:  # noqa: N802
-        progress = summarise(json.loads(event.progress.json))
+        document = event.progress.json
+        progress = summarise(json.loads(document))
         with self._lock:
             self._latest[progress.query] = progress
+            self._append(document)
 
     def onQueryIdle(self, event: Any) -> None:  # noqa: N802
         pass

@@ -1,8 +1,11 @@
-"""The table registry: logical names (``layer.table``) bound to Delta storage by config.
+"""Table bindings: logical names (``layer.table``) bound to Delta storage by config.
 
 Code only ever names tables logically (``silver.orders``); ``conf/<env>.yaml`` decides whether
 that is a path under ``tables.root`` (local, tests) or a Unity Catalog table
-``<catalog>.<layer>.<table>`` (Databricks). One writer per table (DESIGN §4).
+``<catalog>.<layer>.<table>`` (Databricks). What each table *is* (schema, partitioning,
+properties, writer, views over it) is declared once in :mod:`lakehouse.registry`; the
+functions here resolve those declarations, so a view (``silver.orders`` over
+``silver.events``) reads the same way as a table. One writer per table.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ from lakehouse.config import Settings
 
 LAYERS = ("bronze", "silver", "gold", "ops")
 
-# Table properties every trivas table gets: log checkpoints off the hot path (a background
-# job checkpoints), no column stats on streaming appends (a small machine pays for them on
-# every commit), and change data feed off (replay comes from bronze, not from the CDF).
+# Table properties every trivas table gets: log checkpoints off the hot path (the pipeline's
+# maintenance thread checkpoints every table it writes; the interval here is only a safety
+# valve for tables written outside the pipeline), no column stats on streaming appends (a
+# small machine pays for them on every commit).
 DEFAULT_PROPERTIES = {
-    "delta.checkpointInterval": "100",
+    "delta.checkpointInterval": "1000",
     "delta.dataSkippingNumIndexedCols": "0",
     "delta.appendOnly": "false",
 }
@@ -95,7 +99,12 @@ def ensure_table(
 
 
 def read_table(spark: SparkSession, settings: Settings, logical: str) -> DataFrame:
-    """A batch read of the current version of a table."""
+    """A batch read of the current version of a table, or of a registered view over one."""
+    from lakehouse.registry import view_of
+
+    view = view_of(logical)
+    if view is not None:
+        return view.over(read_table(spark, settings, view.base))
     location = table_location(settings, logical)
     if settings.tables.binding == "catalog":
         return spark.read.table(location)
@@ -116,3 +125,52 @@ def table_version(spark: SparkSession, settings: Settings, logical: str) -> int:
     """Latest commit version of a table."""
     history = delta_table(spark, settings, logical).history(1).select("version").collect()
     return int(history[0]["version"])
+
+
+def ensure_declared(spark: SparkSession, settings: Settings, logical: str) -> None:
+    """Create a table of :mod:`lakehouse.registry` as declared there (idempotent)."""
+    from lakehouse.registry import table_spec
+
+    spec = table_spec(logical)
+    ensure_table(spark, settings, logical, spec.schema, spec.partition_by, spec.properties)
+
+
+def read_arrow(settings: Settings, logical: str):  # noqa: ANN201 - pyarrow.Table
+    """A table or view read with delta-rs (no JVM): the app's, the tools' and the tests' reader.
+
+    Raises ``deltalake.exceptions.TableNotFoundError`` while the table does not exist.
+    """
+    from deltalake import DeltaTable
+
+    from lakehouse.registry import view_of
+
+    view = view_of(logical)
+    if view is not None:
+        return view.arrow(read_arrow(settings, view.base))
+    return DeltaTable(table_location(settings, logical)).to_pyarrow_table()
+
+
+def read_pandas(settings: Settings, logical: str):  # noqa: ANN201 - pandas.DataFrame
+    """:func:`read_arrow` as pandas."""
+    return read_arrow(settings, logical).to_pandas()
+
+
+def register_views(spark: SparkSession, settings: Settings) -> list[str]:
+    """Make every registered view queryable in SQL: a persistent view in the catalog
+    binding (``trivas.gold.kpi_current``), a session temp view otherwise
+    (``gold_kpi_current``, ``silver_orders``). Returns the names created."""
+    from lakehouse.registry import ViewSpec, registry
+
+    created = []
+    for name, spec in registry().items():
+        if not isinstance(spec, ViewSpec) or not table_exists(spark, settings, spec.base):
+            continue
+        select = spec.sql.format(base=qualified(settings, spec.base))
+        if settings.tables.binding == "catalog":
+            view = table_location(settings, name)
+            spark.sql(f"CREATE OR REPLACE VIEW {view} AS {select}")
+        else:
+            view = name.replace(".", "_")
+            spark.sql(f"CREATE OR REPLACE TEMP VIEW {view} AS {select}")
+        created.append(view)
+    return created

@@ -4,28 +4,15 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
 from lakehouse.catalog import Catalog, topic_for
 from lakehouse.config import Settings
-from lakehouse.tables import ensure_table
+from lakehouse.registry import BRONZE_EVENTS as TABLE
+from lakehouse.registry import BRONZE_QUERY as QUERY_NAME
+from lakehouse.registry import table_spec
+from lakehouse.tables import ensure_declared
 from spark_jobs.io import read_kafka, start_delta_sink
-
-QUERY_NAME = "bronze_events"
-TABLE = "bronze.events"
-SCHEMA = T.StructType(
-    [
-        T.StructField("key", T.StringType(), True),
-        T.StructField("value", T.StringType(), True),
-        T.StructField("topic", T.StringType(), False),
-        T.StructField("partition", T.IntegerType(), False),
-        T.StructField("offset", T.LongType(), False),
-        T.StructField("kafka_timestamp", T.TimestampType(), False),
-        T.StructField("ingested_at", T.TimestampType(), False),
-        T.StructField("ingest_date", T.DateType(), False),
-    ]
-)
 
 
 def transform(kafka_records: DataFrame) -> DataFrame:
@@ -52,7 +39,7 @@ def run(
     spark: SparkSession, settings: Settings, catalog: Catalog, available_now: bool = False
 ) -> StreamingQuery:
     """Start the Kafka → ``bronze.events`` query."""
-    ensure_table(spark, settings, TABLE, SCHEMA, partition_by=["ingest_date"])
+    ensure_declared(spark, settings, TABLE)
     records = read_kafka(spark, settings, raw_topics(settings, catalog))
     return start_delta_sink(
         transform(records),
@@ -61,5 +48,5 @@ def run(
         TABLE,
         settings.streaming.bronze_trigger_seconds,
         available_now=available_now,
-        partition_by=["ingest_date"],
+        partition_by=table_spec(TABLE).partition_by,
     )

@@ -4,17 +4,29 @@ Transforms never call ``readStream``/``writeStream``; they receive and return Da
 Every sink here is exactly-once: Delta's streaming sink commits with the checkpoint, and
 ``foreachBatch`` writers pass Delta's ``txnAppId``/``txnVersion`` so that a micro-batch
 replayed after a crash is skipped by Delta instead of written twice.
+
+The ``txnAppId`` of a writer is :class:`WriterIdentity`: the query's name plus the id Spark
+keeps in the query's checkpoint. A reset (deleted) checkpoint or a renamed query gets a new
+id, so its batch ids — counting from 0 again — are never mistaken for replays of the old
+ones (which would make Delta skip every write until the ids passed the old ones).
+
+Views of :mod:`lakehouse.registry` (``silver.orders`` over ``silver.events``) are read like
+tables, stream or batch; writing to a view is refused.
 """
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
 from lakehouse.config import Settings
-from lakehouse.tables import checkpoint_location, table_location
+from lakehouse.registry import view_of
+from lakehouse.tables import checkpoint_location, delta_table, table_location
 
 
 def read_kafka(spark: SparkSession, settings: Settings, topics: Sequence[str]) -> DataFrame:
@@ -31,7 +43,10 @@ def read_kafka(spark: SparkSession, settings: Settings, topics: Sequence[str]) -
 
 
 def read_delta_stream(spark: SparkSession, settings: Settings, logical: str) -> DataFrame:
-    """A streaming read of a Delta table's appends."""
+    """A streaming read of a Delta table's appends (or of a row-wise view over one)."""
+    view = view_of(logical)
+    if view is not None:
+        return view.over(read_delta_stream(spark, settings, view.base))
     location = table_location(settings, logical)
     reader = spark.readStream.format("delta").option("maxFilesPerTrigger", 1000)
     if settings.tables.binding == "catalog":
@@ -39,8 +54,47 @@ def read_delta_stream(spark: SparkSession, settings: Settings, logical: str) -> 
     return reader.load(location)
 
 
+class WriterIdentity:
+    """The ``txnAppId`` of a ``foreachBatch`` query: ``<query name>:<checkpoint's query id>``.
+
+    Resolved on the first micro-batch (Spark has written the checkpoint's ``metadata`` by
+    then) through Spark's file system, so ``dbfs:/`` and object-store checkpoints work.
+    """
+
+    def __init__(self, settings: Settings, query_name: str) -> None:
+        self.query_name = query_name
+        self.checkpoint = checkpoint_location(settings, query_name)
+        self._app_id: str | None = None
+        self._lock = threading.Lock()
+
+    def app_id(self, spark: SparkSession) -> str:
+        with self._lock:
+            if self._app_id is None:
+                text = spark.read.text(f"{self.checkpoint}/metadata").first()
+                if text is None:
+                    raise RuntimeError(f"no query id in {self.checkpoint}/metadata")
+                self._app_id = f"{self.query_name}:{json.loads(text[0])['id']}"
+            return self._app_id
+
+
+def committed_batch(spark: SparkSession, settings: Settings, logical: str, app_id: str) -> int | None:
+    """The last ``txnVersion`` writer ``app_id`` committed to a table (None if it never did):
+    how a writer with driver-side state knows which batches its table already holds."""
+    log = delta_table(spark, settings, logical)._jdt.deltaLog()
+    versions = log.unsafeVolatileSnapshot().transactions()
+    found = versions.get(app_id)
+    return int(found.get()) if found.isDefined() else None
+
+
+def committed_version(spark: SparkSession, settings: Settings, logical: str) -> int:
+    """The newest commit version this JVM has seen of a table (no Spark job: lineage stamps)."""
+    return int(delta_table(spark, settings, logical)._jdt.deltaLog().unsafeVolatileSnapshot().version())
+
+
 def append_idempotent(df: DataFrame, settings: Settings, logical: str, app_id: str, batch_id: int) -> None:
     """Append ``df`` as micro-batch ``batch_id`` of writer ``app_id``; a replay is a no-op."""
+    if view_of(logical) is not None:
+        raise ValueError(f"{logical} is a view of {view_of(logical).base}; write the table")  # type: ignore[union-attr]
     writer = (
         df.write.format("delta")
         .mode("append")
@@ -52,6 +106,46 @@ def append_idempotent(df: DataFrame, settings: Settings, logical: str, app_id: s
         writer.saveAsTable(location)
     else:
         writer.save(location)
+
+
+def append_all(appends: Sequence[tuple[DataFrame, str]], settings: Settings, app_id: str, batch_id: int) -> None:
+    """Idempotent appends of one micro-batch to several tables, overlapped: a Delta commit
+    is mostly waiting (log write, snapshot update), so N tables cost about one commit."""
+    if len(appends) == 1:
+        df, logical = appends[0]
+        append_idempotent(df, settings, logical, app_id, batch_id)
+        return
+    for future in [in_background(append_idempotent, df, settings, t, app_id, batch_id) for df, t in appends]:
+        future.result()
+
+
+_BACKGROUND = ThreadPoolExecutor(max_workers=8, thread_name_prefix="trivas-write")
+
+
+def in_background(fn: Callable[..., object], *args: object):  # noqa: ANN201 - a Future
+    """Run ``fn`` on a writer thread in the caller's FAIR scheduler pool (Spark's local
+    properties are per thread and a plain Python thread would not inherit them)."""
+    from pyspark import SparkContext
+
+    context = SparkContext._active_spark_context
+    pool = context.getLocalProperty("spark.scheduler.pool") if context else None
+
+    def call() -> object:
+        if context is not None and pool:
+            context.setLocalProperty("spark.scheduler.pool", pool)
+        return fn(*args)
+
+    return _BACKGROUND.submit(call)
+
+
+def publish_to_kafka(records: DataFrame, settings: Settings, topic: str) -> None:
+    """Write ``key``/``value`` rows to a Kafka topic (at-least-once: consumers dedup by key)."""
+    (
+        records.write.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka_bootstrap())
+        .option("topic", topic)
+        .save()
+    )
 
 
 def _in_own_pool(df: DataFrame, query_name: str) -> None:

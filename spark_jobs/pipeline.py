@@ -1,7 +1,18 @@
 """All streaming queries of a deployment in one Spark application (``trivas pipeline run``).
 
 Locally every job shares one JVM (one small machine); on Databricks each job can run as its
-own task with ``--jobs``. Stopping is graceful: queries finish their current micro-batch.
+own task with ``--jobs``. The jobs:
+
+- ``bronze``: Kafka → ``bronze.events`` (the raw, replayable archive);
+- ``silver_gold``: the hot path, Kafka → silver tables and ``gold.kpi`` in one micro-batch;
+- ``gold``: side queries over silver (sessions, the order↔payment join);
+- ``detect``, ``refund_risk``, ``cdc``: side queries of their own.
+
+The first two are the KPI path: if one fails, the pipeline stops with its error. A side query
+that fails is restarted with exponential backoff and never takes the KPI path down. Each
+query runs in its own FAIR scheduler pool; ``conf/fairscheduler.xml`` weights the KPI path
+above the side queries. Delta maintenance runs in a thread of its own
+(:mod:`spark_jobs.maintenance`). Stopping is graceful: queries finish their micro-batch.
 """
 
 from __future__ import annotations
@@ -10,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pyspark.sql import SparkSession
@@ -18,14 +30,17 @@ from pyspark.sql.streaming import StreamingQuery
 from lakehouse.catalog import Catalog
 from lakehouse.config import Settings
 from lakehouse.contracts import KpiContracts
-from lakehouse.freshness import FRESHNESS_SCHEMA, ProgressTracker
-from lakehouse.tables import ensure_table
-from spark_jobs import bronze, gold, silver
+from lakehouse.freshness import ProgressTracker
+from lakehouse.registry import FRESHNESS, PIPELINE_WRITER, TableSpec, registry, tables_written_by
+from lakehouse.tables import ensure_declared, register_views
+from spark_jobs import bronze, gold, hot_path
 from spark_jobs.io import append_idempotent
+from spark_jobs.maintenance import TableMaintenance
 
 log = logging.getLogger("trivas.pipeline")
-JOBS = ("bronze", "silver", "gold")
-FRESHNESS_TABLE = "ops.freshness"
+JOBS = ("bronze", "silver_gold", "gold")
+KPI_PATH = ("bronze", "silver_gold")
+FRESHNESS_TABLE = FRESHNESS
 
 Starter = Callable[[SparkSession, Settings, Catalog, KpiContracts, bool], list[StreamingQuery]]
 
@@ -34,8 +49,8 @@ def _bronze(spark: SparkSession, s: Settings, c: Catalog, k: KpiContracts, now: 
     return [bronze.run(spark, s, c, available_now=now)]
 
 
-def _silver(spark: SparkSession, s: Settings, c: Catalog, k: KpiContracts, now: bool) -> list[StreamingQuery]:
-    return silver.run(spark, s, c, available_now=now)
+def _silver_gold(spark: SparkSession, s: Settings, c: Catalog, k: KpiContracts, now: bool) -> list[StreamingQuery]:
+    return [hot_path.run(spark, s, c, k, available_now=now)]
 
 
 def _gold(spark: SparkSession, s: Settings, c: Catalog, k: KpiContracts, now: bool) -> list[StreamingQuery]:
@@ -62,21 +77,29 @@ def _refund_risk(spark: SparkSession, s: Settings, c: Catalog, k: KpiContracts, 
 
 STARTERS: dict[str, Starter] = {
     "bronze": _bronze,
-    "silver": _silver,
+    "silver_gold": _silver_gold,
     "gold": _gold,
     "detect": _detect,
     "refund_risk": _refund_risk,
     "cdc": _cdc,
 }
+# ``drain`` runs the jobs in these waves: each wave reads only what earlier waves wrote.
+DRAIN_WAVES = (("bronze", "silver_gold", "cdc"), ("gold", "refund_risk"), ("detect",))
+
+
+def _check(jobs: Sequence[str]) -> None:
+    unknown = set(jobs) - set(STARTERS)
+    if unknown:
+        raise ValueError(f"unknown jobs {sorted(unknown)}; choose from {list(STARTERS)}")
 
 
 def prepare_tables(spark: SparkSession, settings: Settings, catalog: Catalog, jobs: Sequence[str] = JOBS) -> None:
-    """Create every table up front (before any query starts: a table property change during
-    a MERGE would fail one of the two commits), so downstream streams can start first."""
-    ensure_table(spark, settings, bronze.TABLE, bronze.SCHEMA, partition_by=["ingest_date"])
-    silver.ensure_silver_tables(spark, settings, catalog)
-    gold.ensure_gold_tables(spark, settings)
-    ensure_table(spark, settings, FRESHNESS_TABLE, FRESHNESS_SCHEMA)
+    """Create every declared table up front (before any query starts: a table property
+    change during a commit would fail one of the two), so readers can start first."""
+    for spec in registry().values():
+        if isinstance(spec, TableSpec):
+            ensure_declared(spark, settings, spec.logical)
+    register_views(spark, settings)
     if "detect" in jobs:
         from spark_jobs import detect
 
@@ -87,6 +110,11 @@ def prepare_tables(spark: SparkSession, settings: Settings, catalog: Catalog, jo
         refund_risk.ensure_refund_risk_table(spark, settings)
 
 
+def install_tracker(spark: SparkSession, settings: Settings) -> ProgressTracker:
+    """The progress listener, logging every progress document to ``<logs>/progress.jsonl``."""
+    return ProgressTracker.install(spark, settings.path(settings.paths.logs) / "progress.jsonl")
+
+
 def start(
     spark: SparkSession,
     settings: Settings,
@@ -95,11 +123,9 @@ def start(
     jobs: Sequence[str] = JOBS,
     available_now: bool = False,
 ) -> list[StreamingQuery]:
-    """Start the chosen jobs' queries (upstream first)."""
-    unknown = set(jobs) - set(STARTERS)
-    if unknown:
-        raise ValueError(f"unknown jobs {sorted(unknown)}; choose from {list(STARTERS)}")
-    ProgressTracker.install(spark)
+    """Start the chosen jobs' queries."""
+    _check(jobs)
+    install_tracker(spark, settings)
     prepare_tables(spark, settings, catalog, jobs)
     queries: list[StreamingQuery] = []
     for job in [j for j in STARTERS if j in jobs]:
@@ -114,16 +140,19 @@ def drain(
     contracts: KpiContracts,
     jobs: Sequence[str] = JOBS,
 ) -> dict[str, StreamingQuery]:
-    """Process everything that is there, layer after layer, then stop (backfills, tests).
+    """Process everything that is there, then stop (``--available-now``, backfills, tests).
 
-    Each layer runs with ``availableNow`` only after the one above has finished, so it sees
-    all of its input; micro-batches stay bounded by the per-trigger limits.
+    Jobs run with ``availableNow`` in waves (:data:`DRAIN_WAVES`): the Kafka readers first,
+    then what reads their tables, so one call leaves every layer complete. Micro-batches stay
+    bounded by the per-trigger limits.
     """
-    ProgressTracker.install(spark)
+    _check(jobs)
+    install_tracker(spark, settings)
     prepare_tables(spark, settings, catalog, jobs)
     finished: dict[str, StreamingQuery] = {}
-    for job in [j for j in STARTERS if j in jobs]:
-        for query in STARTERS[job](spark, settings, catalog, contracts, True):
+    for wave in DRAIN_WAVES:
+        running = [q for job in wave if job in jobs for q in STARTERS[job](spark, settings, catalog, contracts, True)]
+        for query in running:
             query.awaitTermination()
             finished[query.name] = query
     return finished
@@ -131,10 +160,37 @@ def drain(
 
 def record_freshness(spark: SparkSession, settings: Settings, tracker: ProgressTracker, sequence: int) -> None:
     """Append the latest progress of every query to ``ops.freshness``."""
+    from lakehouse.freshness import FRESHNESS_SCHEMA
+
     rows = [p.as_row() for p in tracker.snapshot()]
     if rows:
         frame = spark.createDataFrame(rows, FRESHNESS_SCHEMA)
-        append_idempotent(frame, settings, FRESHNESS_TABLE, "pipeline_freshness", sequence)
+        append_idempotent(frame, settings, FRESHNESS_TABLE, PIPELINE_WRITER + "_freshness", sequence)
+
+
+@dataclass
+class RunningJob:
+    """A job's queries and, for a side job, when it may be restarted after a failure."""
+
+    name: str
+    queries: list[StreamingQuery]
+    failures: int = 0
+    restart_at: float | None = None
+
+    def failed(self) -> StreamingQuery | None:
+        return next((q for q in self.queries if not q.isActive), None)
+
+    def stop(self) -> None:
+        for query in self.queries:
+            try:
+                query.stop()
+            except Exception:  # noqa: BLE001 - stopping the rest matters more
+                log.exception("stopping %s", query.name)
+
+
+def backoff_seconds(failures: int, base: float = 5.0, cap: float = 300.0) -> float:
+    """Wait before restarting a side job after its ``failures``-th failure in a row."""
+    return min(cap, base * 2 ** max(failures - 1, 0))
 
 
 def run_until_stopped(
@@ -146,26 +202,64 @@ def run_until_stopped(
     stop: threading.Event | None = None,
     freshness_every_s: float = 10.0,
 ) -> None:
-    """Run the queries until ``stop`` is set or a query fails (its error is raised)."""
+    """Run the jobs until ``stop`` is set or a KPI-path query fails (its error is raised);
+    side jobs that fail are restarted with backoff."""
+    _check(jobs)
     stop = stop or threading.Event()
-    queries = start(spark, settings, catalog, contracts, jobs)
-    tracker = ProgressTracker.install(spark)
-    log.info("started %s", ", ".join(q.name for q in queries))
-    # A monotonically increasing txnVersion across restarts: milliseconds since epoch.
+    tracker = install_tracker(spark, settings)
+    prepare_tables(spark, settings, catalog, jobs)
+    running: dict[str, RunningJob] = {}
+    for job in [j for j in STARTERS if j in jobs]:
+        if job in KPI_PATH:
+            running[job] = RunningJob(job, STARTERS[job](spark, settings, catalog, contracts, False))
+        else:  # a side job that cannot start is retried by supervise()
+            running[job] = RunningJob(job, [], restart_at=time.monotonic())
+    log.info("started %s", ", ".join(q.name for r in running.values() for q in r.queries))
+    maintained = [t.logical for job in running.values() for q in job.queries for t in tables_written_by(q.name)]
+    maintenance = TableMaintenance(spark, settings, [*maintained, FRESHNESS_TABLE])
+    if settings.maintenance.enabled:
+        maintenance.start()
     next_snapshot = time.monotonic() + freshness_every_s
     try:
         while not stop.is_set():
-            for query in queries:
-                if not query.isActive:
-                    error = query.exception()
-                    raise RuntimeError(f"query {query.name} stopped: {error}")
+            for job in running.values():
+                supervise(job, spark, settings, catalog, contracts)
             if time.monotonic() >= next_snapshot:
+                # A monotonically increasing txnVersion across restarts: milliseconds since epoch.
                 record_freshness(spark, settings, tracker, int(datetime.now(UTC).timestamp() * 1000))
                 next_snapshot = time.monotonic() + freshness_every_s
             stop.wait(0.5)
     finally:
-        for query in queries:
-            try:
-                query.stop()
-            except Exception:  # noqa: BLE001 - stopping the rest matters more
-                log.exception("stopping %s", query.name)
+        maintenance.stop()
+        for job in running.values():
+            job.stop()
+
+
+def supervise(job: RunningJob, spark: SparkSession, settings: Settings, catalog: Catalog, contracts: KpiContracts) -> None:
+    """Raise if a KPI-path query stopped; restart a failed side job once its backoff is over."""
+    now = time.monotonic()
+    if job.restart_at is not None:
+        if now < job.restart_at:
+            return
+        log.warning("restarting side job %s (failure %d)", job.name, job.failures)
+        job.restart_at = None
+        try:
+            job.queries = STARTERS[job.name](spark, settings, catalog, contracts, False)
+        except Exception:  # noqa: BLE001 - a side job that cannot start waits and tries again
+            log.exception("side job %s could not start", job.name)
+            job.queries = []
+            job.failures += 1
+            job.restart_at = now + backoff_seconds(job.failures)
+        return
+    dead = job.failed()
+    if dead is None:
+        if job.failures and all(q.lastProgress for q in job.queries):
+            job.failures = 0  # it has made progress again
+        return
+    error = dead.exception()
+    if job.name in KPI_PATH:
+        raise RuntimeError(f"query {dead.name} stopped: {error}")
+    job.stop()
+    job.failures += 1
+    job.restart_at = now + backoff_seconds(job.failures)
+    log.error("side query %s failed (%s); restarting job %s in %.0fs", dead.name, error, job.name, job.restart_at - now)

@@ -30,7 +30,7 @@ from lakehouse.catalog import Catalog
 from lakehouse.config import Settings
 from lakehouse.contracts import KpiContracts
 from lakehouse.tables import ensure_table
-from spark_jobs.io import append_idempotent, read_delta_stream, start_foreach_batch
+from spark_jobs.io import WriterIdentity, append_idempotent, read_delta_stream, start_foreach_batch
 
 log = logging.getLogger("trivas.refund_risk")
 
@@ -132,6 +132,7 @@ class RefundRiskWriter:
         )  # fmt: skip
         self.model = None
         self.version: str | None = None
+        self.identity = WriterIdentity(settings, REFUND_RISK_QUERY)
 
     def ensure_model(self) -> None:
         """Load the champion, or the new one when the alias has moved."""
@@ -160,7 +161,7 @@ class RefundRiskWriter:
             scored["model_version"].tolist(), [t.to_pydatetime() for t in scored["scored_at"]], strict=True,
         )  # fmt: skip
         frame = batch.sparkSession.createDataFrame(list(rows), REFUND_RISK_SCHEMA)
-        append_idempotent(frame, self.settings, REFUND_RISK_TABLE, REFUND_RISK_QUERY, batch_id)
+        append_idempotent(frame, self.settings, REFUND_RISK_TABLE, self.identity.app_id(batch.sparkSession), batch_id)
 
 
 def run(

@@ -1,70 +1,32 @@
-"""Silver: parse bronze by the catalog, enforce contracts, protect PII, dedup, route.
+"""Silver transforms: parse each record once by the catalog, classify, dedup, shape.
 
-Two queries read ``bronze.events``:
-
-- ``silver_events``: valid, on-time records → dedup by ``event_id`` within the watermark →
-  one typed, PII-protected table per domain (``silver.orders``, ``silver.web_events``, …);
-- ``silver_rejects``: everything else, stateless, so nothing can ever be dropped by a
-  watermark: contract violations → ``silver.quarantine`` with a reason code (and the Kafka
-  dlq topic), events later than their allowed lateness → ``silver.late``.
+These are the pure parts of the hot path (``spark_jobs.hot_path`` runs them): one pass over
+a raw Kafka record yields its route — ``valid`` (typed, PII-protected ``silver.events`` rows),
+``quarantine`` (a contract violation, with its reason code) or ``late`` (valid, but later than
+its type's allowed lateness) — and the dedup keeps the first copy of each valid ``event_id``.
 
 A bad record never stops a query: every failure mode is a row with a reason.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
-from pyspark.sql.streaming import StreamingQuery
 
 from lakehouse.catalog import Catalog
-from lakehouse.config import Settings, hash_key
 from lakehouse.privacy import apply_pii_policy, scrub_raw_json
-from lakehouse.quality import lateness_exceeded, payload_struct_column, rejection_reason
-from lakehouse.tables import ensure_table
-from spark_jobs.io import append_idempotent, read_delta_stream, start_foreach_batch
+from lakehouse.quality import (
+    FUTURE_TOLERANCE,
+    lateness_exceeded,
+    payload_struct_column,
+    rejection_reason,
+)
+from lakehouse.registry import LATE_SCHEMA, QUARANTINE_SCHEMA, silver_events_schema
 
-EVENTS_QUERY = "silver_events"
-REJECTS_QUERY = "silver_rejects"
-QUARANTINE = "silver.quarantine"
-LATE = "silver.late"
 ROUTE_VALID, ROUTE_LATE, ROUTE_QUARANTINE = "valid", "late", "quarantine"
-
-QUARANTINE_SCHEMA = T.StructType(
-    [
-        T.StructField("quarantine_id", T.StringType(), False),
-        T.StructField("reason", T.StringType(), False),
-        T.StructField("event_type", T.StringType(), True),
-        T.StructField("event_id", T.StringType(), True),
-        T.StructField("contract_version", T.LongType(), True),
-        T.StructField("source", T.StringType(), True),
-        T.StructField("raw_value", T.StringType(), True),
-        T.StructField("kafka_topic", T.StringType(), False),
-        T.StructField("kafka_partition", T.IntegerType(), False),
-        T.StructField("kafka_offset", T.LongType(), False),
-        T.StructField("kafka_timestamp", T.TimestampType(), False),
-        T.StructField("quarantined_at", T.TimestampType(), False),
-    ]
-)
-LATE_SCHEMA = T.StructType(
-    [
-        T.StructField("event_id", T.StringType(), False),
-        T.StructField("event_type", T.StringType(), False),
-        T.StructField("domain", T.StringType(), False),
-        T.StructField("event_time", T.TimestampType(), False),
-        T.StructField("kafka_timestamp", T.TimestampType(), False),
-        T.StructField("lateness_seconds", T.DoubleType(), False),
-        T.StructField("raw_value", T.StringType(), False),
-        T.StructField("kafka_topic", T.StringType(), False),
-        T.StructField("kafka_partition", T.IntegerType(), False),
-        T.StructField("kafka_offset", T.LongType(), False),
-        T.StructField("recorded_at", T.TimestampType(), False),
-    ]
-)
+__all__ = ["LATE_SCHEMA", "QUARANTINE_SCHEMA"]
 
 
 def parse_envelope(bronze: DataFrame, catalog: Catalog) -> DataFrame:
@@ -116,27 +78,52 @@ def classify(bronze: DataFrame, catalog: Catalog, topic_prefix: str) -> DataFram
 
 
 def dedup_delay(catalog: Catalog, margin: timedelta) -> timedelta:
-    """Watermark delay of the dedup state: the longest dedup horizon, and never shorter
-    than the longest allowed lateness plus margin (so no accepted event is dropped)."""
-    return max(catalog.max_dedup_horizon(), catalog.max_allowed_lateness() + margin)
+    """Watermark delay of the dedup state: the longest dedup horizon, and never shorter than
+    the longest allowed lateness plus the future tolerance plus margin — a valid event dated
+    up to the tolerance ahead may lead the watermark, and no accepted event may fall behind it."""
+    return max(catalog.max_dedup_horizon(), catalog.max_allowed_lateness() + FUTURE_TOLERANCE + margin)
+
+
+def dedup_time(valid: Column, delay: timedelta) -> Column:
+    """The time that feeds the dedup watermark: the event time, held within a band around the
+    micro-batch's processing time (Spark stores it in the offset log, so a replay sees the
+    same value), and null for rejected records.
+
+    - ceiling: processing time + the future tolerance — a producer with a fast clock cannot
+      drag the watermark ahead of events still within their allowed lateness;
+    - floor: processing time − (delay − tolerance) / 2 — above any watermark the earlier
+      batches can have set (at most processing time + tolerance − delay), so no valid record
+      is ever dropped as "late" by the dedup operator. Without it, catching up on a backlog
+      drops valid events: Spark splits ``maxOffsetsPerTrigger`` across partitions by offset
+      count, so one batch can read one partition minutes of event time ahead of another;
+    - rejected records have no time: a null moves no watermark and keeps no state.
+
+    Live, event time lies inside the band and the horizon is event time's; on a backlog the
+    floor rules and state expires by processing time (after ``2 × delay`` of it).
+    """
+    tolerance = int(FUTURE_TOLERANCE.total_seconds())
+    below = int((delay.total_seconds() - tolerance) / 2)
+    now = F.current_timestamp()
+    floor = now - F.expr(f"INTERVAL {below} SECONDS")
+    ceiling = now + F.expr(f"INTERVAL {tolerance} SECONDS")
+    return F.when(valid, F.least(F.greatest(F.col("envelope.event_time"), floor), ceiling))
 
 
 def dedupe_events(classified: DataFrame, delay: timedelta) -> DataFrame:
-    """Keep the first copy of each valid ``event_id`` seen within the watermark delay.
+    """Keep the first copy of each valid ``event_id`` seen within the dedup horizon.
 
-    Every record passes through (rejects keyed by their unique Kafka coordinates and timed by
-    their arrival); the writer keeps the valid ones. Filtering on ``route`` before this point
-    would make Spark evaluate the whole contract expression twice, once inside the filter.
-    Rejects are written by ``silver_rejects``, a stateless query that cannot drop anything.
+    Every record passes through, so the one micro-batch holds valid, quarantined and late
+    records alike: rejects are keyed by their unique Kafka coordinates and carry no dedup
+    time (:func:`dedup_time` says why no record can make a valid event vanish). Filtering on
+    ``route`` before this point would make Spark evaluate the whole contract expression
+    twice, once inside the filter.
     """
     valid = F.col("route") == ROUTE_VALID
     coordinates = F.concat_ws(":", "topic", "partition", "offset")
     keyed = classified.withColumn(
         "dedup_key", F.when(valid, F.col("envelope.event_id")).otherwise(coordinates)
-    ).withColumn(
-        "event_time", F.when(valid, F.col("envelope.event_time")).otherwise(F.col("kafka_timestamp"))
-    )
-    return keyed.withWatermark("event_time", f"{int(delay.total_seconds())} seconds").dropDuplicatesWithinWatermark(
+    ).withColumn("dedup_time", dedup_time(valid, delay))
+    return keyed.withWatermark("dedup_time", f"{int(delay.total_seconds())} seconds").dropDuplicatesWithinWatermark(
         ["dedup_key"]
     )
 
@@ -165,6 +152,32 @@ def domain_rows(
         columns.append(source.cast(field.dataType).alias(field.name))
     rows = valid.where(F.col("domain") == F.lit(domain)).select(*columns)
     return apply_pii_policy(rows, catalog.pii_classes(domain), master_key, key_id)
+
+
+def silver_event_rows(valid: DataFrame, catalog: Catalog, master_key: bytes, key_id: str) -> DataFrame:
+    """``silver.events`` rows of valid records of every domain, in one projection: a payload
+    column takes its value from the struct of the record's own domain (the others are null),
+    then the PII policy protects every classified column."""
+    schema = silver_events_schema(catalog)
+    envelope = {f.name for f in catalog.envelope}
+    lineage = {"kafka_topic": "topic", "kafka_partition": "partition", "kafka_offset": "offset", "ingested_at": "kafka_timestamp"}
+    owners: dict[str, list[str]] = {}
+    for domain in catalog.domains:
+        for spec in catalog.domain_fields(domain):
+            owners.setdefault(spec.name, []).append(domain)
+    columns = []
+    for field in schema.fields:
+        if field.name in envelope:
+            source = F.col(f"envelope.{field.name}")
+        elif field.name == "domain":
+            source = F.col("domain")
+        elif field.name in lineage:
+            source = F.col(lineage[field.name])
+        else:
+            source = F.coalesce(*[F.col(f"{payload_struct_column(d)}.{field.name}") for d in owners[field.name]])
+        columns.append(source.cast(field.dataType).alias(field.name))
+    classes = {name: pii for d in catalog.domains for name, pii in catalog.pii_classes(d).items()}
+    return apply_pii_policy(valid.select(*columns), classes, master_key, key_id)
 
 
 def protected_field_names(catalog: Catalog) -> list[str]:
@@ -211,45 +224,11 @@ def late_rows(rejects: DataFrame, catalog: Catalog) -> DataFrame:
     )
 
 
-def ensure_silver_tables(spark: SparkSession, settings: Settings, catalog: Catalog) -> None:
-    """Create every silver table that does not exist yet."""
-    for domain, spec in catalog.domains.items():
-        ensure_table(spark, settings, f"silver.{spec.table}", catalog.silver_schema(domain))
-    ensure_table(spark, settings, QUARANTINE, QUARANTINE_SCHEMA)
-    ensure_table(spark, settings, LATE, LATE_SCHEMA)
-
-
-def write_domains(settings: Settings, catalog: Catalog, master_key: bytes):  # noqa: ANN201
-    """The ``foreachBatch`` writer of ``silver_events``: one idempotent append per domain."""
-
-    def write(batch: DataFrame, batch_id: int) -> None:
-        batch = batch.where(F.col("route") == ROUTE_VALID).persist()
-        try:
-            present = {r["domain"] for r in batch.select("domain").distinct().collect()}
-            jobs = [
-                (f"silver.{spec.table}", domain_rows(batch, catalog, d, master_key, settings.privacy.hash_key_id))
-                for d, spec in catalog.domains.items()
-                if d in present
-            ]
-            # Commits to different tables are independent: overlap their I/O.
-            with ThreadPoolExecutor(max_workers=len(jobs) or 1) as pool:
-                futures = [
-                    pool.submit(append_idempotent, rows, settings, table, EVENTS_QUERY, batch_id)
-                    for table, rows in jobs
-                ]
-                for future in futures:
-                    future.result()
-        finally:
-            batch.unpersist()
-
-    return write
-
-
-def publish_dead_letters(quarantined: DataFrame, settings: Settings) -> None:
-    """Announce quarantined records on the Kafka dlq topic (PII-scrubbed, keyed by their
-    quarantine id). Kafka writes are at-least-once: after a crash a record may be announced
-    twice, and consumers dedup by key; ``silver.quarantine`` stays the exactly-once ledger."""
-    letters = quarantined.select(
+def dead_letters(quarantined: DataFrame) -> DataFrame:
+    """Kafka dlq records of quarantined rows (PII-scrubbed, keyed by their quarantine id).
+    Kafka writes are at-least-once: after a crash a record may be announced twice, and
+    consumers dedup by key; ``silver.quarantine`` stays the exactly-once ledger."""
+    return quarantined.select(
         F.col("quarantine_id").alias("key"),
         F.to_json(
             F.struct(
@@ -258,55 +237,3 @@ def publish_dead_letters(quarantined: DataFrame, settings: Settings) -> None:
             )
         ).alias("value"),
     )
-    (
-        letters.write.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka_bootstrap())
-        .option("topic", settings.kafka.dlq_topic)
-        .save()
-    )
-
-
-def write_rejects(settings: Settings, catalog: Catalog):  # noqa: ANN201
-    """The ``foreachBatch`` writer of ``silver_rejects``: quarantine and late ledgers."""
-
-    def write(batch: DataFrame, batch_id: int) -> None:
-        # Only what the ledgers need is cached: the parsed payload structs stay behind.
-        batch = batch.select(
-            "route", "reason", "domain", "envelope", "value", "topic", "partition", "offset", "kafka_timestamp"
-        ).where(F.col("route") != ROUTE_VALID).persist()
-        try:
-            quarantined = quarantine_rows(batch, catalog).persist()
-            append_idempotent(quarantined, settings, QUARANTINE, REJECTS_QUERY, batch_id)
-            append_idempotent(late_rows(batch, catalog), settings, LATE, REJECTS_QUERY, batch_id)
-            publish_dead_letters(quarantined, settings)
-            quarantined.unpersist()
-        finally:
-            batch.unpersist()
-
-    return write
-
-
-def run(
-    spark: SparkSession, settings: Settings, catalog: Catalog, available_now: bool = False
-) -> list[StreamingQuery]:
-    """Start ``silver_events`` and ``silver_rejects`` reading ``bronze.events``."""
-    ensure_silver_tables(spark, settings, catalog)
-    margin = timedelta(seconds=settings.streaming.watermark_margin_seconds)
-    prefix = settings.kafka.topic_prefix
-    events = start_foreach_batch(
-        dedupe_events(classify(read_delta_stream(spark, settings, "bronze.events"), catalog, prefix), dedup_delay(catalog, margin)),
-        settings,
-        EVENTS_QUERY,
-        write_domains(settings, catalog, hash_key(settings)),
-        settings.streaming.silver_trigger_seconds,
-        available_now=available_now,
-    )
-    rejects = start_foreach_batch(
-        classify(read_delta_stream(spark, settings, "bronze.events"), catalog, prefix),
-        settings,
-        REJECTS_QUERY,
-        write_rejects(settings, catalog),
-        settings.streaming.side_trigger_seconds,
-        available_now=available_now,
-    )
-    return [events, rejects]

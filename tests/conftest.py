@@ -82,12 +82,7 @@ def spark(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
 @pytest.fixture()
 def table_reader() -> Callable[[Settings, str], object]:
-    """Read a Delta table into pandas with delta-rs (no JVM), as the app does."""
-    from deltalake import DeltaTable
+    """Read a Delta table or a registered view into pandas with delta-rs (no JVM), as the app does."""
+    from lakehouse.tables import read_pandas
 
-    from lakehouse.tables import table_location
-
-    def read(settings: Settings, logical: str):  # noqa: ANN202
-        return DeltaTable(table_location(settings, logical)).to_pandas()
-
-    return read
+    return read_pandas

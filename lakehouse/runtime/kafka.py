@@ -117,7 +117,7 @@ def start_local_broker(settings: Settings, catalog: Catalog) -> int:
         cluster_id = str(uuid.uuid4())
         format_cmd = [
             *java, "kafka.tools.StorageTool", "format", "--standalone",
-            "-t", _kafka_cluster_id(cluster_id), "-c", str(properties),
+            f"--cluster-id={_kafka_cluster_id(cluster_id)}", "-c", str(properties),
         ]  # fmt: skip
         subprocess.run(format_cmd, check=True, capture_output=True, text=True)
     pid = service.start(

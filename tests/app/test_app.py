@@ -35,7 +35,7 @@ def kpi_frame(now: datetime) -> pd.DataFrame:
                     "kpi": kpi, "grain": "1m", "window_start": start, "window_end": start + timedelta(minutes=1),
                     "dimension": "all", "value": value, "numerator": None, "denominator": None, "events": 5,
                     "unit": unit, "watermark": closed_start + timedelta(minutes=1), "computed_at": now - timedelta(seconds=3),
-                    "source_versions": [("silver.orders", 12)], "is_final": final,
+                    "source_versions": [("silver.events", 12)], "is_final": final,
                 }
             )  # fmt: skip
     return pd.DataFrame(rows)
@@ -50,7 +50,7 @@ def test_tiles_show_the_open_window_with_freshness_and_lineage() -> None:
     orders = tiles["orders"]
     assert (orders.value, orders.previous, orders.is_final) == (17.0, 41.0, False)
     assert orders.lag_seconds == pytest.approx(3.0) and orders.within_sla
-    assert orders.lineage == "gold.kpi ← silver.orders (read up to silver.orders@v12)"
+    assert orders.lineage == "gold.kpi ← silver.orders (read up to silver.events@v12)"
     assert tiles["conversion_rate"].lineage.startswith("gold.kpi ← gold.kpi[orders], gold.kpi[sessions]")
     stale = {t.kpi: t for t in kpi_tiles(frame, contracts(), now + timedelta(minutes=5))}["orders"]
     assert not stale.within_sla
@@ -80,6 +80,9 @@ def test_the_app_shows_live_tiles_in_a_browser(tmp_path: Path) -> None:
     env = {"TRIVAS_ENV": "test", "TRIVAS_TABLES__ROOT": str(tmp_path / "lake"), "TRIVAS_PATHS__VAR": str(tmp_path / "var")}
     settings = load_settings("test", environ=env)
     frame = kpi_frame(datetime.now(UTC))
+    # gold.kpi is a log of updates: an older update of the open window must not be shown.
+    superseded = frame[(frame.kpi == "orders") & ~frame.is_final].assign(value=9.0, computed_at=lambda f: f.computed_at - timedelta(seconds=30))
+    frame = pd.concat([superseded, frame], ignore_index=True)
     schema = pa.schema(
         [
             ("kpi", pa.string()), ("grain", pa.string()), ("window_start", pa.timestamp("us", "UTC")),
@@ -113,7 +116,7 @@ def test_the_app_shows_live_tiles_in_a_browser(tmp_path: Path) -> None:
         orders_tile = text[text.index("orders") : text.index("orders") + 400]
         assert "17" in orders_tile and "(open, partial)" in orders_tile
         assert "fresh updated" in text and "SLA 60s" in text
-        assert "gold.kpi ← silver.orders (read up to silver.orders@v12)" in text
+        assert "gold.kpi ← silver.orders (read up to silver.events@v12)" in text
         assert "2.7%" in text  # the open window's conversion rate
     finally:
         if browser is not None:

@@ -22,7 +22,6 @@ from lakehouse.catalog import catalog as load_catalog
 from lakehouse.ingest.quarantine import list_quarantined, replay
 from lakehouse.ingest.settings import load_collector_settings
 from lakehouse.ingest.webhooks import shopify_signature, stripe_header, webhook_event_id
-from lakehouse.tables import table_location
 
 from .conftest import API_KEY, SHOPIFY_SECRETS, STRIPE_SECRETS, CollectorProcess, Deployment
 from .test_edge_unit import CANARIES, payment_intent, shopify_order, stripe_event
@@ -39,21 +38,17 @@ def spark(deployment: Deployment):  # noqa: ANN201
 
 
 def run_pipeline(spark: Any, deployment: Deployment) -> None:  # noqa: ANN401
-    from spark_jobs import bronze, silver
+    from lakehouse.contracts import contracts
+    from spark_jobs import pipeline
 
-    settings, catalog = deployment.settings, load_catalog()
-    query = bronze.run(spark, settings, catalog, available_now=True)
-    query.awaitTermination(timeout=300)
-    assert query.exception() is None
-    for query in silver.run(spark, settings, catalog, available_now=True):
-        query.awaitTermination(timeout=300)
-        assert query.exception() is None
+    finished = pipeline.drain(spark, deployment.settings, load_catalog(), contracts(), ("bronze", "silver_gold"))
+    assert all(query.exception() is None for query in finished.values())
 
 
 def rows(deployment: Deployment, logical: str) -> list[dict[str, Any]]:
-    from deltalake import DeltaTable
+    from lakehouse.tables import read_arrow
 
-    return DeltaTable(table_location(deployment.settings, logical)).to_pyarrow_table().to_pylist()
+    return read_arrow(deployment.settings, logical).to_pylist()
 
 
 def silver_tables(deployment: Deployment) -> list[str]:

@@ -18,9 +18,9 @@ def test_every_environment_loads_and_validates(env: str) -> None:
 
 
 def test_environment_files_override_base_and_variables_override_files() -> None:
-    settings = load_settings("test", environ={"TRIVAS_STREAMING__GOLD_TRIGGER_SECONDS": "3.5", "TRIVAS_SPARK__MASTER": "local[4]"})
+    settings = load_settings("test", environ={"TRIVAS_STREAMING__HOT_PATH_TRIGGER_SECONDS": "3.5", "TRIVAS_SPARK__MASTER": "local[4]"})
     assert settings.streaming.max_offsets_per_trigger == 2000  # conf/test.yaml over conf/base.yaml
-    assert settings.streaming.gold_trigger_seconds == 3.5
+    assert settings.streaming.hot_path_trigger_seconds == 3.5
     assert settings.spark.master == "local[4]"
 
 

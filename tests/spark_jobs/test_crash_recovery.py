@@ -75,7 +75,7 @@ def test_sigkill_mid_stream_then_restart_equals_ground_truth(
     first = start_pipeline(deployment_env, log)
     wait_for(lambda: len(table_reader(deployment, "bronze.events")) > 0, 240, "the first bronze commit", first, log)
     time.sleep(rng.uniform(2.0, 20.0))
-    gold_before_kill = kpi_rows(table_reader(deployment, "gold.kpi"))
+    gold_before_kill = kpi_rows(table_reader(deployment, "gold.kpi_current"))
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(timeout=30)
     assert kpi_differences(gold_before_kill, truth), "the kill came after the pipeline had finished"
@@ -83,7 +83,7 @@ def test_sigkill_mid_stream_then_restart_equals_ground_truth(
     second = start_pipeline(deployment_env, log)
     try:
         wait_for(
-            lambda: not kpi_differences(kpi_rows(table_reader(deployment, "gold.kpi")), truth),
+            lambda: not kpi_differences(kpi_rows(table_reader(deployment, "gold.kpi_current")), truth),
             600, "gold.kpi to reach the ground truth", second, log,
         )  # fmt: skip
         wait_for(
@@ -101,7 +101,7 @@ def test_sigkill_mid_stream_then_restart_equals_ground_truth(
     quarantine = table_reader(deployment, "silver.quarantine")
     assert Counter(quarantine["reason"]) == Counter(d.expected_reason for d in quarantined(stream, catalog))
     assert sorted(table_reader(deployment, "silver.late")["event_id"]) == sorted(late_event_ids(stream, catalog))
-    differences = kpi_differences(kpi_rows(table_reader(deployment, "gold.kpi")), truth)
+    differences = kpi_differences(kpi_rows(table_reader(deployment, "gold.kpi_current")), truth)
     assert not differences, "\n".join(differences[:40])
     joined = table_reader(deployment, "gold.order_payments")
     assert Counter(zip(joined["order_id"], joined["payment_id"], strict=True)) == Counter(expected_order_payments(counted))

@@ -15,7 +15,8 @@ import pytest
 
 from lakehouse.catalog import Catalog
 from lakehouse.config import Settings, load_settings
-from lakehouse.tables import ensure_table, read_table
+from lakehouse.registry import SILVER_EVENTS, silver_events_schema
+from lakehouse.tables import ensure_declared, read_table
 from models import champion
 from models import refund_risk as rr
 from spark_jobs import refund_risk
@@ -56,9 +57,11 @@ def order_event(order_id: str, minute: int, *, event_type: str = "order_placed",
 
 
 def append_orders(spark, settings: Settings, catalog: Catalog, rows: list[dict], version: int) -> None:  # noqa: ANN001
-    schema = catalog.silver_schema("orders")
+    """Append order rows to ``silver.events`` (``silver.orders`` is its view of the orders)."""
+    schema = silver_events_schema(catalog)
+    rows = [{**r, "domain": "orders"} for r in rows]
     frame = spark.createDataFrame([tuple(r.get(f) for f in schema.fieldNames()) for r in rows], schema)
-    append_idempotent(frame, settings, "silver.orders", "test_silver", version)
+    append_idempotent(frame, settings, SILVER_EVENTS, "test_silver", version)
 
 
 def run_job(spark, settings: Settings, catalog: Catalog) -> None:  # noqa: ANN001
@@ -76,7 +79,7 @@ def test_orders_are_scored_once_by_the_current_champion(spark, lake: Settings, c
     assert champion.ensure_refund_champion(uri, name, sample_share=0.15) == "1"
     assert champion.ensure_refund_champion(uri, name) == "1"  # idempotent: no retraining
 
-    ensure_table(spark, lake, "silver.orders", catalog.silver_schema("orders"))
+    ensure_declared(spark, lake, SILVER_EVENTS)
     first = [
         order_event("o-1", 0, offset=0),
         order_event("o-2", 1, customer="tok-c2", amount=980.0, country="FR", offset=1,
