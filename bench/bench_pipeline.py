@@ -6,15 +6,18 @@ slows the next. The figures in ``bench/results/pipeline.json``:
 
 ``raw_copy_events_per_s``
     Spark's own Kafka → Delta copy of a backlog (availableNow, no parsing, one query): the
-    ceiling of this engine on this machine.
+    ceiling of this engine on this machine (``raw_copy_batch_ms``: its micro-batch parts).
 ``jobs``
     the jobs of ``trivas demo`` the pipeline ran with (``--jobs``), and any that could not run
     here with the reason; detect and refund risk get their champions as ``trivas demo`` does,
-    CDC gets a private PostgreSQL + Debezium (``trivas cdc up``).
+    CDC gets a private PostgreSQL + Debezium (``trivas cdc up``), and during the latency levels
+    the shop database receives the level's orders, payments and stock changes as they are
+    offered (``shop_database_writes``), as ``trivas generate --shop-db`` does in the demo.
 ``cost_per_event_by_backlog``
     ``trivas pipeline run`` with those jobs, started on a Kafka backlog of 10k, 100k and 1M
-    generated shop events, timed from its first micro-batch to the gold.kpi commit that counted
-    the last of them: µs per event and events/s per size, the marginal cost between sizes, and
+    generated shop events (a fresh lake each), timed from its first micro-batch to the later of
+    the bronze.events commit that holds the last record and the gold.kpi commit that counted the
+    last session: µs per event and events/s per size, the marginal cost between sizes, and
     whether the cost is flat (largest / smallest µs per event ≤ 1.25).
 ``pipeline_events_per_s``, ``pipeline_backlog_events``, ``pipeline_vs_raw_copy``
     the largest backlog worked off completely, its rate, and that rate over the raw copy's.
@@ -28,7 +31,8 @@ slows the next. The figures in ``bench/results/pipeline.json``:
     at the Delta commit that added its row, and in gold at the first gold.kpi commit whose count
     for its 1-minute window reaches its rank in arrival order (sessions, ad clicks, orders,
     payment attempts); ``bronze_unseen`` / ``gold_unseen`` count the events sent in the measured
-    span that the table had not shown by the end (not in the percentiles).
+    span that the table had not shown by the end; they rank above every measured latency, so a
+    percentile that falls among them is null (not measured, and a missed target).
 ``offered_events_per_s``, ``bronze_latency_ms``, ``gold_latency_ms``
     the 2,000 events/s level, as before.
 ``batch_ms_by_query``
@@ -40,8 +44,9 @@ slows the next. The figures in ``bench/results/pipeline.json``:
 ``peak_rss_mb``
     peak resident memory of the pipeline's process tree (Python driver + JVM), sampled every
     0.5 s, over every phase (``peak_rss_mb_by_phase`` per phase).
-``machine``
-    cores and load average at start and end: figures from a busy machine mean little.
+``machine``, ``bench_seconds``
+    cores and load average at start and end (figures from a busy machine mean little), and how
+    long the whole run took.
 ``targets``
     the issue's targets next to the figures (printed, never asserted).
 
@@ -52,6 +57,7 @@ Full run: ``make bench`` (≈ 15–25 minutes on 2 cores). Smoke run: see ``--he
 from __future__ import annotations
 
 import argparse
+import contextlib
 import heapq
 import json
 import math
@@ -64,7 +70,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
@@ -96,7 +102,6 @@ DURATION_PARTS = ("triggerExecution", "latestOffset", "addBatch", "walCommit", "
 REFERENCE_RATE = 2000  # the level whose figures also fill today's keys
 BACKLOG_DENSITY = 2000  # events per second of event time in the generated backlogs
 FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
-MAINTENANCE_OPERATIONS = {"OPTIMIZE", "VACUUM START", "VACUUM END", "CHECKPOINT"}
 STARTED_LINE = re.compile(r"trivas\.pipeline: started")
 
 
@@ -118,13 +123,22 @@ TRACKED = {
 TRACKED_TYPES = {"ad_click", "order_placed", "payment_authorized", "payment_failed"}  # besides session starts
 
 
-def percentiles(values: Sequence[float] | np.ndarray, quantiles: Sequence[int] = (50, 95, 99)) -> dict[str, float | int | None]:
-    array = np.asarray(values, dtype=float)
+def percentiles(
+    values: Sequence[float] | np.ndarray, quantiles: Sequence[int] = (50, 95, 99), unseen: int = 0
+) -> dict[str, float | int | None]:
+    """Percentiles of ``values``; ``unseen`` more values are known to be larger than any measured
+    (events never shown): a percentile that falls among them is None."""
+    array = np.concatenate([np.asarray(values, dtype=float), np.full(unseen, np.inf)])
     figures: dict[str, float | int | None] = {f"p{q}": None for q in quantiles}
     if len(array):
-        figures = {f"p{q}": round(float(np.percentile(array, q)), 1) for q in quantiles}
-    figures["n"] = int(len(array))
+        with np.errstate(invalid="ignore"):  # inf - inf between two unseen values
+            figures = {f"p{q}": _finite(np.percentile(array, q)) for q in quantiles}
+    figures["n"] = int(len(array) - unseen)
     return figures
+
+
+def _finite(value: float) -> float | None:
+    return round(float(value), 1) if math.isfinite(value) else None
 
 
 # -- where each phase lives ---------------------------------------------------------------------
@@ -262,6 +276,15 @@ class Offer:
     max_behind_ms: float = 0.0
     processes: int = 1
     sessions: int = 0
+    sent_at: np.ndarray = field(default_factory=lambda: np.empty(0))  # every record's send time
+    tracked_sent_at: np.ndarray = field(default_factory=lambda: np.empty(0))  # of tracked records
+
+    def sent_between(self, since: float, until: float) -> tuple[int, int]:
+        """Records, and tracked records, sent in the span."""
+        def inside(stamps: np.ndarray) -> int:
+            return int(((stamps >= since) & (stamps <= until)).sum())
+
+        return inside(self.sent_at), inside(self.tracked_sent_at)
 
     @property
     def achieved_per_s(self) -> float:
@@ -285,7 +308,7 @@ def producer_process(
     producer = make_producer(bootstrap)
     channel.send("ready")
     start = channel.recv()
-    first, last, behind = math.inf, -math.inf, 0.0
+    behind, sent_at = 0.0, np.empty(len(records))
     for k, record in enumerate(records):
         if rate:
             wait = start + (offset + k * stride) / rate - time.time()
@@ -297,11 +320,12 @@ def producer_process(
         stamp = int(now * 1000) if rate else record.timestamp_ms
         name = topic if isinstance(topic, str) else topic(record.domain)
         producer.send(name, key=record.key, value=record.value, timestamp_ms=stamp)
-        first, last = min(first, now), now
+        sent_at[k] = now
     producer.flush()
     flushed = time.time()
     producer.close()
-    channel.send({"sent": len(records), "first": first, "last": last, "flushed": flushed, "behind_ms": behind * 1000})
+    tracked = np.array([r.tracked for r in records], dtype=bool)
+    channel.send({"sent_at": sent_at, "tracked_sent_at": sent_at[tracked], "flushed": flushed, "behind_ms": behind * 1000})
 
 
 class TopicOf:
@@ -339,9 +363,11 @@ def produce(
     for channel, worker in zip(channels, workers, strict=True):
         report = channel.recv()
         worker.join()
-        offer.sent += report["sent"]
-        offer.first_send = min(offer.first_send, report["first"])
-        offer.last_send = max(offer.last_send, report["last"])
+        offer.sent += len(report["sent_at"])
+        offer.sent_at = np.concatenate([offer.sent_at, report["sent_at"]])
+        offer.tracked_sent_at = np.concatenate([offer.tracked_sent_at, report["tracked_sent_at"]])
+        offer.first_send = min(offer.first_send, report["sent_at"].min(initial=math.inf))
+        offer.last_send = max(offer.last_send, report["sent_at"].max(initial=-math.inf))
         offer.flushed = max(offer.flushed, report["flushed"])
         offer.max_behind_ms = max(offer.max_behind_ms, report["behind_ms"])
     return offer
@@ -424,14 +450,27 @@ class PipelineRun:
     def peak_rss_mb(self) -> float:
         return self.sampler.peak_mb
 
+    def _group_alive(self) -> bool:
+        try:
+            os.killpg(self.process.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
     def __exit__(self, *_: object) -> None:
+        """Stop gracefully: SIGTERM to the driver, which stops its queries and then its JVM."""
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=120)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        deadline = time.monotonic() + 15  # the JVM exits after its driver
+        while self._group_alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # anything the driver left behind
         self.sampler.stop.set()
         self.sampler.join()
 
@@ -461,17 +500,6 @@ def gold_count(settings: Settings, kpi: str) -> int:
     wanted = (pc.field("kpi") == kpi) & (pc.field("grain") == "1m") & (pc.field("dimension") == "all")
     frame = table.to_pyarrow_dataset().to_table(columns=["window_start", "events"], filter=wanted).to_pandas()
     return int(frame.groupby("window_start").events.max().sum()) if len(frame) else 0
-
-
-def last_gold_commit(settings: Settings) -> float | None:
-    """Commit time (epoch s) of gold.kpi's latest data commit (maintenance commits skipped)."""
-    table = delta_table(settings, "gold.kpi")
-    if table is None:
-        return None
-    for commit in table.history(20):
-        if commit.get("operation") not in MAINTENANCE_OPERATIONS:
-            return commit["timestamp"] / 1000.0
-    return None
 
 
 def silver_rows(settings: Settings, catalog: Catalog, domain: str, columns: Sequence[str]) -> pd.DataFrame:
@@ -525,6 +553,28 @@ def commits(location: str) -> list[Commit]:
     return result
 
 
+def bronze_reached_at(settings: Settings, rows: int) -> float | None:
+    """Time of the bronze.events commit that brought the table to ``rows`` rows."""
+    total = 0
+    for commit in commits(table_location(settings, "bronze.events")):
+        total += sum(pq.ParquetFile(file).metadata.num_rows for file in commit.added)
+        if total >= rows:
+            return commit.stamp
+    return None
+
+
+def gold_reached_at(settings: Settings, kpi: str, events: int) -> float | None:
+    """Time of the gold.kpi commit at which ``kpi`` had counted ``events`` over its windows."""
+    latest: dict[int, int] = {}
+    for commit in commits(table_location(settings, "gold.kpi")):
+        for file in commit.added:
+            for _, start, count in window_counts(file, [kpi]):
+                latest[start] = max(latest.get(start, 0), count)
+        if sum(latest.values()) >= events:
+            return commit.stamp
+    return None
+
+
 def epoch_seconds(values: Any) -> np.ndarray:
     """Timestamps (naive = UTC, as Spark writes them; any unit) as float epoch seconds."""
     stamps = pd.to_datetime(pd.Series(values), utc=True)
@@ -556,16 +606,23 @@ def bronze_arrivals(settings: Settings) -> Arrivals:
     return Arrivals(np.concatenate(sent), np.concatenate(visible))
 
 
+def window_counts(file: str, kpis: Sequence[str]) -> Iterator[tuple[str, int, int]]:
+    """(measure, window start in epoch s, events) of the 1-minute, dimension ``all`` rows of a
+    gold.kpi data file."""
+    frame = pq.read_table(file, columns=["kpi", "grain", "dimension", "window_start", "events"]).to_pandas()
+    frame = frame[(frame.grain == "1m") & (frame.dimension == "all") & frame.kpi.isin(list(kpis))]
+    starts = epoch_seconds(frame.window_start).astype(np.int64)
+    for kpi, start, events in zip(frame.kpi, starts, frame.events, strict=True):
+        yield kpi, int(start), int(events)
+
+
 def gold_history(settings: Settings) -> dict[tuple[str, int], tuple[np.ndarray, np.ndarray]]:
     """Per (measure, window start): commit times and the running largest count gold showed."""
     rows: dict[tuple[str, int], list[tuple[float, int]]] = {}
     for commit in commits(table_location(settings, "gold.kpi")):
         for file in commit.added:
-            frame = pq.read_table(file, columns=["kpi", "grain", "dimension", "window_start", "events"]).to_pandas()
-            frame = frame[(frame.grain == "1m") & (frame.dimension == "all") & frame.kpi.isin(list(TRACKED))]
-            starts = epoch_seconds(frame.window_start).astype(np.int64)
-            for kpi, start, events in zip(frame.kpi, starts, frame.events, strict=True):
-                rows.setdefault((kpi, int(start)), []).append((commit.stamp, int(events)))
+            for kpi, start, events in window_counts(file, list(TRACKED)):
+                rows.setdefault((kpi, start), []).append((commit.stamp, events))
     history = {}
     for key, points in rows.items():
         points.sort()
@@ -775,7 +832,10 @@ def work_off_backlog(stage: Phase, records: list[Record], jobs: Jobs, producers:
         began, timed_from = tables_prepared_at(stage.settings), "tables prepared (first Delta commits)"
     if began is None:
         began, timed_from = started, "queries started (pipeline log)"
-    finished = (last_gold_commit(stage.settings) or detected) if completed else detected
+    finished = detected
+    if completed:
+        done = [bronze_reached_at(stage.settings, len(records)), gold_reached_at(stage.settings, "sessions", sessions)]
+        finished = max((t for t in done if t is not None), default=detected)
     seconds = max(finished - began, 1e-3)
     counted = len(records) if completed else count_rows(stage.settings, "bronze.events")
     return {
@@ -847,17 +907,8 @@ class Level:
     settled: bool
     measured_from: float
     generated_in_s: float
-    tracked_at: np.ndarray = field(default_factory=lambda: np.empty(0))  # schedule offsets (s) of tracked events
     shop_database_writes: int | None = None  # CDC's source traffic (None: CDC not running)
     shop_database_error: str | None = None
-
-    def sent_between(self, since: float, until: float) -> tuple[int, int]:
-        """Events, and tracked events, sent in the span (from the paced schedule)."""
-        start = self.offer.first_send
-        offsets = np.arange(self.offer.sent) / self.rate
-        span = (start + offsets >= since) & (start + offsets <= until)
-        tracked_span = (start + self.tracked_at >= since) & (start + self.tracked_at <= until)
-        return int(span.sum()), int(tracked_span.sum())
 
 
 def offer_level(stage: Phase, jobs: Jobs, rate: float, seconds: float, seed: int, per_process: float) -> Level:
@@ -875,7 +926,6 @@ def offer_level(stage: Phase, jobs: Jobs, rate: float, seconds: float, seed: int
     topic = TopicOf(stage.settings.kafka.topic_prefix)
     offer = produce(records, stage.settings.kafka_bootstrap(), topic, processes, rate, first_event_at)
     level = Level(rate, offer, False, offer.first_send, generated_in)
-    level.tracked_at = np.array([i / rate for i, r in enumerate(records) if r.tracked])
     if feed is not None:
         feed.join(timeout=30)
         level.shop_database_writes = feed.applied
@@ -915,7 +965,7 @@ def latency_by_rate(stage: Phase, levels: list[Level], progress: list[dict[str, 
         offer = level.offer
         bronze_ms = bronze.latency_ms(level.measured_from, offer.last_send)
         gold_ms = gold.latency_ms(level.measured_from, offer.last_send)
-        sent, tracked_sent = level.sent_between(level.measured_from, offer.last_send)
+        sent, tracked_sent = offer.sent_between(level.measured_from, offer.last_send)
         figures[str(int(level.rate))] = {
             "target_events_per_s": level.rate,
             "achieved_events_per_s": round(offer.achieved_per_s),
@@ -929,9 +979,9 @@ def latency_by_rate(stage: Phase, levels: list[Level], progress: list[dict[str, 
             "settled": level.settled,
             "shop_database_writes": level.shop_database_writes,
             "shop_database_error": level.shop_database_error,
-            "bronze_latency_ms": percentiles(bronze_ms),
+            "bronze_latency_ms": percentiles(bronze_ms, unseen=max(0, sent - len(bronze_ms))),
             "bronze_unseen": max(0, sent - len(bronze_ms)),
-            "gold_latency_ms": percentiles(gold_ms),
+            "gold_latency_ms": percentiles(gold_ms, unseen=max(0, tracked_sent - len(gold_ms))),
             "gold_unseen": max(0, tracked_sent - len(gold_ms)),
             "batch_ms_by_query": batch_ms_by_query(progress, offer.first_send, offer.last_send),
         }
@@ -942,8 +992,13 @@ def latency_by_rate(stage: Phase, levels: list[Level], progress: list[dict[str, 
 
 
 def level_figure(results: dict[str, Any], rate: int, layer: str, quantile: str) -> float | None:
+    """A latency percentile of one level; infinite when the level ran but the percentile falls
+    among events never shown."""
     level = results.get("latency_by_rate", {}).get(str(rate))
-    return None if level is None else level[f"{layer}_latency_ms"][quantile]
+    if level is None:
+        return None
+    value = level[f"{layer}_latency_ms"][quantile]
+    return math.inf if value is None else value
 
 
 def target_checks(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -959,7 +1014,11 @@ def target_checks(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "peak RSS <= 6,144 MB": (rss, 6144, "<="),
     }
     return {
-        name: {"value": value, "target": f"{op} {bound}", "met": None if value is None else (value >= bound if op == ">=" else value <= bound)}
+        name: {
+            "value": "never shown" if value == math.inf else value,
+            "target": f"{op} {bound}",
+            "met": None if value is None else (value >= bound if op == ">=" else value <= bound),
+        }
         for name, (value, bound, op) in checks.items()
     }
 
