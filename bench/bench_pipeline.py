@@ -44,9 +44,9 @@ slows the next. The figures in ``bench/results/pipeline.json``:
 ``peak_rss_mb``
     peak resident memory of the pipeline's process tree (Python driver + JVM), sampled every
     0.5 s, over every phase (``peak_rss_mb_by_phase`` per phase).
-``machine``, ``bench_seconds``
-    cores and load average at start and end (figures from a busy machine mean little), and how
-    long the whole run took.
+``machine``, ``bench_seconds``, ``run``
+    cores and load average at start and end (figures from a busy machine mean little), how long
+    the whole run took, and its options (a shortened run is no measurement).
 ``targets``
     the issue's targets next to the figures (printed, never asserted).
 
@@ -76,9 +76,11 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
@@ -96,7 +98,6 @@ from lakehouse.tables import table_location
 
 RESULTS = REPO_ROOT / "bench" / "results" / "pipeline.json"
 ROOT = REPO_ROOT / "var" / "bench"
-DEMO_JOBS = "bronze,silver,gold,detect,refund_risk,cdc"  # what `trivas demo` runs
 CLEAN = FaultConfig(duplicate_fraction=0.0, out_of_order_fraction=0.0, late_fraction=0.0, malformed_fraction=0.0)
 DURATION_PARTS = ("triggerExecution", "latestOffset", "addBatch", "walCommit", "commitOffsets", "queryPlanning")
 REFERENCE_RATE = 2000  # the level whose figures also fill today's keys
@@ -295,7 +296,7 @@ class Offer:
 
     @property
     def valid(self) -> bool:
-        return self.target_per_s is None or self.achieved_per_s >= 0.95 * self.target_per_s
+        return self.target_per_s is None or bool(self.achieved_per_s >= 0.95 * self.target_per_s)
 
 
 def producer_process(
@@ -547,17 +548,26 @@ def commits(location: str) -> list[Commit]:
             if "commitInfo" in action:
                 stamp = action["commitInfo"]["timestamp"] / 1000.0
             if "add" in action and action["add"].get("dataChange", True):
-                added.append(str(Path(location) / action["add"]["path"]))
+                added.append(str(Path(location) / unquote(action["add"]["path"])))
         if stamp is not None:
             result.append(Commit(int(log.stem), stamp, added))
     return result
+
+
+def data_file(path: str, columns: Sequence[str]) -> pa.Table:
+    """Columns of a data file a commit added; empty if the file is gone (vacuumed)."""
+    try:
+        return pq.read_table(path, columns=list(columns))
+    except FileNotFoundError:
+        print(f"    warning: {path} was removed (vacuum?): its rows are left out")
+        return pa.table({c: pa.array([], type=pa.null()) for c in columns})
 
 
 def bronze_reached_at(settings: Settings, rows: int) -> float | None:
     """Time of the bronze.events commit that brought the table to ``rows`` rows."""
     total = 0
     for commit in commits(table_location(settings, "bronze.events")):
-        total += sum(pq.ParquetFile(file).metadata.num_rows for file in commit.added)
+        total += sum(len(data_file(file, [])) for file in commit.added)
         if total >= rows:
             return commit.stamp
     return None
@@ -598,7 +608,7 @@ def bronze_arrivals(settings: Settings) -> Arrivals:
     sent, visible = [], []
     for commit in commits(table_location(settings, "bronze.events")):
         for file in commit.added:
-            stamps = epoch_seconds(pq.read_table(file, columns=["kafka_timestamp"]).column(0).to_pandas())
+            stamps = epoch_seconds(data_file(file, ["kafka_timestamp"]).column(0).to_pandas())
             sent.append(stamps)
             visible.append(np.full(len(stamps), commit.stamp))
     if not sent:
@@ -609,7 +619,7 @@ def bronze_arrivals(settings: Settings) -> Arrivals:
 def window_counts(file: str, kpis: Sequence[str]) -> Iterator[tuple[str, int, int]]:
     """(measure, window start in epoch s, events) of the 1-minute, dimension ``all`` rows of a
     gold.kpi data file."""
-    frame = pq.read_table(file, columns=["kpi", "grain", "dimension", "window_start", "events"]).to_pandas()
+    frame = data_file(file, ["kpi", "grain", "dimension", "window_start", "events"]).to_pandas()
     frame = frame[(frame.grain == "1m") & (frame.dimension == "all") & frame.kpi.isin(list(kpis))]
     starts = epoch_seconds(frame.window_start).astype(np.int64)
     for kpi, start, events in zip(frame.kpi, starts, frame.events, strict=True):
@@ -662,12 +672,15 @@ def gold_arrivals(settings: Settings, catalog: Catalog) -> Arrivals:
 
 
 def read_progress(path: Path) -> list[dict[str, Any]]:
-    """Every StreamingQueryProgress the pipeline appended (a torn last line is skipped)."""
+    """Every StreamingQueryProgress the pipeline appended, the rotated file's first (a torn last
+    line is skipped)."""
     if not path.exists():
         print(f"    warning: {path} does not exist (this pipeline does not write progress.jsonl): no batch figures")
         return []
+    rotated = path.with_suffix(".jsonl.1")
+    lines = (rotated.read_text(errors="replace") if rotated.exists() else "") + path.read_text(errors="replace")
     progress = []
-    for line in path.read_text(errors="replace").splitlines():
+    for line in lines.splitlines():
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
@@ -780,9 +793,12 @@ class Jobs:
 
 def prepare_jobs(requested: Sequence[str], settings: Settings, env: dict[str, str]) -> Jobs:
     """Set up what each job needs the way ``trivas demo`` does: champions for detect and refund
-    risk, PostgreSQL + Debezium for CDC; a job whose setup fails is skipped and recorded."""
+    risk, PostgreSQL + Debezium for CDC; a job whose setup fails is skipped and recorded.
+    ``all`` is every job the pipeline has (``trivas demo`` runs them all)."""
     from spark_jobs.pipeline import STARTERS
 
+    if list(requested) == ["all"]:
+        requested = list(STARTERS)
     jobs = Jobs([j for j in requested if j in STARTERS])
     jobs.skipped.update({j: "not a job of this pipeline (spark_jobs.pipeline.STARTERS)" for j in requested if j not in STARTERS})
     if {"detect", "refund_risk"} & set(jobs.ran):
@@ -916,7 +932,7 @@ def offer_level(stage: Phase, jobs: Jobs, rate: float, seconds: float, seed: int
     (and write the shop database's share to PostgreSQL when CDC runs)."""
     processes = max(1, math.ceil(rate / per_process))
     began = time.time()
-    first_event_at = began + rate * seconds / 8000 + 5  # generation runs at ~12k events/s here
+    first_event_at = began + rate * seconds / 10_000 + 4  # generation runs at ~12k events/s here
     records = live_traffic(rate, seconds, seed, first_event_at)
     generated_in = time.time() - began
     feed = None
@@ -1036,6 +1052,7 @@ def plot_latency(levels: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     chosen = sorted(levels.values(), key=lambda level: level["target_events_per_s"])
     rates = [level["achieved_events_per_s"] for level in chosen]
@@ -1044,14 +1061,21 @@ def plot_latency(levels: dict[str, Any], path: Path) -> None:
         for quantile, style in (("p50", ":"), ("p95", "-"), ("p99", "--")):
             values = [np.nan if level[f"{layer}_latency_ms"][quantile] is None else level[f"{layer}_latency_ms"][quantile] / 1000 for level in chosen]
             axes.plot(rates, values, style, color=colour, marker="o", label=f"event → {layer} {quantile}")
-    for level, rate in zip(chosen, rates, strict=True):
-        if not level["valid"]:
-            axes.annotate("invalid: under 95 % of target", (rate, 0.1), fontsize=7, rotation=90, color="red")
+    labels = [
+        f"{level['target_events_per_s']:,.0f}\n{rate:,} achieved" + ("" if level["valid"] else "\nINVALID (< 95 %)")
+        for level, rate in zip(chosen, rates, strict=True)
+    ]
+    axes.set_xscale("log")
+    axes.set_xticks(rates, labels, fontsize=7)
+    axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    axes.set_yscale("log")
+    plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")
+    axes.yaxis.set_major_formatter(plain)
+    axes.yaxis.set_minor_formatter(plain)
     axes.axhline(3, color="grey", linewidth=0.8, linestyle="-.", label="gold p95 target at 2,000/s (3 s)")
     axes.axhline(60, color="red", linewidth=0.8, linestyle="-.", label="freshness SLA (60 s)")
-    axes.set_xlabel("offered events/s (achieved)")
+    axes.set_xlabel("offered events/s: target and achieved")
     axes.set_ylabel("latency (s)")
-    axes.set_yscale("log")
     axes.set_title("trivas pipeline: event → visible, by offered rate")
     axes.legend(fontsize=7)
     axes.grid(True, which="both", alpha=0.3)
@@ -1079,7 +1103,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--level-warmup", type=float, default=10, help="first seconds of a level left out of the latency")
     parser.add_argument("--settle-timeout", type=float, default=120, help="seconds to wait for gold after a level")
     parser.add_argument("--producer-rate", type=float, default=2000, help="events/s one producer process is asked for")
-    parser.add_argument("--jobs", default=DEMO_JOBS, help="the pipeline's --jobs (default: what trivas demo runs)")
+    parser.add_argument(
+        "--jobs", default="all", help="the pipeline's --jobs; 'all' (default): every job of spark_jobs.pipeline, as trivas demo runs"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help="the JSON (the PNG goes next to it)")
     return parser.parse_args()
 
@@ -1145,11 +1171,18 @@ def measure_latency(
         print(f"    batches of {name:24} p50 {trigger['p50']} ms, p95 {trigger['p95']} ms ({figures['batches_with_input']} with input)")
 
 
+def plain_number(value: Any) -> Any:
+    """numpy scalars as Python numbers in the JSON."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 def write_results(results: dict[str, Any], output: Path) -> None:
     results["targets"] = target_checks(results)
     print_targets(results["targets"])
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, indent=2) + "\n")
+    output.write_text(json.dumps(results, indent=2, default=plain_number) + "\n")
     print(f"wrote {output}")
     if results.get("latency_by_rate"):
         picture = output.with_name(f"{output.stem}_latency.png")
@@ -1164,6 +1197,7 @@ def main() -> None:
     base = machine_env(ROOT)
     setup = phase(base, ROOT, "setup")
     results: dict[str, Any] = {"machine": {"cores": os.cpu_count(), **machine("start")}}
+    results["run"] = {name: str(value) if isinstance(value, Path) else value for name, value in vars(args).items()}
     peaks: dict[str, float] = {}
     began = time.monotonic()
     kafka.up(setup.settings, load_catalog())
