@@ -1091,9 +1091,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="smoke run (phases end to end in ~5 minutes, figures meaningless): --raw-records 20000 "
-        "--backlogs 2000,5000 --rates 200,500 --level-seconds 8 --level-warmup 2 --settle-timeout 60 "
-        "--output var/bench-smoke/pipeline.json",
+        epilog="smoke run (every phase end to end, ~5 minutes on a quiet machine, figures meaningless): "
+        "--raw-records 20000 --backlogs 2000,5000 --rates 200,500 --level-seconds 8 --level-warmup 2 "
+        "--settle-timeout 90 --producer-rate 300 --output var/bench-smoke/pipeline.json",
     )
     parser.add_argument("--raw-records", type=int, default=300_000, help="events in the raw copy's backlog (0: skip)")
     parser.add_argument("--backlogs", default="10000,100000,1000000", help="backlog sizes, comma-separated ('': skip)")
