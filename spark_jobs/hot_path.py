@@ -30,6 +30,7 @@ from pyspark.sql.streaming import StreamingQuery
 from lakehouse.catalog import Catalog
 from lakehouse.config import Settings, hash_key
 from lakehouse.contracts import KpiContracts
+from lakehouse.quality import payload_struct_column
 from lakehouse.registry import (
     HOT_PATH_QUERY,
     KPI,
@@ -91,6 +92,10 @@ class SilverGoldWriter:
         self.measures = [k.name for k in contracts.of_kind("measure")]
         self.restored = False
         self.gold_holds: int | None = None  # the last batch id gold.kpi holds from this writer
+        self.cached_columns = [
+            "route", "reason", "domain", "envelope", "value", "topic", "partition", "offset", "kafka_timestamp",
+            *[payload_struct_column(d) for d in catalog.domains],
+        ]  # fmt: skip
 
     # -- restart ------------------------------------------------------------------------------
 
@@ -140,8 +145,9 @@ class SilverGoldWriter:
         app_id = self.identity.app_id(spark)
         if not self.restored:
             self.restore(spark, app_id)
-        # The batch holds a stateful dedup: cache it so the writes below evaluate it once.
-        records = batch.persist()
+        # The batch holds a stateful dedup: cache it so the writes below evaluate it once —
+        # only the columns they read (the raw maps the contract checks used stay behind).
+        records = batch.select(*self.cached_columns).persist()
         try:
             routes = {r["route"]: (r["records"], r["newest_arrival"]) for r in records.groupBy("route").agg(
                 F.count(F.lit(1)).alias("records"), F.max("kafka_timestamp").alias("newest_arrival")).collect()}  # fmt: skip
