@@ -86,8 +86,11 @@ class CollectorProcess:
         conf = {
             "api_keys_file": str(folder / "api_keys.json"),
             "webhooks": {
-                "shopify": {"secrets_file": str(folder / "none")},
-                "stripe": {"secrets_file": str(folder / "none")},
+                "providers": {
+                    "shopify": {"secrets_file": str(folder / "none")},
+                    "stripe": {"secrets_file": str(folder / "none")},
+                },
+                "dedup_store": str(folder / "webhook_deliveries.sqlite"),
             },
             "vault": {"path": str(folder / "vault.sqlite"), "key_file": str(folder / "none")},
             **overrides,
