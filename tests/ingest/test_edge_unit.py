@@ -21,8 +21,6 @@ from lakehouse.ingest.keys import add_key, key_hash, load_key_store, revoke_sour
 from lakehouse.ingest.ratelimit import RateLimiter, TokenBucket, retry_after_header
 from lakehouse.ingest.scrub import PiiLogFilter, RecordScrubber
 from lakehouse.ingest.validation import EventValidator
-
-from .contract_cases import ARRIVAL, CASES, Case
 from lakehouse.ingest.webhooks import (
     SignatureError,
     map_shopify,
@@ -41,6 +39,8 @@ from lakehouse.privacy import (
     mask_pii_patterns,
     pseudonymise,
 )
+
+from .contract_cases import ARRIVAL, CASES, Case
 
 pytestmark = pytest.mark.unit
 
