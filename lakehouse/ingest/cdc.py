@@ -37,6 +37,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from lakehouse import REPO_ROOT
+from lakehouse.catalog import Catalog
 from lakehouse.config import Settings
 from lakehouse.runtime.jars import java_executable, resolve_coordinates
 from lakehouse.runtime.processes import Service, pid_alive, port_open
@@ -157,10 +158,22 @@ class MirroredTable:
     silver: str  # logical silver table
     keys: tuple[str, ...]
     columns: tuple[MirroredColumn, ...]
+    # The catalog domain whose PII classes govern these columns (every path into silver goes
+    # through the same policy: a mirrored customer_id is tokenized like silver.orders').
+    domain: str
 
     @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
+
+    def pii_classes(self, catalog: Catalog) -> dict[str, str]:
+        """The catalog PII class of every protected column of this mirror."""
+        classes = catalog.pii_classes(self.domain)
+        protected = {name: classes[name] for name in self.column_names if name in classes}
+        keyed = sorted(set(protected) & set(self.keys))
+        if keyed:
+            raise ValueError(f"{self.source}: key columns {keyed} are PII; a mirror cannot protect its key")
+        return protected
 
 
 MIRRORED_TABLES: dict[str, MirroredTable] = {
@@ -168,6 +181,7 @@ MIRRORED_TABLES: dict[str, MirroredTable] = {
         source="public.inventory",
         silver="silver.shop_inventory",
         keys=("sku", "warehouse"),
+        domain="inventory",
         columns=(
             MirroredColumn("sku", "string"),
             MirroredColumn("warehouse", "string"),
@@ -179,6 +193,7 @@ MIRRORED_TABLES: dict[str, MirroredTable] = {
         source="public.orders",
         silver="silver.shop_orders",
         keys=("order_id",),
+        domain="orders",
         columns=(
             MirroredColumn("order_id", "string"),
             MirroredColumn("customer_id", "string"),

@@ -30,13 +30,6 @@ from .test_sdk import track_through_restart
 pytestmark = [pytest.mark.spark, pytest.mark.integration, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def spark(deployment: Deployment):  # noqa: ANN201
-    from lakehouse.runtime.spark import get_spark
-
-    return get_spark(deployment.settings, app_name="trivas-test-ingest")
-
-
 def run_pipeline(spark: Any, deployment: Deployment) -> None:  # noqa: ANN401
     from lakehouse.contracts import contracts
     from spark_jobs import pipeline
