@@ -64,3 +64,21 @@ def test_silver_never_loses_a_value_of_a_raw_spelling_it_cannot_parse(spark, cat
         "time without seconds": "invalid_event_time",
         "lower-case t and z": "invalid_event_time",
     }
+
+
+def test_silver_accepts_every_spelling_the_edge_accepts_once_it_parses_the_canonical_text(spark, catalog) -> None:  # noqa: ANN001
+    """What ``lakehouse.quality.canonical_record_text`` offers silver: parsing the canonical
+    text instead of ``value`` makes the raw spellings above valid rows with their values."""
+    from lakehouse.quality import canonical_record_text
+
+    cases = [c for c in CASES if c.canonical_differs]
+    rows = [
+        Row(key="k", value=c.raw, topic=topic_for(PREFIX, c.domain), partition=0, offset=i,
+            kafka_timestamp=ARRIVAL, ingested_at=ARRIVAL)
+        for i, c in enumerate(cases)
+    ]  # fmt: skip
+    bronze = spark.createDataFrame(rows).withColumn("value", canonical_record_text(catalog))
+    judged = silver.classify(bronze, catalog, PREFIX)
+    assert {cases[r.offset].name: r.reason for r in judged.select("offset", "reason").collect()} == {c.name: None for c in cases}
+    web = silver.domain_rows(judged, catalog, "web", b"k" * 32, "k1").collect()
+    assert [r.page_seq for r in web] == [1]
