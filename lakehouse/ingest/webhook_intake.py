@@ -64,7 +64,12 @@ async def receive_webhook(collector: Collector, provider_name: str, request: Req
         log.warning("webhook refused", extra={"fields": {"provider": provider_name, "reason": exc.reason}})
         raise HttpError(exc.status, exc.reason, exc.detail) from None
     event_id = webhook_event_id(provider_name, dedup_key)
-    mapped = provider.map_event(headers, document)
+    try:
+        mapped = provider.map_event(headers, document)
+    except Exception as exc:  # noqa: BLE001 - a payload shaped unlike the provider's docs
+        collector.metrics.webhooks.labels(provider_name, "unmappable").inc()
+        log.warning("webhook unmappable", extra={"fields": {"provider": provider_name, "error": type(exc).__name__}})
+        raise HttpError(422, "unmappable_payload", "the payload does not have the provider's documented shape") from None
     if mapped is None:
         # Providers retry anything but 2xx: acknowledge what trivas does not consume.
         collector.metrics.webhooks.labels(provider_name, "ignored").inc()

@@ -14,19 +14,20 @@ import orjson
 import pytest
 
 from lakehouse.event_contract import MalformedJson, strict_loads
-from lakehouse.ingest.webhooks import shopify_signature
+from lakehouse.ingest.webhooks import shopify_signature, stripe_header
 
 from .conftest import (
     API_KEY,
     SHOPIFY_SECRETS,
+    STRIPE_SECRETS,
     CollectorProcess,
     Deployment,
     read_all_raw,
     read_topic,
 )
 from .contract_cases import CASES, nested
-from .test_collector import post_shopify, sdk_event
-from .test_edge_unit import shopify_order
+from .test_collector import post_shopify, post_stripe, sdk_event
+from .test_edge_unit import payment_intent, shopify_order, stripe_event
 
 pytestmark = pytest.mark.integration
 CARD = "4111111111111111"
@@ -176,3 +177,17 @@ def test_a_stalled_body_is_answered_408_and_the_connection_closed(strict_collect
 def test_stalled_headers_are_answered_408(strict_collector: CollectorProcess) -> None:
     answer = _raw_exchange(strict_collector.port, [b"POST /v1/events HTTP/1.1\r\nHost: x\r\nX-Slow: "])
     assert answer.startswith(b"HTTP/1.1 408 ")
+
+
+def test_signed_payloads_of_an_unexpected_shape_get_a_4xx_not_a_5xx(collector: CollectorProcess) -> None:
+    """A provider payload unlike its documented shape (a number where a list belongs, an
+    object where a name belongs) is a 422 with a reason, not an unhandled 500."""
+    document = {**shopify_order(), "line_items": 5}
+    raw = json.dumps(document).encode()
+    shopify = post_shopify(collector, raw, **{"X-Shopify-Hmac-Sha256": shopify_signature(raw, SHOPIFY_SECRETS[0]),
+                                              "X-Shopify-Event-Id": str(uuid.uuid4())})  # fmt: skip
+    event = stripe_event("payment_intent.succeeded", {**payment_intent(), "payment_method_types": [{"a": 1}]},
+                         f"evt_{uuid.uuid4().hex}")  # fmt: skip
+    body = json.dumps(event).encode()
+    stripe = post_stripe(collector, body, stripe_header(body, STRIPE_SECRETS))
+    assert [(r.status_code, r.json()["error"]) for r in (shopify, stripe)] == [(422, "unmappable_payload")] * 2
