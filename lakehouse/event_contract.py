@@ -162,7 +162,30 @@ def strict_loads(text: str | bytes) -> Any:
 
 
 def _structure_violation(value: Any) -> Verdict | None:
-    """Depth, duplicate keys and non-finite numbers anywhere in a parsed record."""
+    """Depth, duplicate keys, non-finite numbers and oversized integers anywhere in a record.
+
+    A fast pass without paths first (nearly every record is clean); only a record that fails
+    it is walked again to name the place."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        kind = type(node)
+        if kind is dict or kind is list:
+            if depth > MAX_DEPTH:
+                return _locate_violation(value)
+            stack.extend((child, depth + 1) for child in (node.values() if kind is dict else node))
+        elif kind is _Duplicates:
+            return _locate_violation(value)
+        elif kind is float:
+            if node != node or node in (math.inf, -math.inf):
+                return _locate_violation(value)
+        elif kind is int and not INT64[0] <= node <= INT64[1]:
+            return _locate_violation(value)
+    return None
+
+
+def _locate_violation(value: Any) -> Verdict | None:
+    """The structural violation of ``value`` with the path where it is (the slow pass)."""
     stack: list[tuple[Any, str, int]] = [(value, "", 1)]
     while stack:
         node, path, depth = stack.pop()
