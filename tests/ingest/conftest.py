@@ -7,10 +7,12 @@ environment and a collector overlay file, as an operator would run it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -198,19 +200,24 @@ def read_all_raw(settings: Settings) -> list[dict[str, Any]]:
     return [r for t in raw_topics(settings) for r in read_topic(settings, t)]
 
 
-@pytest.fixture(autouse=True)
-def fail_on_thread_exceptions() -> Iterator[None]:
-    """An exception escaping any thread a test started fails the test (it would otherwise
-    only be printed, and an assertion inside a worker thread could never fail anything)."""
-    import threading
-
+@contextlib.contextmanager
+def collect_thread_exceptions() -> Iterator[list[threading.ExceptHookArgs]]:
+    """Collect every exception that escapes a thread while the block runs."""
     caught: list[threading.ExceptHookArgs] = []
     previous = threading.excepthook
     threading.excepthook = caught.append
     try:
-        yield
+        yield caught
     finally:
         threading.excepthook = previous
+
+
+@pytest.fixture(autouse=True)
+def fail_on_thread_exceptions() -> Iterator[None]:
+    """An exception escaping any thread a test started fails the test (it would otherwise
+    only be printed, and an assertion inside a worker thread could never fail anything)."""
+    with collect_thread_exceptions() as caught:
+        yield
     if caught:
         first = caught[0]
         raise AssertionError(

@@ -293,3 +293,19 @@ def test_vault_reveals_only_with_its_key_and_logs_access(tmp_path: Path) -> None
     with pytest.raises(Exception):  # noqa: B017 - AES-GCM authentication fails
         wrong.reveal(token, actor="eve", purpose="curiosity")
     assert (tmp_path / "vault.sqlite").stat().st_mode & 0o777 == 0o600
+
+
+def test_an_exception_in_a_worker_thread_is_caught_for_the_test() -> None:
+    """What the autouse ``fail_on_thread_exceptions`` fixture relies on (issue 10 #16)."""
+    import threading
+
+    from .conftest import collect_thread_exceptions
+
+    def worker() -> None:
+        raise AssertionError("seen")
+
+    with collect_thread_exceptions() as caught:
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+    assert [str(c.exc_value) for c in caught] == ["seen"]
