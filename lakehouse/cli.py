@@ -1,7 +1,7 @@
 """The ``trivas`` command line: one entry point for every component.
 
-Subcommands of other packages (models, ingestion, CDC) are mounted here, so the same
-commands run locally and as Databricks ``python_wheel_task`` jobs.
+Subcommands of other packages (models, ingestion, CDC) are mounted here. (No Databricks job
+definitions ship yet; the commands are plain console scripts.)
 """
 
 from __future__ import annotations

@@ -154,9 +154,51 @@ def _luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
+# Issuer prefixes (IIN) and the lengths each network issues, from the networks' published
+# ranges: a Luhn-valid run of digits is a card number only if a network could have issued it.
+# Without this a millisecond timestamp or a 13-digit order id passes Luhn one time in ten.
+_CARD_RANGES: tuple[tuple[str, str, frozenset[int]], ...] = (
+    ("4", "4", frozenset({13, 16, 19})),  # Visa
+    ("51", "55", frozenset({16})),  # Mastercard
+    ("2221", "2720", frozenset({16})),  # Mastercard 2-series
+    ("34", "34", frozenset({15})),  # American Express
+    ("37", "37", frozenset({15})),
+    ("300", "305", frozenset({14})),  # Diners Club
+    ("36", "36", frozenset({14})),
+    ("38", "39", frozenset({14, 16})),
+    ("6011", "6011", frozenset({16, 19})),  # Discover
+    ("644", "649", frozenset({16, 19})),
+    ("65", "65", frozenset({16, 19})),
+    ("3528", "3589", frozenset({16, 17, 18, 19})),  # JCB
+    ("62", "62", frozenset({16, 17, 18, 19})),  # UnionPay
+    ("5018", "5018", frozenset({12, 13, 14, 15, 16, 17, 18, 19})),  # Maestro
+    ("5020", "5020", frozenset({12, 13, 14, 15, 16, 17, 18, 19})),
+    ("5038", "5038", frozenset({12, 13, 14, 15, 16, 17, 18, 19})),
+    ("6304", "6304", frozenset({12, 13, 14, 15, 16, 17, 18, 19})),
+    ("6759", "6759", frozenset({12, 13, 14, 15, 16, 17, 18, 19})),
+    ("2200", "2204", frozenset({16, 17, 18, 19})),  # Mir
+)
+
+
+def looks_like_card(digits: str, identifier: bool = False) -> bool:
+    """True when ``digits`` (digits only) could be a payment card number.
+
+    Luhn-valid, 13–19 digits, in a range and length a card network issues. ``identifier``
+    says the digits are the whole value of an id-like field (``order_id``, ``id``…) written
+    without separators: there a 13-digit Visa-range number, the one length real ids collide
+    with, is taken for the id it claims to be (13-digit Visa numbers are no longer issued).
+    """
+    n = len(digits)
+    if not 13 <= n <= 19 or not digits.isdigit() or not _luhn_ok(digits):
+        return False
+    if identifier and n == 13:
+        return False
+    return any(lo <= digits[: len(lo)] <= hi and n in lengths for lo, hi, lengths in _CARD_RANGES)
+
+
 def _mask_card(match: re.Match[str]) -> str:
     digits = re.sub(r"\D", "", match.group(0))
-    return "[card]" if 13 <= len(digits) <= 19 and _luhn_ok(digits) else match.group(0)
+    return "[card]" if looks_like_card(digits) else match.group(0)
 
 
 def mask_pii_patterns(text: str) -> str:

@@ -1,31 +1,47 @@
-"""Contract checks derived from the event catalog, as Spark column expressions.
+"""Contract checks of silver, as Spark columns: the same rules as the collector's edge.
 
-``rejection_reason`` yields, per raw record, the first contract violation as a reason code
-(``None`` when the record is valid). Reason codes are stable strings that dashboards and the
-replay tooling match on:
+``rejection_reason`` yields, per bronze record, the first contract violation as a qualified
+reason code (``type_mismatch:country``; ``None`` when the record is valid). It runs
+:class:`lakehouse.event_contract.RecordRules` — the rule set the collector applies before
+producing — on the raw record text in a vectorised (Arrow) Python UDF, so the edge and silver
+cannot drift apart: one parser (strict JSON: duplicate keys, NaN/Infinity, single quotes and
+trailing content refused), one set of type rules (exact JSON types, non-finite numbers refused),
+one reason vocabulary (:class:`lakehouse.event_contract.Reason`, documented there).
 
-- ``malformed_json``: not a JSON object;
-- ``missing_envelope_field:<f>``, ``unknown_event_type``, ``unsupported_schema_version``,
-  ``wrong_topic`` (the type's domain does not own the topic);
-- ``invalid_event_time`` (unparsable or without a zone), ``event_time_in_future``;
-- ``forbidden_pii:<f>``; ``missing_required:<f>``; ``type_mismatch:<f>``;
-  ``not_allowed:<f>``; ``out_of_range:<f>``; ``invalid_item:<f>``.
+Spark's own JSON reader is lenient on exactly those points (it reads ``49`` into a string
+column, ``"NaN"`` into a double, single-quoted JSON and a trailing ``}`` as valid), which is why
+the verdict is not built from the parsed columns.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC
 
+import orjson
+import pandas as pd
 from pyspark.sql import Column
 from pyspark.sql import functions as F
+from pyspark.sql.functions import pandas_udf
 
-from lakehouse.catalog import Catalog, EventType, FieldSpec, topic_for
+from lakehouse.catalog import Catalog
+from lakehouse.event_contract import (
+    FUTURE_TOLERANCE,
+    SPARK_TIMESTAMP,
+    ZONED_TIMESTAMP,
+    Reason,
+    RecordRules,
+    strict_loads,
+)
 
-# ISO-8601 with an explicit zone: Z or ±hh:mm / ±hhmm.
-ZONED_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$"
-# Clock skew tolerated before an event counts as coming from the future; such an event
-# would otherwise drag every watermark forward and make honest events look late.
-FUTURE_TOLERANCE = timedelta(minutes=5)
+__all__ = [
+    "FUTURE_TOLERANCE",
+    "ZONED_TIMESTAMP",
+    "canonical_record_text",
+    "lateness_exceeded",
+    "payload_struct_column",
+    "record_verdicts",
+    "rejection_reason",
+]
 
 
 def payload_struct_column(domain: str) -> str:
@@ -33,113 +49,101 @@ def payload_struct_column(domain: str) -> str:
     return f"payload_{domain}"
 
 
-def _first(checks: list[Column]) -> Column:
-    return F.coalesce(*checks) if checks else F.lit(None).cast("string")
-
-
-def _field_checks(event: EventType, parsed: Column, raw_payload: Column) -> list[Column]:
-    """Checks of one type's payload; ``raw_payload`` is the payload parsed once as a
-    ``map<string,string>`` (raw JSON text per key, null for JSON null) — one parse per record
-    instead of one ``get_json_object`` per field."""
-    checks: list[Column] = []
-    for spec in event.fields:
-        raw_value = raw_payload[spec.name]
-        value = parsed[spec.name]
-        if spec.pii == "forbidden":
-            checks.append(F.when(raw_value.isNotNull(), F.lit(f"forbidden_pii:{spec.name}")))
-            continue
-        if spec.required:
-            checks.append(F.when(raw_value.isNull(), F.lit(f"missing_required:{spec.name}")))
-        checks.append(
-            F.when(raw_value.isNotNull() & value.isNull(), F.lit(f"type_mismatch:{spec.name}"))
-        )
-        checks.extend(_value_checks(spec, value))
-    return checks
-
-
-def _value_checks(spec: FieldSpec, value: Column) -> list[Column]:
-    checks: list[Column] = []
-    if spec.allowed is not None:
-        checks.append(
-            F.when(
-                value.isNotNull() & ~value.isin(list(spec.allowed)),
-                F.lit(f"not_allowed:{spec.name}"),
-            )
-        )
-    if spec.min is not None:
-        checks.append(F.when(value < F.lit(spec.min), F.lit(f"out_of_range:{spec.name}")))
-    if spec.max is not None:
-        checks.append(F.when(value > F.lit(spec.max), F.lit(f"out_of_range:{spec.name}")))
-    if spec.type == "array":
-        if spec.required:
-            checks.append(F.when(F.size(value) < 1, F.lit(f"missing_required:{spec.name}")))
-        for item in spec.items:
-            bad_item = _item_invalid(item)
-            checks.append(
-                F.when(F.exists(value, bad_item), F.lit(f"invalid_item:{spec.name}.{item.name}"))
-            )
-    return checks
-
-
-def _item_invalid(item: FieldSpec):  # noqa: ANN202 - returns a lambda for F.exists
-    def invalid(element: Column) -> Column:
-        value = element[item.name]
-        condition = F.lit(False)
-        if item.required:
-            condition = condition | value.isNull()
-        if item.min is not None:
-            condition = condition | (value < F.lit(item.min))
-        if item.max is not None:
-            condition = condition | (value > F.lit(item.max))
-        return condition
-
-    return invalid
+def record_verdicts(
+    rules: RecordRules, values: pd.Series, topics: pd.Series, arrivals: pd.Series, topic_prefix: str
+) -> pd.Series:
+    """The qualified reason (or None) of each raw record; ``arrivals`` in UTC."""
+    out = []
+    for text, topic, arrival in zip(values, topics, arrivals, strict=True):
+        when = pd.Timestamp(arrival)
+        when = (when.tz_localize(UTC) if when.tzinfo is None else when.tz_convert(UTC)).to_pydatetime()
+        verdict = rules.check_text(text, when, topic, topic_prefix)
+        out.append(None if verdict is None else verdict.qualified)
+    return pd.Series(out, dtype=object)
 
 
 def rejection_reason(catalog: Catalog, topic_prefix: str) -> Column:
-    """The first contract violation of a parsed bronze record, or null when it is valid.
+    """The first contract violation of a bronze record, or null when it is valid.
 
-    Expects the columns produced by ``spark_jobs.silver.parse_envelope``: ``value_map``
-    (the record as ``map<string,string>``, null unless a JSON object), ``payload_map``,
-    ``topic``, ``kafka_timestamp``, ``envelope`` (struct), ``event_time_text`` and one
-    ``payload_<domain>`` struct per domain.
+    Reads the bronze columns ``value`` (the record text), ``topic`` and ``kafka_timestamp``
+    (arrival, for the future tolerance). It also refuses a record the rules accept in a
+    spelling the typed parse of ``spark_jobs.silver.parse_envelope`` cannot read (an
+    ``event_time`` without seconds or in lower case): ``invalid_event_time`` until silver parses
+    :meth:`RecordRules.canonical` records; the collector always writes the canonical spelling.
     """
+
+    @pandas_udf("string")  # type: ignore[call-overload]
+    def verdicts(values: pd.Series, topics: pd.Series, arrivals: pd.Series) -> pd.Series:
+        # Built per Arrow batch: cheap (two dicts), and no state outlives a task.
+        return record_verdicts(RecordRules(catalog), values, topics, arrivals, topic_prefix)
+
+    reason = verdicts(F.col("value"), F.col("topic"), F.col("kafka_timestamp"))
+    return F.coalesce(reason, _unreadable_by_typed_parse(catalog))
+
+
+def _unreadable_by_typed_parse(catalog: Catalog) -> Column:
+    """A valid record that silver's typed parse would still lose a value of: an event_time
+    Spark cannot cast, or a field whose raw value parses to null (``1.0`` read as a long).
+    The collector never writes those spellings (it writes :meth:`RecordRules.canonical`)."""
     envelope = F.col("envelope")
-    envelope_checks = [
-        F.when(F.col("value_map").isNull(), F.lit("malformed_json")),
-        *[
-            F.when(envelope[f.name].isNull(), F.lit(f"missing_envelope_field:{f.name}"))
-            for f in catalog.envelope
-            if f.required and f.name not in ("event_time",)
-        ],
-        F.when(F.col("event_time_text").isNull(), F.lit("missing_envelope_field:event_time")),
-        F.when(envelope["payload"].isNull(), F.lit("missing_envelope_field:payload")),
+    checks = [
         F.when(
-            ~envelope["event_type"].isin(list(catalog.event_types)),
-            F.lit("unknown_event_type"),
-        ),
+            ~F.coalesce(F.col("event_time_text").rlike(SPARK_TIMESTAMP.pattern), F.lit(False))
+            | envelope["event_time"].isNull(),
+            F.lit(Reason.INVALID_EVENT_TIME.value),
+        )
     ]
     per_type = []
     for event in catalog.event_types.values():
         parsed = F.col(payload_struct_column(event.domain))
-        checks = [
-            F.when(envelope["schema_version"] != F.lit(event.version), F.lit("unsupported_schema_version")),
+        lost = [
             F.when(
-                F.col("topic") != F.lit(topic_for(topic_prefix, event.domain)), F.lit("wrong_topic")
-            ),
-            F.when(
-                ~F.col("event_time_text").rlike(ZONED_TIMESTAMP) | envelope["event_time"].isNull(),
-                F.lit("invalid_event_time"),
-            ),
-            F.when(
-                envelope["event_time"]
-                > F.col("kafka_timestamp") + F.expr(f"INTERVAL {int(FUTURE_TOLERANCE.total_seconds())} SECONDS"),
-                F.lit("event_time_in_future"),
-            ),
-            *_field_checks(event, parsed, F.col("payload_map")),
+                F.col("payload_map")[spec.name].isNotNull() & parsed[spec.name].isNull(),
+                F.lit(f"{Reason.TYPE_MISMATCH.value}:{spec.name}"),
+            )
+            for spec in event.stored_fields
         ]
-        per_type.append(F.when(envelope["event_type"] == F.lit(event.event_type), _first(checks)))
-    return _first([*envelope_checks, F.coalesce(*per_type)])
+        for spec in event.stored_fields:
+            if spec.type != "array":
+                continue
+            raw_items = F.from_json(F.col("payload_map")[spec.name], "array<map<string,string>>")
+            for item in spec.items:
+                present_raw = F.size(F.filter(raw_items, _has(item.name)))
+                present_parsed = F.size(F.filter(parsed[spec.name], _has(item.name)))
+                lost.append(
+                    F.when(
+                        present_raw != present_parsed,
+                        F.lit(f"{Reason.INVALID_ITEM.value}:{spec.name}.{item.name}"),
+                    )
+                )
+        per_type.append(F.when(envelope["event_type"] == F.lit(event.event_type), F.coalesce(*lost)))
+    return F.coalesce(*checks, *per_type)
+
+
+def _has(name: str):  # noqa: ANN202 - a one-argument lambda for F.filter
+    return lambda element: element[name].isNotNull()
+
+
+def canonical_record_text(catalog: Catalog) -> Column:
+    """The bronze ``value`` of a valid record in the canonical spelling the typed parse reads
+    (integral numbers of integer fields as integers, times with seconds and upper-case T/Z);
+    other records unchanged. Parsing this column instead of ``value`` lets silver accept every
+    spelling the collector accepts."""
+
+    @pandas_udf("string")  # type: ignore[call-overload]
+    def canonical(values: pd.Series) -> pd.Series:
+        rules = RecordRules(catalog)
+        out = []
+        for text in values:
+            try:
+                record = strict_loads(text) if text is not None else None
+                valid = isinstance(record, dict) and rules.event(record.get("event_type")) is not None
+                out.append(orjson.dumps(rules.canonical(record)).decode() if valid else text)
+            except Exception:  # noqa: BLE001 - anything unreadable is judged by rejection_reason
+                out.append(text)
+        return pd.Series(out, dtype=object)
+
+    return canonical(F.col("value"))
 
 
 def lateness_exceeded(catalog: Catalog) -> Column:

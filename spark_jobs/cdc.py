@@ -30,8 +30,10 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
-from lakehouse.config import Settings
+from lakehouse.catalog import catalog as event_catalog
+from lakehouse.config import Settings, hash_key
 from lakehouse.ingest.cdc import CdcSettings, MirroredTable, load_cdc_settings, mirrored_tables
+from lakehouse.privacy import apply_pii_policy
 from lakehouse.tables import checkpoint_location, delta_table, ensure_table
 from spark_jobs.io import read_kafka, start_foreach_batch
 
@@ -186,6 +188,10 @@ def apply_batch_fn(  # noqa: ANN201
     """
     checkpoint = checkpoint_location(settings, QUERY_NAME)
     query_ids: list[str] = [query_id] if query_id else []
+    # Every path into silver applies the catalog's PII policy (a mirrored customer_id is
+    # tokenized exactly as silver.orders' is, so the two join).
+    master_key, key_id = hash_key(settings), settings.privacy.hash_key_id
+    pii = {table.source: table.pii_classes(event_catalog()) for table in tables}
 
     def apply_batch(batch: DataFrame, batch_id: int) -> None:
         # The stream's own (cloned) session: txn settings stay private to this query.
@@ -198,9 +204,11 @@ def apply_batch_fn(  # noqa: ANN201
             for table in tables:
                 if cdc.topic(table.source) not in present:
                     continue  # a MERGE of nothing still costs a Delta commit's worth of jobs
-                latest = latest_change_per_key(
-                    parse_changes(records, table, cdc.topic(table.source)), table
-                )
+                changes = apply_pii_policy(
+                    parse_changes(records, table, cdc.topic(table.source)),
+                    pii[table.source], master_key, key_id,
+                )  # fmt: skip
+                latest = latest_change_per_key(changes, table)
                 app_id = f"{QUERY_NAME}:{table.silver}:{query_ids[0]}"
                 spark.conf.set("spark.databricks.delta.write.txnAppId", app_id)
                 spark.conf.set("spark.databricks.delta.write.txnVersion", str(batch_id))

@@ -45,7 +45,7 @@ def collect(
     """Serve the collector (``trivas collect``) unless a sub-command is given."""
     if ctx.invoked_subcommand is not None:
         return
-    from lakehouse.ingest.collector import serve
+    from lakehouse.ingest.serving import serve
 
     serve(load_settings(), load_collector_settings(), host=host, port=port, workers=workers)
 

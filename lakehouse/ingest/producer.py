@@ -107,19 +107,22 @@ class EventProducer:
         """The raw topic of an event type."""
         return self._topics[event_type]
 
-    def send_event(self, record: dict[str, Any], timestamp_ms: int | None = None) -> Any:
-        """Send one valid envelope record; returns kafka-python's produce future."""
+    def send_event(
+        self, record: dict[str, Any], timestamp_ms: int | None = None, value: bytes | None = None
+    ) -> Any:
+        """Send one valid envelope record (``value``: its serialised form, if already made);
+        returns kafka-python's produce future."""
         event_type = record["event_type"]
         key = record["payload"].get(self._keys[event_type])
         return self.kafka.send(
             self._topics[event_type],
-            value=orjson.dumps(record),
+            value=orjson.dumps(record) if value is None else value,
             key=None if key is None else str(key).encode(),
             timestamp_ms=timestamp_ms,
         )
 
     def send_dead_letter(self, entry: dict[str, Any]) -> Any:
-        """Send one (already scrubbed) dead-letter entry, keyed by its event id if any."""
+        """Send one (already scrubbed) dead-letter entry, keyed by its (scrubbed) event id."""
         key = entry.get("event_id")
         headers = [
             (name, str(entry.get(name) or "").encode())
@@ -133,13 +136,16 @@ class EventProducer:
         )
 
     def send_batch(
-        self, records: Sequence[dict[str, Any]], dead_letters: Sequence[dict[str, Any]]
+        self,
+        records: Sequence[tuple[dict[str, Any], bytes]],
+        dead_letters: Sequence[dict[str, Any]],
     ) -> AckWaiter:
-        """Send records then dead letters; the waiter resolves when all are acknowledged."""
+        """Send ``(record, serialised record)`` pairs then dead letters; the waiter resolves
+        when all are acknowledged."""
         waiter = AckWaiter(asyncio.get_running_loop(), len(records) + len(dead_letters))
-        for index, record in enumerate(records):
+        for index, (record, value) in enumerate(records):
             try:
-                waiter.track(index, self.send_event(record))
+                waiter.track(index, self.send_event(record, value=value))
             except Exception as exc:  # noqa: BLE001 - any send failure becomes a 503
                 waiter.fail(index, exc)
         offset = len(records)

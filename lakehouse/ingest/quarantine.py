@@ -351,7 +351,7 @@ def replay(
             if rejection is not None:
                 report.still_invalid[qid] = f"{rejection.reason}: {rejection.detail}"
                 continue
-            plan.append((record, fixed, "operator" if fix is not None else "revalidated"))
+            plan.append((record, validator.canonical(fixed), "operator" if fix is not None else "revalidated"))
         if dry_run or not plan:
             report.replayed = [r.quarantine_id for r, _, _ in plan] if dry_run else []
             return report

@@ -19,18 +19,26 @@ Delivery contract:
   ``block_timeout_s`` for room, then raises :class:`BufferFullError`), or ``"raise"``.
 - ``close()`` (also run at interpreter exit) flushes for at most ``close_timeout_s`` while
   retrying; what is still undelivered then is counted in ``stats.undelivered`` and logged.
+- **Bad events are refused at** ``track``: an event that is not plain JSON (a ``Decimal``, a
+  ``set``, an object) or holds NaN/Infinity raises :class:`InvalidEventError` (a ``ValueError``)
+  and is counted in ``stats.invalid``; nothing about it ever reaches the sender. The event is
+  serialised there and then, so mutating the payload afterwards changes nothing.
+- **The sender thread survives anything**: an unexpected error while delivering a batch
+  (an unreadable answer, a bug) counts the batch ``failed`` under a reason
+  (``stats.failure_reasons``), is logged, and the thread goes on with the next batch.
 """
 
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -54,6 +62,14 @@ class BufferFullError(RuntimeError):
     """``track`` could not buffer the event (``on_full="block"`` timed out, or ``"raise"``)."""
 
 
+class InvalidEventError(ValueError):
+    """``track`` was given an event that cannot be sent as JSON (``reason`` says why)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
 class _Retryable(Exception):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -65,7 +81,9 @@ class _TooLarge(Exception):
 
 
 class _Fatal(Exception):
-    pass
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass
@@ -73,6 +91,7 @@ class ClientStats:
     """What happened to the tracked events so far."""
 
     tracked: int = 0
+    invalid: int = 0
     accepted: int = 0
     rejected: int = 0
     failed: int = 0
@@ -80,6 +99,12 @@ class ClientStats:
     undelivered: int = 0
     retries: int = 0
     batches: int = 0
+    failure_reasons: dict[str, int] = field(default_factory=dict)
+
+    def fail(self, count: int, reason: str) -> None:
+        """Count ``count`` events as failed for ``reason``."""
+        self.failed += count
+        self.failure_reasons[reason] = self.failure_reasons.get(reason, 0) + count
 
 
 class TrivasClient:
@@ -117,7 +142,8 @@ class TrivasClient:
         self.stats = ClientStats()
         self._http = http_client or httpx.Client(timeout=timeout_s)
         self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
-        self._buffer: deque[dict[str, Any]] = deque()
+        # Each buffered event with its JSON (made at track time; sent_at is added at send time).
+        self._buffer: deque[tuple[dict[str, Any], bytes]] = deque()
         self._in_flight = 0
         self._cond = threading.Condition()
         self._flush_requested = False
@@ -148,16 +174,34 @@ class TrivasClient:
             "event_time": event_time or datetime.now(UTC).isoformat(),
             "payload": dict(payload),
         }
+        encoded = self._encode(event)
         with self._cond:
             if self._closing:
                 raise RuntimeError("the client is closed")
             if len(self._buffer) >= self.max_buffer:
                 self._make_room()
-            self._buffer.append(event)
+            self._buffer.append((json.loads(encoded), encoded))
             self.stats.tracked += 1
             if len(self._buffer) >= self.batch_size:
                 self._cond.notify_all()
         return event["event_id"]
+
+    def _encode(self, event: dict[str, Any]) -> bytes:
+        """The event as JSON, or :class:`InvalidEventError` (counted in ``stats.invalid``)."""
+        try:
+            # The standard encoder refuses NaN/Infinity (allow_nan=False); orjson would
+            # silently write them as null.
+            return json.dumps(event, allow_nan=False, separators=(",", ":")).encode()
+        except (TypeError, ValueError, RecursionError) as exc:
+            with self._cond:
+                self.stats.invalid += 1
+            if isinstance(exc, TypeError):
+                reason = "not_json"
+            elif isinstance(exc, RecursionError):
+                reason = "too_deeply_nested"
+            else:
+                reason = "non_finite_number"
+            raise InvalidEventError(reason, f"{event['event_type']} event: {exc}") from None
 
     def flush(self, timeout_s: float | None = None) -> bool:
         """Send everything buffered now; True if the buffer drained within ``timeout_s``."""
@@ -217,7 +261,7 @@ class TrivasClient:
             return
         raise BufferFullError(f"buffer full ({self.max_buffer} events)")
 
-    def _next_batch(self) -> list[dict[str, Any]] | None:
+    def _next_batch(self) -> list[tuple[dict[str, Any], bytes]] | None:
         """Wait for a full batch, the flush interval, a flush or close; None to stop."""
         with self._cond:
             waited_since = time.monotonic()
@@ -241,7 +285,11 @@ class TrivasClient:
     def _run(self) -> None:
         try:
             while (batch := self._next_batch()) is not None:
-                self._deliver(batch)
+                try:
+                    self._deliver(batch)
+                except Exception as exc:  # noqa: BLE001 - the sender must outlive any batch
+                    self.stats.fail(len(batch), f"sender_error:{type(exc).__name__}")
+                    log.exception("trivas could not deliver a batch of %d events", len(batch))
                 with self._cond:
                     self._in_flight = 0
                     self._cond.notify_all()
@@ -255,26 +303,24 @@ class TrivasClient:
                 self._stopped.set()
                 self._cond.notify_all()
 
-    def _deliver(self, batch: list[dict[str, Any]]) -> None:
+    def _deliver(self, batch: list[tuple[dict[str, Any], bytes]]) -> None:
         """Deliver one batch, retrying until delivered or the close deadline passes."""
-        sent_at = datetime.now(UTC).isoformat()
-        for event in batch:
-            event["sent_at"] = sent_at
-        body = orjson.dumps({"events": batch})
+        stamp = b'{"sent_at":"' + datetime.now(UTC).isoformat().encode() + b'",'
+        body = b'{"events":[' + b",".join(stamp + encoded[1:] for _, encoded in batch) + b"]}"
         try:
             for attempt in self._retrying():
                 with attempt:
                     self._post(batch, body)
         except _TooLarge:
             if len(batch) == 1:
-                self.stats.failed += 1
-                log.error("trivas event %s too large for the collector", batch[0]["event_id"])
+                self.stats.fail(1, "too_large")
+                log.error("trivas event %s too large for the collector", batch[0][0]["event_id"])
                 return
             middle = len(batch) // 2
             self._deliver(batch[:middle])
             self._deliver(batch[middle:])
         except _Fatal as exc:
-            self.stats.failed += len(batch)
+            self.stats.fail(len(batch), exc.reason)
             log.error("trivas batch of %d events refused: %s", len(batch), exc)
         except _Retryable as exc:  # the close deadline passed
             self.stats.undelivered += len(batch)
@@ -308,7 +354,7 @@ class TrivasClient:
             reraise=True,
         )
 
-    def _post(self, batch: list[dict[str, Any]], body: bytes) -> None:
+    def _post(self, batch: list[tuple[dict[str, Any], bytes]], body: bytes) -> None:
         try:
             response = self._http.post(self.url, content=body, headers=self._headers)
         except httpx.HTTPError as exc:
@@ -325,9 +371,13 @@ class TrivasClient:
             )
         if status == 413:
             raise _TooLarge()
-        raise _Fatal(f"HTTP {status}: {response.text[:200]}")
+        try:
+            reason = f"http_{status}:{orjson.loads(response.content).get('error', '')}"
+        except (orjson.JSONDecodeError, AttributeError):
+            reason = f"http_{status}"
+        raise _Fatal(f"HTTP {status}: {response.text[:200]}", reason)
 
-    def _record(self, batch: list[dict[str, Any]], answer: dict[str, Any]) -> None:
+    def _record(self, batch: list[tuple[dict[str, Any], bytes]], answer: dict[str, Any]) -> None:
         self.stats.batches += 1
         for result in answer.get("results", []):
             if result.get("status") == "accepted":
@@ -336,7 +386,7 @@ class TrivasClient:
             self.stats.rejected += 1
             if self.on_rejected is not None:
                 index = result.get("index", -1)
-                event = batch[index] if 0 <= index < len(batch) else {}
+                event = batch[index][0] if 0 <= index < len(batch) else {}
                 try:
                     self.on_rejected(event, result.get("reason", ""), result.get("detail", ""))
                 except Exception:  # noqa: BLE001 - a user callback never stops delivery

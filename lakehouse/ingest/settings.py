@@ -30,18 +30,25 @@ class Limits(_Frozen):
     max_batch_events: int = Field(gt=0)
     events_per_s: float = Field(gt=0)
     burst: int = Field(gt=0)
+    # Request line + headers, read before authentication (h11's limit on an incomplete event).
+    max_header_bytes: int = Field(default=16_384, gt=0)
+    # Longest wait for the next piece of a request body before answering 408.
+    body_read_timeout_seconds: float = Field(default=10.0, gt=0)
 
 
 class ProviderSecrets(_Frozen):
     secrets_env: str
     secrets_file: str
     tolerance_seconds: int = 300
+    # How long a delivered dedup key is remembered; default: the provider's retry window + 1 day.
+    dedup_retention_hours: float | None = Field(default=None, gt=0)
 
 
 class Webhooks(_Frozen):
-    shopify: ProviderSecrets
-    stripe: ProviderSecrets
-    recent_ids: int = 100_000
+    # One entry per provider module of lakehouse.ingest.webhooks, by name.
+    providers: dict[str, ProviderSecrets]
+    # The persistent store of delivered dedup keys (sqlite; shared by the collector's workers).
+    dedup_store: str = "var/collector/webhook_deliveries.sqlite"
 
 
 class Producer(_Frozen):

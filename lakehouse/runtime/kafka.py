@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,10 +155,16 @@ def _admin_answers(settings: Settings) -> bool:
 
 def ensure_topics(settings: Settings, catalog: Catalog) -> list[str]:
     """Create every configured topic that does not exist yet; returns the topics created."""
+    return create_missing_topics(settings, topics_for(settings, catalog))
+
+
+def create_missing_topics(settings: Settings, names: Sequence[str]) -> list[str]:
+    """Create those of ``names`` that do not exist yet (the deployment's partitions and
+    retention); returns the topics created. Also used for the CDC connector's topics."""
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap())
     try:
         existing = set(admin.list_topics())
-        wanted = [t for t in topics_for(settings, catalog) if t not in existing]
+        wanted = [t for t in names if t not in existing]
         if wanted:
             new = [
                 NewTopic(

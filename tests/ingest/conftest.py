@@ -1,4 +1,4 @@
-"""Fixtures of the ingestion tests: one real KRaft broker per session, real collectors.
+"""Fixtures of the ingestion tests: the session's real KRaft broker, real collectors.
 
 The broker runs on free ports in a temporary folder; each collector is a real uvicorn server
 (``python -m lakehouse.ingest.cli collect``) in a subprocess, configured only through the
@@ -7,10 +7,12 @@ environment and a collector overlay file, as an operator would run it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,15 +48,14 @@ class Deployment:
 
 
 @pytest.fixture(scope="session")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def deployment(broker_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Deployment:
+    """The ingestion deployment, on the session's one broker (``tests/conftest.py``)."""
     from lakehouse.runtime import kafka
 
     root = tmp_path_factory.mktemp("ingest")
     env = {
+        **broker_env,
         "TRIVAS_ENV": "test",
-        "TRIVAS_KAFKA__LOCAL_BROKER__PORT": str(free_port()),
-        "TRIVAS_KAFKA__LOCAL_BROKER__CONTROLLER_PORT": str(free_port()),
-        "TRIVAS_KAFKA__LOCAL_BROKER__DATA_DIR": str(root / "kafka"),
         "TRIVAS_PATHS__LOGS": str(root / "logs"),
         "TRIVAS_PATHS__VAR": str(root / "var"),
         "TRIVAS_TABLES__ROOT": str(root / "lake"),
@@ -66,11 +67,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         "TRIVAS_PII_VAULT_KEY": VAULT_KEY,
     }
     settings = load_settings("test", environ=env)
-    kafka.up(settings, load_catalog())
-    try:
-        yield Deployment(settings, env, root)
-    finally:
-        kafka.down(settings)
+    kafka.ensure_topics(settings, load_catalog())
+    return Deployment(settings, env, root)
 
 
 class CollectorProcess:
@@ -86,8 +84,11 @@ class CollectorProcess:
         conf = {
             "api_keys_file": str(folder / "api_keys.json"),
             "webhooks": {
-                "shopify": {"secrets_file": str(folder / "none")},
-                "stripe": {"secrets_file": str(folder / "none")},
+                "providers": {
+                    "shopify": {"secrets_file": str(folder / "none")},
+                    "stripe": {"secrets_file": str(folder / "none")},
+                },
+                "dedup_store": str(folder / "webhook_deliveries.sqlite"),
             },
             "vault": {"path": str(folder / "vault.sqlite"), "key_file": str(folder / "none")},
             **overrides,
@@ -197,3 +198,29 @@ def raw_topics(settings: Settings) -> list[str]:
 
 def read_all_raw(settings: Settings) -> list[dict[str, Any]]:
     return [r for t in raw_topics(settings) for r in read_topic(settings, t)]
+
+
+@contextlib.contextmanager
+def collect_thread_exceptions() -> Iterator[list[threading.ExceptHookArgs]]:
+    """Collect every exception that escapes a thread while the block runs."""
+    caught: list[threading.ExceptHookArgs] = []
+    previous = threading.excepthook
+    threading.excepthook = caught.append
+    try:
+        yield caught
+    finally:
+        threading.excepthook = previous
+
+
+@pytest.fixture(autouse=True)
+def fail_on_thread_exceptions() -> Iterator[None]:
+    """An exception escaping any thread a test started fails the test (it would otherwise
+    only be printed, and an assertion inside a worker thread could never fail anything)."""
+    with collect_thread_exceptions() as caught:
+        yield
+    if caught:
+        first = caught[0]
+        raise AssertionError(
+            f"{len(caught)} exception(s) in threads, first in {first.thread.name if first.thread else '?'}: "
+            f"{first.exc_type.__name__}: {first.exc_value}"
+        ) from first.exc_value
