@@ -95,6 +95,21 @@ class KpiScorer:
             scored["is_anomaly"] = (score >= threshold) & (score > 0)
         return scored
 
+    def preview(self, frame: pd.DataFrame, **columns: str) -> pd.DataFrame:
+        """Score points without learning from them (an open window, a what-if).
+
+        Only the series in ``frame`` are copied, so the cost does not grow with the number
+        of series the scorer tracks.
+        """
+        points = normalise_points(frame, **columns)
+        keys = [k for k in pd.unique(points[SERIES_KEY]) if self.state is not None and self.state.has(k)]
+        probe = KpiScorer(self.kind, self.params, subset_state(self.state, keys) if keys else None, self.page_thresholds)
+        return probe.score(points)
+
+    def paging_threshold(self, keys: pd.Series) -> np.ndarray:
+        """Paging threshold of each series (alert budget, else the family's threshold)."""
+        return keys.map(self.page_thresholds).astype(float).fillna(self.params.threshold).to_numpy()
+
     def copy(self) -> KpiScorer:
         """Independent copy (state included)."""
         return KpiScorer(self.kind, self.params, self.state.copy() if self.state is not None else None, dict(self.page_thresholds))
@@ -125,6 +140,19 @@ class KpiScorer:
         if arrays:
             scorer.state = FAMILIES[scorer.kind][2].from_arrays(arrays)
         return scorer
+
+
+def subset_state(state, keys: list[str]):  # noqa: ANN001, ANN201 - any family's state
+    """A copy of the state of some series only (arrays indexed by series are sliced)."""
+    rows = state.index_of(list(keys))
+    n = len(state.keys)
+    arrays = {}
+    for name, value in state.to_arrays().items():
+        if value.ndim >= 1 and len(value) == n:
+            arrays[name] = value[rows].copy()
+        else:
+            arrays[name] = value.copy()
+    return type(state).from_arrays(arrays)
 
 
 def score_with_probation(scorer: KpiScorer, points: pd.DataFrame, probation_rows: int) -> pd.DataFrame:
