@@ -105,9 +105,9 @@ class EnsembleParams:
     flat_limit: float = 12.0
     flat_max_rate: float = 0.2
     refractory_decay: float = 0.97
-    refractory_factor: float = 0.3
+    refractory_factor: float = 0.0
     tail_quantile: float = 0.98
-    tail_rate: float = 0.01
+    tail_rate: float = 0.003
     warmup_points: int = 24
     threshold: float = 0.5
     relative_floor: float = 0.002

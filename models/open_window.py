@@ -7,7 +7,8 @@ extrapolation is noisy early on (a Poisson count seen for ``f`` of a window has 
 error ``1 / sqrt(f)`` times the full window's), so the evidence in band units is shrunk by
 ``sqrt(f)``: a drop to zero orders is certain after a few seconds of a busy window, a 20 %
 dip only near its end. Ratios (a failure rate) are not extrapolated; their noise shrinks the
-same way. Confidence grows with ``f``. The model state is not touched (see
+same way, but a ratio pages only once its window is complete (``f = 1``, before it is
+final). Confidence grows with ``f``. The model state is not touched (see
 :meth:`models.scorer.KpiScorer.preview`).
 """
 
@@ -37,7 +38,12 @@ def full_window_estimate(value: np.ndarray, fraction: np.ndarray, additive: np.n
 
 
 def open_window_scores(
-    full: pd.DataFrame, value: np.ndarray, fraction: np.ndarray, band_k: float, threshold: np.ndarray | float
+    full: pd.DataFrame,
+    value: np.ndarray,
+    fraction: np.ndarray,
+    band_k: float,
+    threshold: np.ndarray | float,
+    additive: np.ndarray | bool = True,
 ) -> pd.DataFrame:
     """Anomaly score of open windows from the model's view of the full windows.
 
@@ -48,6 +54,9 @@ def open_window_scores(
         fraction: Elapsed share of each window.
         band_k: Band half-width of the model in sigmas.
         threshold: Paging threshold(s) on the anomaly score.
+        additive: Whether each KPI adds up over a window. A ratio of a partial window (two
+            small counts) is far noisier than the band says, so it pages only once its window
+            has ended (complete, not final yet).
 
     Returns:
         ``expected, lower, upper, anomaly_score, is_anomaly, confidence`` per open window.
@@ -66,7 +75,7 @@ def open_window_scores(
          "anomaly_score": score, "confidence": confidence},
         index=full.index,
     )  # fmt: skip
-    out["is_anomaly"] = (score >= threshold) & (f >= MIN_FRACTION)
+    out["is_anomaly"] = (score >= threshold) & (f >= MIN_FRACTION) & (additive | (f >= 1.0))
     return out[["expected", "lower", "upper", "anomaly_score", "is_anomaly", "confidence"]]
 
 

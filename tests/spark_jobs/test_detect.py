@@ -189,6 +189,39 @@ def test_only_final_windows_after_the_cursor_are_scored() -> None:
     assert [int((pd.Timestamp(t) - T0) / MINUTE) for t in points["window_start"]] == [2]
 
 
+@pytest.mark.unit
+def test_open_windows_after_the_cursor_carry_their_elapsed_share() -> None:
+    rows = pd.DataFrame(
+        [kpi_row("orders", m, 5.0, final=False, computed_at=T0 + m * MINUTE + timedelta(seconds=15)) for m in range(3)]
+        + [kpi_row("conversion_rate", 2, 0.02, final=False, computed_at=T0 + 4 * MINUTE)]
+        + [kpi_row("orders", 3, 20.0, final=True, computed_at=T0 + 9 * MINUTE)]
+    )
+    cursor = {"orders|1m|all": (T0 - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()}
+    opened = detect.open_points(rows[detect.POINT_COLUMNS], cursor, load_contracts())
+    got = [(k, int((pd.Timestamp(t) - T0) / MINUTE), f, a) for k, t, f, a in opened[["kpi", "window_start", "fraction", "additive"]].values]
+    assert got == [("conversion_rate", 2, 1.0, False), ("orders", 1, 0.25, True), ("orders", 2, 0.25, True)]
+
+
+@pytest.mark.unit
+def test_open_window_alert_fires_updates_and_resolves_on_restatement() -> None:
+    book = detect.AlertBook()
+    opened = pd.DataFrame([kpi_row("orders", 5, 0.0, final=False, computed_at=T0 + 5 * MINUTE + timedelta(seconds=30))])
+    opened["series_key"] = "orders|1m|all"
+
+    def scores(flag: bool, score: float) -> pd.DataFrame:
+        return pd.DataFrame({"expected": [20.0], "lower": [8.0], "upper": [40.0], "anomaly_score": [score], "is_anomaly": [flag], "confidence": [0.5]})
+
+    detect.apply_open_rule(book, opened, scores(True, 0.97), "3", T0 + 6 * MINUTE)
+    (fired,) = book.take_changes()
+    assert (fired.rule, fired.state, fired.observed, fired.expected, fired.window_start) == ("anomaly_model_open", "firing", 0.0, 20.0, T0 + 5 * MINUTE)
+    restated = opened.assign(value=19.0)
+    detect.apply_open_rule(book, restated, scores(False, 0.01), "3", T0 + 7 * MINUTE)
+    (resolved,) = book.take_changes()
+    assert (resolved.alert_id, resolved.state) == (fired.alert_id, "resolved")
+    detect.apply_open_rule(book, restated, scores(False, 0.01), "3", T0 + 8 * MINUTE)
+    assert book.take_changes() == []
+
+
 # -- the job on a stream ------------------------------------------------------------------------
 
 
@@ -209,10 +242,15 @@ def test_detect_fires_resolves_and_follows_the_champion(spark, kpi_table: Settin
     clock = [T0 + 40 * MINUTE]
 
     def rows(minutes: range, final: bool, scale: float = 1.0) -> list[dict]:
-        return [kpi_row(k, m, values[k][m] * scale, final=final, computed_at=clock[0]) for k in SERIES for m in minutes]
+        # A partial value (scale < 1) is computed that far into its window.
+        return [
+            kpi_row(k, m, values[k][m] * scale, final=final,
+                    computed_at=clock[0] if scale == 1.0 else T0 + m * MINUTE + scale * MINUTE)
+            for k in SERIES for m in minutes
+        ]  # fmt: skip
 
-    # Phase A: 30 final windows; 3 open windows with partial values (a third of a minute)
-    # that would look like a drop if they were scored.
+    # Phase A: 30 final windows; 3 open windows with partial values (a third of a minute in),
+    # which would look like a drop if they were taken as full windows.
     merge_kpi_rows(spark, settings, rows(range(0, 30), final=True) + rows(range(30, 33), final=False, scale=1 / 3))
     run_detect(spark, settings, lambda: clock[0])
     assert alerts(spark, settings) == {
