@@ -37,7 +37,8 @@ def budget_threshold(scores: np.ndarray, seconds: np.ndarray, alerts_per_week: f
         The threshold (1.0 when even the strictest candidate breaks the budget).
     """
     seconds = np.asarray(seconds, float)
-    weeks = max((seconds.max() - seconds.min()) / SECONDS_PER_WEEK, 1.0 / 7.0) if len(seconds) else 1.0
+    step = float(np.median(np.diff(np.sort(seconds)))) if len(seconds) > 1 else 0.0
+    weeks = max((seconds.max() - seconds.min() + step) / SECONDS_PER_WEEK, 1.0 / 7.0) if len(seconds) else 1.0
     allowed = alerts_per_week * weeks
     for threshold in CANDIDATES[floor <= CANDIDATES]:
         if alert_episodes(scores, threshold) <= allowed:
