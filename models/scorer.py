@@ -9,18 +9,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models import ensemble, ets_challenger, seasonal_baseline
+from models import ensemble, ets_challenger, hst_challenger, seasonal_baseline
 from models.series import OUTPUT_COLUMNS, SERIES_KEY, TIMESTAMP, VALUE, normalise_points
 
 BASELINE = "seasonal_baseline"
 ETS = "ets"
 ENSEMBLE = "cold_start_ensemble"
-KINDS = (ENSEMBLE, BASELINE, ETS)
+HST = "half_space_trees"
+KINDS = (ENSEMBLE, BASELINE, ETS, HST)
 # family -> (module, params class, state class)
 FAMILIES = {
     ENSEMBLE: (ensemble, ensemble.EnsembleParams, ensemble.EnsembleState),
     BASELINE: (seasonal_baseline, seasonal_baseline.BaselineParams, seasonal_baseline.BaselineState),
     ETS: (ets_challenger, ets_challenger.EtsParams, ets_challenger.EtsState),
+    HST: (hst_challenger, hst_challenger.HstParams, hst_challenger.HstState),
 }
 
 
@@ -33,7 +35,8 @@ class KpiScorer:
     micro-batch by micro-batch; call :meth:`copy` to score without side effects.
 
     Attributes:
-        kind: ``"cold_start_ensemble"`` (champion family), ``"seasonal_baseline"`` or ``"ets"``.
+        kind: ``"cold_start_ensemble"`` (champion family), ``"half_space_trees"`` (challenger),
+            ``"seasonal_baseline"`` or ``"ets"``.
         params: Hyper-parameters of that family.
         state: Per-series online state.
         page_thresholds: Per-series paging threshold on ``anomaly_score`` set by an alert
@@ -144,6 +147,8 @@ class KpiScorer:
 
 def subset_state(state, keys: list[str]):  # noqa: ANN001, ANN201 - any family's state
     """A copy of the state of some series only (arrays indexed by series are sliced)."""
+    if hasattr(state, "subset"):
+        return state.subset(keys)
     rows = state.index_of(list(keys))
     n = len(state.keys)
     arrays = {}
@@ -173,4 +178,4 @@ def score_with_probation(scorer: KpiScorer, points: pd.DataFrame, probation_rows
     return pd.concat([probation, scored])[OUTPUT_COLUMNS]
 
 
-__all__ = ["BASELINE", "ENSEMBLE", "ETS", "FAMILIES", "KINDS", "KpiScorer", "SERIES_KEY", "score_with_probation"]
+__all__ = ["BASELINE", "ENSEMBLE", "ETS", "FAMILIES", "HST", "KINDS", "KpiScorer", "SERIES_KEY", "score_with_probation"]

@@ -32,7 +32,7 @@ from models.evaluation import (
     load_nab_corpus,
     load_synthetic_corpus,
 )
-from models.scorer import BASELINE, ENSEMBLE, ETS, KpiScorer
+from models.scorer import BASELINE, ENSEMBLE, ETS, HST, KpiScorer
 from models.series import SERIES_KEY, TIMESTAMP, VALUE
 
 GROUPS = ("realAdExchange", "synthetic", "purchase_rate")
@@ -43,6 +43,7 @@ SEARCH_SPACE: dict[str, dict[str, list]] = {
     ENSEMBLE: {"tail_rate": [0.003, 0.01], "power": [2.0, 4.0], "band_k": [4.0]},
     BASELINE: {"tail_rate": [0.0, 0.01], "refractory_factor": [0.0, 0.3]},
     ETS: {"band_k": [4.0]},
+    HST: {"window_size": [100, 250], "shingle": [1, 4]},
 }
 
 

@@ -118,3 +118,21 @@ def test_preview_does_not_learn() -> None:
     assert first["anomaly_score"].iloc[0] > 0.9
     pd.testing.assert_frame_equal(scorer.preview(probe), first)
     pd.testing.assert_frame_equal(scorer.score(frame.iloc[[-1]]), before.score(frame.iloc[[-1]]))
+
+
+def test_half_space_trees_challenger_finds_a_spike_causally(tmp_path) -> None:
+    rng = np.random.default_rng(13)
+    ts = pd.date_range("2024-03-04", periods=600, freq="5min", tz="UTC")
+    frame = pd.DataFrame({"timestamp": ts, "value": 50 + rng.normal(0, 2, len(ts))})
+    at = 450
+    frame.loc[at, "value"] = 90.0
+    scorer = KpiScorer.new("half_space_trees")
+    scores = scorer.score(frame)
+    assert scores["anomaly_score"].iloc[at] > scores["anomaly_score"].iloc[200:at].quantile(0.99)
+    prefix = KpiScorer.new("half_space_trees").score(frame.iloc[:300])
+    np.testing.assert_allclose(scores["anomaly_score"].iloc[:300], prefix["anomaly_score"])
+    scorer.save(tmp_path / "hst")
+    again = KpiScorer.load(tmp_path / "hst")
+    tail = daily_series(14, days=1)
+    tail["timestamp"] += pd.Timedelta(days=2)
+    pd.testing.assert_frame_equal(scorer.copy().score(tail), again.score(tail))
