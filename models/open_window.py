@@ -37,6 +37,25 @@ def full_window_estimate(value: np.ndarray, fraction: np.ndarray, additive: np.n
     return np.where(additive, np.asarray(value, float) / f, value)
 
 
+def band_units(value: np.ndarray, expected: np.ndarray, lower: np.ndarray, upper: np.ndarray, band_k: float) -> np.ndarray:
+    """Distance of a value from the expectation in sigmas, read off the model's band.
+
+    Non-negative KPIs are measured on ``log1p`` (the models' bands are symmetric in a log
+    space, so a drop to zero is as far below as the band says, not capped by a band clipped
+    at zero); a value inside the band stays below ``band_k``.
+    """
+    positive = (value >= 0) & (expected >= 0) & (lower >= 0)
+    g = np.where(positive, np.log1p(np.maximum(value, 0.0)), value)
+    ge = np.where(positive, np.log1p(np.maximum(expected, 0.0)), expected)
+    gl = np.where(positive, np.log1p(np.maximum(lower, 0.0)), lower)
+    gu = np.where(positive, np.log1p(np.maximum(upper, 0.0)), upper)
+    half = np.where(g >= ge, gu - ge, ge - gl)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.where(half > 0, band_k * np.abs(g - ge) / half, 0.0)
+    inside = (value >= lower) & (value <= upper)
+    return np.nan_to_num(np.where(inside, np.minimum(z, band_k * (1.0 - 1e-9)), z))
+
+
 def open_window_scores(
     full: pd.DataFrame,
     value: np.ndarray,
@@ -62,16 +81,14 @@ def open_window_scores(
         ``expected, lower, upper, anomaly_score, is_anomaly, confidence`` per open window.
     """
     expected = full["expected"].to_numpy(float)
-    above = value >= expected
-    half_band = np.where(above, full["upper"].to_numpy(float) - expected, expected - full["lower"].to_numpy(float))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        z = np.where(half_band > 0, band_k * np.abs(value - expected) / half_band, 0.0)
+    lower, upper = full["lower"].to_numpy(float), full["upper"].to_numpy(float)
+    z = band_units(np.asarray(value, float), expected, lower, upper, band_k)
     f = np.clip(np.asarray(fraction, float), 0.0, 1.0)
     evidence = np.nan_to_num(z * np.sqrt(f))
     score = 1.0 - np.exp2(-((evidence / band_k) ** 2))
     confidence = full["confidence"].to_numpy(float) * f
     out = pd.DataFrame(
-        {"expected": expected, "lower": full["lower"].to_numpy(float), "upper": full["upper"].to_numpy(float),
+        {"expected": expected, "lower": lower, "upper": upper,
          "anomaly_score": score, "confidence": confidence},
         index=full.index,
     )  # fmt: skip
@@ -79,4 +96,4 @@ def open_window_scores(
     return out[["expected", "lower", "upper", "anomaly_score", "is_anomaly", "confidence"]]
 
 
-__all__ = ["elapsed_fraction", "full_window_estimate", "open_window_scores"]
+__all__ = ["band_units", "elapsed_fraction", "full_window_estimate", "open_window_scores"]
