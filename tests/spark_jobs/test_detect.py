@@ -329,3 +329,42 @@ def test_freshness_watchdog_fires_and_resolves(spark, kpi_table: Settings) -> No
     finally:
         for query in queries:
             query.stop()
+
+
+def append_kpi_rows(spark, settings: Settings, rows: list[dict]) -> None:  # noqa: ANN001
+    """Append update rows as an append-only gold.kpi does (a key may repeat; the latest wins)."""
+    frame = spark.createDataFrame([tuple(r[f] for f in gold.KPI_SCHEMA.fieldNames()) for r in rows], gold.KPI_SCHEMA)
+    frame.write.format("delta").mode("append").save(gold.table_location(settings, gold.KPI_TABLE))
+
+
+@pytest.mark.spark
+@pytest.mark.integration
+@pytest.mark.slow
+def test_open_window_outage_pages_early_on_an_append_only_stream(spark, kpi_table: Settings) -> None:  # noqa: ANN001
+    settings = kpi_table
+    registry.train_and_register(history(), tracking_uri=settings.mlflow.tracking_uri, model_name=settings.mlflow.anomaly_model, evaluate=False)
+    rng = np.random.default_rng(5)
+    orders = [normal_value("orders", m, rng) for m in range(12)]
+    at = T0 + 11 * MINUTE
+
+    def update(m: int, value: float, seconds: float, final: bool = False) -> dict:
+        return kpi_row("orders", m, value, final=final, computed_at=T0 + m * MINUTE + timedelta(seconds=seconds))
+
+    # Ten final windows, then window 10 updated twice in one commit (latest: 40 s in, on pace)
+    # and window 11 at 30 s with no order at all: a checkout outage.
+    append_kpi_rows(
+        spark, settings,
+        [update(m, orders[m], 90, final=True) for m in range(10)]
+        + [update(10, orders[10] / 4, 15), update(10, orders[10] * 2 / 3, 40), update(11, 0.0, 30)],
+    )  # fmt: skip
+    run_detect(spark, settings, lambda: at + timedelta(seconds=30))
+    early = alert_rows(spark, settings).query("rule == 'anomaly_model_open'")
+    assert early[["kpi", "state", "observed"]].values.tolist() == [["orders", "firing", 0.0]]
+    assert early.iloc[0]["window_start"] == pd.Timestamp(at).tz_localize(None)
+    assert 0 < early.iloc[0]["confidence"] < 1  # half a window seen
+    assert alerts(spark, settings) == {("orders", "all", 11, "anomaly_model_open", "firing")}
+
+    # The window is restated (late events: it was on pace after all): the alert resolves.
+    append_kpi_rows(spark, settings, [update(11, orders[11], 65)])
+    run_detect(spark, settings, lambda: at + timedelta(seconds=70))
+    assert alerts(spark, settings) == {("orders", "all", 11, "anomaly_model_open", "resolved")}
