@@ -27,6 +27,7 @@ sensor or a dead checkout: a series that normally moves repeats one value). A ru
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -48,7 +49,12 @@ from models.series import (
 DAY_SLOTS = 288  # five-minute slots at most
 MIN_SLOT_SECONDS = SECONDS_PER_DAY / DAY_SLOTS
 COMPONENTS = ("local", "profile", "baseline")
-_TAIL_NORMAL_Q = 2.3263  # the 0.98 two-sided normal quantile: |z| exceeds it 2 % of the time
+
+
+@functools.lru_cache(maxsize=16)
+def _tail_normal_quantile(quantile: float) -> float:
+    """|z| a standard normal exceeds with probability ``1 - quantile``."""
+    return sb._normal_quantile(0.5 + quantile / 2.0)
 
 
 @dataclass(frozen=True)
@@ -264,7 +270,8 @@ def score_batch(
     raw_z = np.where(first | ~valid, 0.0, residual / sigma)
     # Heavy tails (a spiky series): widen sigma so the tracked |z| quantile sits where a
     # normal's would; a series whose spikes are routine stops paging on each one.
-    calibration = np.maximum(np.exp(a["tail"][rows]) / _TAIL_NORMAL_Q, 1.0) if p.tail_rate > 0 else np.ones_like(raw_z)
+    normal_q = _tail_normal_quantile(p.tail_quantile)
+    calibration = np.maximum(np.exp(a["tail"][rows]) / normal_q, 1.0) if p.tail_rate > 0 else np.ones_like(raw_z)
     sigma = sigma * calibration
     z = raw_z / calibration
 
@@ -360,7 +367,7 @@ def score_batch(
     a["streak"][rv] = streak[v]
     exceeded = (np.abs(raw_z) > np.exp(a["tail"][rows])).astype(float)
     tail_step = p.tail_rate * (exceeded - (1.0 - p.tail_quantile)) / (1.0 - p.tail_quantile)
-    tail_new = np.where(n < 2, np.log(_TAIL_NORMAL_Q), a["tail"][rows] + np.where(warm, tail_step, 0.0))
+    tail_new = np.where(n < 2, np.log(normal_q), a["tail"][rows] + np.where(warm, tail_step, 0.0))
     a["tail"][rv] = tail_new[v]
     a["n"][rv] += 1
 

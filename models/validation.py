@@ -40,7 +40,7 @@ OOS_METRIC = "nab_standard_oos_all"
 
 # The recorded search: overrides tried on top of a family's defaults (general knobs only).
 SEARCH_SPACE: dict[str, dict[str, list]] = {
-    ENSEMBLE: {"tail_rate": [0.003, 0.01], "power": [2.0, 4.0], "band_k": [4.0]},
+    ENSEMBLE: {"tail_rate": [0.003, 0.01], "tail_quantile": [0.98, 0.995], "power": [2.0, 4.0]},
     BASELINE: {"tail_rate": [0.0, 0.01], "refractory_factor": [0.0, 0.3]},
     ETS: {"band_k": [4.0]},
     HST: {"window_size": [100, 250], "shingle": [1, 4]},
