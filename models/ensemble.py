@@ -84,6 +84,7 @@ class EnsembleParams:
             flat lines.
         refractory_decay: Per-point decay of the recent evidence peak.
         refractory_factor: Damping of evidence not above that peak (an ongoing episode).
+        protect_profile: A trusted daily profile does not learn from the points it flags.
         tail_quantile: Quantile of |z| tracked online to calibrate heavy tails.
         tail_rate: Learning rate (log scale) of that quantile (0 = off).
         warmup_points: Points seen before alarms are allowed.
@@ -112,6 +113,7 @@ class EnsembleParams:
     flat_max_rate: float = 0.2
     refractory_decay: float = 0.97
     refractory_factor: float = 0.0
+    protect_profile: bool = True
     tail_quantile: float = 0.98
     tail_rate: float = 0.003
     warmup_points: int = 24
@@ -131,7 +133,7 @@ _SCALARS = {
     "n": 0, "prev_y": np.nan, "local_level": 0.0, "profile_level": 0.0, "scale": 0.0,
     "mse_local": 0.0, "mse_profile": 0.0, "mse_baseline": 0.0,
     "cusum_pos": 0.0, "cusum_neg": 0.0, "cusum_var": 0.0, "peak": 0.0, "run": 0,
-    "flat_run": 0.0, "flat_rate": 1.0, "streak": 0.0, "tail": 0.0,
+    "flat_run": 0.0, "flat_rate": 1.0, "streak": 0.0, "tail": 0.0, "profile_streak": 0.0,
 }  # fmt: skip
 
 
@@ -312,6 +314,16 @@ def score_batch(
     streak = np.where(anomalous, a["streak"][rows] + 1.0, 0.0)
     points_per_day = np.where(np.isfinite(bst.period[rows]) & (bst.period[rows] > 0), SECONDS_PER_DAY / bst.period[rows], 24.0)
     paused = anomalous & (streak <= points_per_day)
+    # A trusted profile flagging a point learns neither its slot nor its error from it (for at
+    # most a day): a broken day must neither be expected again tomorrow nor discredit the
+    # profile; a change lasting longer than a day is learnt.
+    trusted = np.where(has_weight, weights["profile"] / np.where(has_weight, total, 1.0), 0.0) > 0.5
+    profile_sigma = np.maximum(np.sqrt(a["mse_profile"][rows]), floor)
+    disagrees = warm & (slot_n > 0) & (np.abs(y - profile) > p.band_k * profile_sigma)
+    profile_streak = np.where(disagrees, a["profile_streak"][rows] + 1.0, 0.0)
+    was_trusted = trusted | (a["profile_streak"][rows] > 0)
+    profile_flags = disagrees & was_trusted & (profile_streak <= points_per_day) & bool(p.protect_profile)
+    profile_streak = np.where(disagrees & ~was_trusted, 0.0, profile_streak)
 
     # Learning (winsorised once warm; a shift is adopted at once).
     clip_at = np.where(warm, p.winsor_k, np.inf) * sigma
@@ -323,7 +335,7 @@ def score_batch(
     gamma_point = 1.0 - (1.0 - p.profile_gamma) ** (1.0 / per_day)
     g = np.where(slot_n == 0, 1.0, np.maximum(gamma_point, 1.0 / (slot_n + 1.0)))
     level_new = np.where(
-        first, y, a["profile_level"][rows] + p.profile_level_alpha * profile_res * (slot_n > 0)
+        first, y, a["profile_level"][rows] + p.profile_level_alpha * profile_res * (slot_n > 0) * ~profile_flags
     )
     slot_new = np.where(first, 0.0, np.where(slot_n == 0, y - level_new, slot_value + g * profile_res))
     eta_mse = np.maximum(p.mse_eta, 1.0 / (n + 1.0))
@@ -341,6 +353,7 @@ def score_batch(
         explained |= (support[c] > 0) & (np.abs(y - forecasts[c]) <= p.band_k * sigma)
     for c in COMPONENTS:
         mse_new[c] = np.where(paused & ~explained, a[f"mse_{c}"][rows], mse_new[c])
+    mse_new["profile"] = np.where(profile_flags, a["mse_profile"][rows], mse_new["profile"])
     eta = np.maximum(p.scale_eta, 1.0 / np.maximum(n, 1.0))
     abs_res = np.minimum(np.abs(residual), np.where(warm, 3.5 * sigma, np.inf))
     scale_new = np.where(first, 0.0, a["scale"][rows] + eta * (abs_res - a["scale"][rows]))
@@ -350,7 +363,7 @@ def score_batch(
     rv = rows[v]
     a["local_level"][rv] = local_new[v]
     a["profile_level"][rv] = level_new[v]
-    daily_v = v & daily
+    daily_v = v & daily & ~profile_flags
     a["slot"][rows[daily_v], slot[daily_v]] = slot_new[daily_v]
     a["slot_n"][rows[daily_v], slot[daily_v]] += 1
     for c in COMPONENTS:
@@ -365,6 +378,7 @@ def score_batch(
     a["flat_rate"][rv] = flat_rate_new[v]
     a["prev_y"][rv] = y[v]
     a["streak"][rv] = streak[v]
+    a["profile_streak"][rv] = profile_streak[v]
     exceeded = (np.abs(raw_z) > np.exp(a["tail"][rows])).astype(float)
     tail_step = p.tail_rate * (exceeded - (1.0 - p.tail_quantile)) / (1.0 - p.tail_quantile)
     tail_new = np.where(n < 2, np.log(normal_q), a["tail"][rows] + np.where(warm, tail_step, 0.0))
