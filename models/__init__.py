@@ -1,9 +1,18 @@
-"""Anomaly models (seasonal dynamic baselines, ETS challenger), refund risk, MLflow registry.
+"""Anomaly models (cold-start ensemble champion; seasonal baseline, ETS and Half-Space Trees
+challengers), refund risk, MLflow registry.
 
 Public API (import the submodules; ``models.registry`` pulls in MLflow):
 
 * ``models.scorer.KpiScorer`` — stateful causal scorer of many KPI series
-  (``fit(history)``, ``score(frame)``, ``copy()``, ``save``/``load``).
+  (``fit(history)``, ``score(frame)``, ``preview(frame)`` without learning, ``copy()``,
+  ``save``/``load``, per-series alert-budget ``page_thresholds``).
+* ``models.ensemble`` — the cold-start ensemble (local level, daily profile, seasonal
+  baseline weighted by support and error; CUSUMs, flat lines).
+* ``models.validation`` — leave-one-group-out NAB validation, the recorded search, the
+  promotion gate as data (``PromotionGate``).
+* ``models.kpi_scoring`` / ``models.open_window`` — the detect job's scoring step: final
+  windows learnt, open windows scored early, calendar promotions not paged.
+* ``models.alert_budget`` — paging thresholds from an alert budget on each KPI's history.
 * ``models.seasonal_baseline.score_batch(state, params, rows, seconds, values)`` —
   one vectorised O(1)-per-point step over many series.
 * ``models.registry`` — ``train_and_register``, ``load_scorer``, ``load_pyfunc``,

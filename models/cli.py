@@ -12,7 +12,7 @@ import pandas as pd
 import typer
 
 from models import registry
-from models.scorer import BASELINE, ETS, KpiScorer
+from models.scorer import ENSEMBLE, KINDS, KpiScorer
 from models.series import TIMESTAMP, VALUE
 
 app = typer.Typer(help="KPI anomaly models: train, evaluate, promote, serve, score.", no_args_is_help=True)
@@ -27,7 +27,7 @@ ModelName = typer.Option(registry.DEFAULT_MODEL_NAME, "--model-name", help="Regi
 @app.command()
 def train(
     input: Path | None = typer.Option(None, "--input", help="CSV history (default: the shared real series)."),
-    kind: str = typer.Option(BASELINE, "--kind", help=f"{BASELINE} (champion family) or {ETS} (challenger)."),
+    kind: str = typer.Option(ENSEMBLE, "--kind", help=f"Model family: {', '.join(KINDS)}."),
     alias: str = typer.Option(registry.CHAMPION, "--alias", help="Alias for the new version (champion/challenger)."),
     timestamp_col: str = typer.Option(TIMESTAMP, "--timestamp-col"),
     value_col: str = typer.Option(VALUE, "--value-col"),
@@ -69,19 +69,29 @@ def bootstrap(
 
 @app.command()
 def evaluate(
-    kind: str = typer.Option(BASELINE, "--kind", help="Model family to evaluate."),
+    kind: str = typer.Option(ENSEMBLE, "--kind", help=f"Model family to evaluate ({', '.join(KINDS)})."),
+    no_search: bool = typer.Option(False, "--no-search", help="Evaluate the family's defaults only (no recorded search)."),
     output: Path = typer.Option(REPO_ROOT / "bench" / "results" / "nab.json", "--output", help="JSON results."),
 ) -> None:
-    """NAB scores (all profiles, per file) on realAdExchange and msft purchase-rate."""
-    from models.evaluation import results_table
+    """NAB in-sample vs out-of-sample (leave-one-group-out), per group and file, all profiles."""
+    from models.validation import report_table, validate
 
-    report = registry.evaluate_scorer(KpiScorer.new(kind))
-    payload = {"kind": kind, "metrics": report.metrics, "corpora": {}}
-    for corpus, results in report.results.items():
-        table = results_table(results)
-        payload["corpora"][corpus] = table.astype(object).where(table.notna(), None).to_dict(orient="records")
-        typer.echo(f"\n== {corpus} ==")
-        typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    report = validate(kind, search=not no_search)
+    table = report_table(report)
+    payload = {
+        "kind": kind,
+        "metrics": report.metrics,
+        "selections": report.selections,
+        "deploy_params": report.deploy_params,
+        "search": report.search.to_dict(orient="records"),
+        "rows": table.astype(object).where(table.notna(), None).to_dict(orient="records"),
+    }
+    for (group, profile), part in table.groupby(["group", "profile"], sort=False):
+        typer.echo(f"\n== {group} · {profile} ==")
+        typer.echo(part.drop(columns=["group", "profile"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    typer.echo("\n== out of sample (headline) vs in sample, normalised NAB ==")
+    for key in sorted(k for k in report.metrics if k.endswith("_all")):
+        typer.echo(f"  {key} = {report.metrics[key]:.1f}")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(payload, indent=2, default=float))
     typer.echo(f"\nwritten {output}")

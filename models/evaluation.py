@@ -118,3 +118,16 @@ def results_table(results: dict[str, nab.CorpusResult]) -> pd.DataFrame:
 
 def _safe_ratio(num: float, den: float) -> float:
     return num / den if den else float("nan")
+
+
+def load_synthetic_corpus(data_dir: Path = SHARED_DATA / "nab") -> list[LabelledSeries]:
+    """Read NAB's 11 synthetic series (with and without anomalies) and their windows."""
+    windows = json.loads((data_dir / "combined_windows_artificial.json").read_text())
+    return [
+        LabelledSeries(
+            Path(rel).name,
+            normalise_points(pd.read_csv(data_dir / rel)),
+            [(pd.Timestamp(a, tz="UTC"), pd.Timestamp(b, tz="UTC")) for a, b in limits],
+        )
+        for rel, limits in sorted(windows.items())
+    ]

@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
 from models import nab
+from models.alert_budget import budget_thresholds
 from models.evaluation import (
     SHARED_DATA,
     load_msft_corpus,
@@ -29,14 +30,16 @@ from models.evaluation import (
     nab_results,
     run_detector,
 )
-from models.scorer import BASELINE, ETS, KpiScorer, score_with_probation
+from models.scorer import ENSEMBLE, ETS, KpiScorer, score_with_probation
 from models.series import OUTPUT_COLUMNS, SERIES_KEY, TIMESTAMP, VALUE, normalise_points
+from models.validation import PromotionGate, report_table, validate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_NAME = "trivas-kpi-anomaly"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-GATE_METRIC = "nab_standard_all"
+GATE_METRIC = "nab_standard_oos_all"  # out of sample only (models.validation)
+ALERTS_PER_WEEK = 2.0  # paging budget per KPI series on its own clean history
 EXPERIMENT = "trivas-kpi-anomaly"
 
 
@@ -155,7 +158,7 @@ class TrainResult:
 
 def train_and_register(
     history: str | Path | pd.DataFrame | None = None,
-    kind: str = BASELINE,
+    kind: str = ENSEMBLE,
     alias: str | None = CHAMPION,
     *,
     tracking_uri: str | None = None,
@@ -165,22 +168,26 @@ def train_and_register(
     calibrate_threshold: bool = True,
     timestamp_col: str = TIMESTAMP,
     value_col: str = VALUE,
+    alerts_per_week: float = ALERTS_PER_WEEK,
 ) -> TrainResult:
     """Fit a scorer on history, log it to MLflow, register it and set an alias.
 
     Args:
         history: gold.kpi-like pandas frame (``timestamp, value[, series_key]``) or a
             CSV path; ``None`` uses the shared real series.
-        kind: ``"seasonal_baseline"`` or ``"ets"``.
+        kind: ``"cold_start_ensemble"`` (default), ``"seasonal_baseline"`` or ``"ets"``.
         alias: Alias to point at the new version (``None`` for none).
         tracking_uri: MLflow tracking/registry URI (see :func:`resolve_tracking_uri`).
         model_name: Registered model name.
         params: Hyper-parameter overrides.
-        evaluate: Run the NAB evaluation (needs the shared data) and log its metrics.
-        calibrate_threshold: Set ``is_anomaly``'s threshold to the NAB-swept
-            standard-profile threshold over all evaluation files (one global value).
+        evaluate: Run the leave-one-group-out NAB validation (needs the shared data) and
+            log its in-sample and out-of-sample metrics.
+        calibrate_threshold: Set the fallback threshold (series without history) to the
+            NAB-swept standard-profile threshold over all labelled files.
         timestamp_col: Timestamp column of a CSV/frame history.
         value_col: Value column of a CSV/frame history.
+        alerts_per_week: Paging budget: each trained series pages at the lowest threshold
+            that keeps its own history within this many alert episodes per week.
 
     Returns:
         Run id, model URI, registered version, alias and logged metrics.
@@ -192,10 +199,10 @@ def train_and_register(
     metrics: dict[str, float] = {}
     report = None
     if evaluate and (SHARED_DATA / "nab").exists():
-        report = evaluate_scorer(scorer)
+        report = validate(kind, scorer.params.to_dict(), search=False)
         metrics.update(report.metrics)
         if calibrate_threshold:
-            threshold = report.results["all"]["standard"].threshold
+            threshold = report.deploy_thresholds["standard"]
             if threshold <= 1.0:
                 scorer = KpiScorer.new(kind, **{**scorer.params.to_dict(), "threshold": threshold})
     started = time.perf_counter()
@@ -206,16 +213,19 @@ def train_and_register(
     metrics["train_points"] = float(len(points))
     metrics["train_series"] = float(n_series)
     in_sample = scorer.cold_copy().score(points)
+    scorer.page_thresholds = budget_thresholds(points, in_sample, alerts_per_week, floor=min(scorer.params.threshold, 0.5))
+    metrics["page_threshold_median"] = float(np.median(list(scorer.page_thresholds.values())))
     metrics["train_alarm_rate"] = float(in_sample["is_anomaly"].mean())
     ok = np.isfinite(in_sample["expected"]) & np.isfinite(points[VALUE])
     metrics["train_mae"] = float(np.abs(in_sample["expected"][ok] - points[VALUE][ok]).mean())
 
     with mlflow.start_run(run_name=f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}") as run, tempfile.TemporaryDirectory() as tmp:
-        mlflow.log_params({"kind": kind, **scorer.params.to_dict(), "series": n_series})
+        mlflow.log_params({"kind": kind, **scorer.params.to_dict(), "series": n_series, "alerts_per_week": alerts_per_week})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
         mlflow.log_figure(_training_figure(points, in_sample), "plots/training_series.png")
         if report is not None:
-            mlflow.log_dict(_report_json(report), "evaluation/nab.json")
+            table = report_table(report)
+            mlflow.log_dict({"rows": table.replace({np.nan: None}).to_dict(orient="records")}, "evaluation/nab_in_vs_out_of_sample.json")
         scorer_dir = scorer.save(Path(tmp) / "scorer")
         example = points.head(24).assign(**{TIMESTAMP: points[TIMESTAMP].head(24).dt.tz_localize(None)})
         info = mlflow.pyfunc.log_model(
@@ -309,17 +319,21 @@ def promote_if_better(
     tracking_uri: str | None = None,
     metric: str = GATE_METRIC,
     min_improvement: float = 0.0,
+    gate: PromotionGate | None = None,
 ) -> PromotionDecision:
-    """Promotion gate: the challenger becomes champion only if it scores better.
+    """Promotion gate: the challenger becomes champion only if it scores better out of sample.
 
-    Both aliased versions are re-evaluated now on the same evaluation set (NAB
-    standard profile over realAdExchange + msft purchase-rate, one corpus), so
-    the comparison does not trust numbers logged at different times.
+    Both aliased versions are re-validated now, leave-one-group-out
+    (:func:`models.validation.validate`: each group scored with a threshold chosen on the
+    others), and compared by the gate's metric (default: NAB standard, out of sample, all
+    groups), so the comparison neither trusts numbers logged at different times nor in-sample
+    figures.
 
     Returns:
         The decision; on promotion ``champion`` moves to the challenger's version and
         the ``challenger`` alias is removed.
     """
+    gate = gate or PromotionGate(metric=metric, min_improvement=min_improvement)
     client = _use(tracking_uri)
     versions = {}
     for alias in (CHAMPION, CHALLENGER):
@@ -330,22 +344,19 @@ def promote_if_better(
     if versions[CHALLENGER] is None:
         return PromotionDecision(False, versions[CHAMPION], None, float("nan"), float("nan"), metric, "no challenger")
     challenger = load_scorer(CHALLENGER, model_name=model_name, tracking_uri=tracking_uri)
-    challenger_score = evaluate_scorer(challenger).metrics[metric]
-    if versions[CHAMPION] is None:
-        champion_score = float("-inf")
-    else:
+    challenger_metrics = validate(challenger.kind, challenger.params.to_dict(), search=False).metrics
+    champion_metrics: dict[str, float] = {}
+    if versions[CHAMPION] is not None:
         champion = load_scorer(CHAMPION, model_name=model_name, tracking_uri=tracking_uri)
-        champion_score = evaluate_scorer(champion).metrics[metric]
-    promoted = should_promote(champion_score, challenger_score, min_improvement)
+        champion_metrics = validate(champion.kind, champion.params.to_dict(), search=False).metrics
+    promoted, reason = gate.passes(champion_metrics, challenger_metrics)
     if promoted:
         client.set_registered_model_alias(model_name, CHAMPION, versions[CHALLENGER])
         client.delete_registered_model_alias(model_name, CHALLENGER)
-        reason = f"challenger {challenger_score:.2f} > champion {champion_score:.2f} + {min_improvement}"
-    else:
-        reason = f"challenger {challenger_score:.2f} <= champion {champion_score:.2f} + {min_improvement}"
     return PromotionDecision(
-        promoted, versions[CHAMPION], versions[CHALLENGER], champion_score, challenger_score, metric, reason
-    )
+        promoted, versions[CHAMPION], versions[CHALLENGER], champion_metrics.get(gate.metric, float("-inf")),
+        challenger_metrics.get(gate.metric, float("nan")), gate.metric, reason,
+    )  # fmt: skip
 
 
 def should_promote(champion_score: float, challenger_score: float, min_improvement: float = 0.0) -> bool:

@@ -9,12 +9,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models import ets_challenger, seasonal_baseline
+from models import ensemble, ets_challenger, hst_challenger, seasonal_baseline
 from models.series import OUTPUT_COLUMNS, SERIES_KEY, TIMESTAMP, VALUE, normalise_points
 
 BASELINE = "seasonal_baseline"
 ETS = "ets"
-KINDS = (BASELINE, ETS)
+ENSEMBLE = "cold_start_ensemble"
+HST = "half_space_trees"
+KINDS = (ENSEMBLE, BASELINE, ETS, HST)
+# family -> (module, params class, state class)
+FAMILIES = {
+    ENSEMBLE: (ensemble, ensemble.EnsembleParams, ensemble.EnsembleState),
+    BASELINE: (seasonal_baseline, seasonal_baseline.BaselineParams, seasonal_baseline.BaselineState),
+    ETS: (ets_challenger, ets_challenger.EtsParams, ets_challenger.EtsState),
+    HST: (hst_challenger, hst_challenger.HstParams, hst_challenger.HstState),
+}
 
 
 @dataclass
@@ -26,29 +35,33 @@ class KpiScorer:
     micro-batch by micro-batch; call :meth:`copy` to score without side effects.
 
     Attributes:
-        kind: ``"seasonal_baseline"`` (champion family) or ``"ets"`` (challenger).
+        kind: ``"cold_start_ensemble"`` (champion family), ``"half_space_trees"`` (challenger),
+            ``"seasonal_baseline"`` or ``"ets"``.
         params: Hyper-parameters of that family.
         state: Per-series online state.
+        page_thresholds: Per-series paging threshold on ``anomaly_score`` set by an alert
+            budget on the series' own history (:func:`models.alert_budget.budget_thresholds`);
+            series without one page at ``params.threshold``.
     """
 
     kind: str = BASELINE
     params: seasonal_baseline.BaselineParams | ets_challenger.EtsParams = field(
         default_factory=seasonal_baseline.BaselineParams
     )
-    state: seasonal_baseline.BaselineState | ets_challenger.EtsState | None = None
+    state: seasonal_baseline.BaselineState | ets_challenger.EtsState | ensemble.EnsembleState | None = None
+    page_thresholds: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def new(cls, kind: str = BASELINE, **overrides: float) -> KpiScorer:
+    def new(cls, kind: str = ENSEMBLE, **overrides: float) -> KpiScorer:
         """Fresh scorer of a family with optional hyper-parameter overrides."""
-        if kind == BASELINE:
-            return cls(kind, seasonal_baseline.BaselineParams(**overrides), seasonal_baseline.BaselineState())
-        if kind == ETS:
-            return cls(kind, ets_challenger.EtsParams(**overrides), ets_challenger.EtsState())
-        raise ValueError(f"unknown model kind {kind!r}; expected one of {KINDS}")
+        if kind not in FAMILIES:
+            raise ValueError(f"unknown model kind {kind!r}; expected one of {KINDS}")
+        _, params, state = FAMILIES[kind]
+        return cls(kind, params(**overrides), state())
 
     @property
     def _module(self):  # noqa: ANN202 - module dispatch
-        return seasonal_baseline if self.kind == BASELINE else ets_challenger
+        return FAMILIES[self.kind][0]
 
     def fit(self, history: pd.DataFrame, **columns: str) -> KpiScorer:
         """Learn each series' state from its history (transform, period, season, scale).
@@ -76,12 +89,33 @@ class KpiScorer:
         """
         points = normalise_points(frame, **columns)
         if self.state is None:
-            self.state = self._module.BaselineState() if self.kind == BASELINE else ets_challenger.EtsState()
-        return self._module.score_points(self.state, self.params, points)[OUTPUT_COLUMNS]
+            self.state = FAMILIES[self.kind][2]()
+        scored = self._module.score_points(self.state, self.params, points)[OUTPUT_COLUMNS]
+        if self.page_thresholds:
+            keys = points[SERIES_KEY].map(self.page_thresholds).astype(float)
+            threshold = keys.fillna(self.params.threshold).to_numpy()
+            score = scored["anomaly_score"].to_numpy()
+            scored["is_anomaly"] = (score >= threshold) & (score > 0)
+        return scored
+
+    def preview(self, frame: pd.DataFrame, **columns: str) -> pd.DataFrame:
+        """Score points without learning from them (an open window, a what-if).
+
+        Only the series in ``frame`` are copied, so the cost does not grow with the number
+        of series the scorer tracks.
+        """
+        points = normalise_points(frame, **columns)
+        keys = [k for k in pd.unique(points[SERIES_KEY]) if self.state is not None and self.state.has(k)]
+        probe = KpiScorer(self.kind, self.params, subset_state(self.state, keys) if keys else None, self.page_thresholds)
+        return probe.score(points)
+
+    def paging_threshold(self, keys: pd.Series) -> np.ndarray:
+        """Paging threshold of each series (alert budget, else the family's threshold)."""
+        return keys.map(self.page_thresholds).astype(float).fillna(self.params.threshold).to_numpy()
 
     def copy(self) -> KpiScorer:
         """Independent copy (state included)."""
-        return KpiScorer(self.kind, self.params, self.state.copy() if self.state is not None else None)
+        return KpiScorer(self.kind, self.params, self.state.copy() if self.state is not None else None, dict(self.page_thresholds))
 
     def cold_copy(self) -> KpiScorer:
         """Same family and hyper-parameters, no series state."""
@@ -91,7 +125,8 @@ class KpiScorer:
         """Write ``config.json`` and ``state.npz`` into ``directory``."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "config.json").write_text(json.dumps({"kind": self.kind, "params": self.params.to_dict()}, indent=2))
+        config = {"kind": self.kind, "params": self.params.to_dict(), "page_thresholds": self.page_thresholds}
+        (directory / "config.json").write_text(json.dumps(config, indent=2))
         arrays = self.state.to_arrays() if self.state is not None else {}
         np.savez_compressed(directory / "state.npz", **arrays)
         return directory
@@ -102,12 +137,27 @@ class KpiScorer:
         directory = Path(directory)
         config = json.loads((directory / "config.json").read_text())
         scorer = cls.new(config["kind"], **config["params"])
+        scorer.page_thresholds = {str(k): float(v) for k, v in config.get("page_thresholds", {}).items()}
         with np.load(directory / "state.npz", allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
         if arrays:
-            module_state = seasonal_baseline.BaselineState if scorer.kind == BASELINE else ets_challenger.EtsState
-            scorer.state = module_state.from_arrays(arrays)
+            scorer.state = FAMILIES[scorer.kind][2].from_arrays(arrays)
         return scorer
+
+
+def subset_state(state, keys: list[str]):  # noqa: ANN001, ANN201 - any family's state
+    """A copy of the state of some series only (arrays indexed by series are sliced)."""
+    if hasattr(state, "subset"):
+        return state.subset(keys)
+    rows = state.index_of(list(keys))
+    n = len(state.keys)
+    arrays = {}
+    for name, value in state.to_arrays().items():
+        if value.ndim >= 1 and len(value) == n:
+            arrays[name] = value[rows].copy()
+        else:
+            arrays[name] = value.copy()
+    return type(state).from_arrays(arrays)
 
 
 def score_with_probation(scorer: KpiScorer, points: pd.DataFrame, probation_rows: int) -> pd.DataFrame:
@@ -128,4 +178,4 @@ def score_with_probation(scorer: KpiScorer, points: pd.DataFrame, probation_rows
     return pd.concat([probation, scored])[OUTPUT_COLUMNS]
 
 
-__all__ = ["BASELINE", "ETS", "KINDS", "KpiScorer", "SERIES_KEY", "score_with_probation"]
+__all__ = ["BASELINE", "ENSEMBLE", "ETS", "FAMILIES", "HST", "KINDS", "KpiScorer", "SERIES_KEY", "score_with_probation"]

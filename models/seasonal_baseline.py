@@ -230,6 +230,8 @@ class BatchScores:
     anomaly_score: np.ndarray
     is_anomaly: np.ndarray
     confidence: np.ndarray
+    center: np.ndarray | None = None  # expectation in the transformed space
+    sigma: np.ndarray | None = None  # one-step sigma in the transformed space
 
 
 def _normal_quantile(prob: float) -> float:
@@ -408,6 +410,8 @@ def score_batch(
         anomaly_score=anomaly_score,
         is_anomaly=is_anomaly,
         confidence=confidence,
+        center=y_hat,
+        sigma=sigma,
     )
 
 

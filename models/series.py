@@ -58,3 +58,26 @@ def infer_period_seconds(seconds: np.ndarray) -> float:
     if len(diffs) == 0:
         return SECONDS_PER_HOUR
     return float(np.median(diffs))
+
+
+def series_rounds(rows: np.ndarray, seconds: np.ndarray) -> list[np.ndarray]:
+    """Positions of points grouped in rounds: round r holds the r-th point (in time) of every
+    series, so one vectorised step per round advances many series causally.
+
+    Args:
+        rows: Series row of each point.
+        seconds: Epoch seconds of each point.
+
+    Returns:
+        One array of positions (into ``rows``) per round, each with distinct series.
+    """
+    if len(rows) == 0:
+        return []
+    order = np.lexsort((np.arange(len(rows)), seconds, rows))
+    sorted_rows = rows[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_rows)) + 1]
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    by_rank = np.argsort(rank, kind="stable")
+    rank_sorted = rank[by_rank]
+    bounds = np.r_[0, np.flatnonzero(np.diff(rank_sorted)) + 1, len(rank_sorted)]
+    return [order[by_rank[lo:hi]] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]

@@ -8,14 +8,24 @@ hot (open) windows, that is close to the whole table on every batch. The change 
 (``delta.enableChangeDataFeed=true`` on ``gold.kpi``) gives exactly the rows each commit
 inserted or updated, with their commit version: detect reads that (O(changes) per batch).
 
-What is scored. Only final windows (``is_final``: gold's watermark has passed
-``window_end``). An open window's partial value is low by construction for an additive KPI
-(half a minute of orders) and would page as a drop, and the model must see every
-(series, window) once, in event-time order. Windows of one series go final in window order
-(the watermark only advances), so a per-series cursor — the last scored ``window_start`` —
-makes the change feed's repeats harmless; a final window restated later (a backfill) is not
-scored again. The price: an alert comes one gold watermark delay after its window closed.
-A series is ``kpi|grain|dimension`` (``orders|1m|country=DE``), its timestamp ``window_start``.
+Updates, not rows. ``gold.kpi`` is read as a stream of updates: whether the gold job
+MERGEs a key (``update_postimage`` changes) or appends one row per touched key and micro-batch
+(append-only: every change an ``insert``), a (kpi, grain, window_start, dimension) key can
+appear many times; of one batch's images of a key the latest (commit version, then
+``computed_at``) wins.
+
+What is scored, twice. (1) Final windows (``is_final``: gold's watermark has passed
+``window_end``), once each, in event-time order, learnt by the model: a per-series cursor — the
+last scored ``window_start`` — makes the change feed's repeats harmless, and a final window
+restated later (a backfill) is not scored again. (2) Open windows, every time they change, as
+an early warning (rule ``anomaly_model_open``): the latest partial value of each is
+extrapolated to the full window for additive KPIs and scored against the model's expectation
+of the full window without learning, with evidence and confidence growing as the window
+fills (:mod:`models.kpi_scoring`, :mod:`models.open_window`). A final alert comes one gold
+watermark delay (about six minutes) after its window closed; an open-window alert comes
+within about a minute of an outage's start. Rises of a KPI during a promotion of
+``conf/campaign_calendar.yaml`` do not page. A series is ``kpi|grain|dimension``
+(``orders|1m|country=DE``), its timestamp ``window_start``.
 
 Scorer state is persisted. After each micro-batch that changed it, the scorer's per-series
 state, the cursors and the open alerts are saved as one snapshot named by the batch id
@@ -32,7 +42,9 @@ the next window on, in the same query. Without a champion, thresholds and freshn
 run; the model joins when one is registered.
 
 Alert lifecycle. One alert per episode of a (series, rule): it fires on the first window
-that trips the rule (``alert_id`` = hash of kpi, grain, dimension, rule and that window's
+that trips the rule (for ``anomaly_model_open``: on the first batch whose open windows of the
+series trip it; it is updated while they do and resolved by the first batch whose updates of
+the series' open windows are back in band, so a restated window resolves its alert) (``alert_id`` = hash of kpi, grain, dimension, rule and that window's
 start, so a replay writes the same id), is extended while later windows trip, and is
 resolved by the first later window of the series back in band. ``gold.alerts`` is MERGEd by
 ``alert_id``; this job is its only writer.
@@ -85,7 +97,8 @@ DETECT_QUERY = "detect_kpi"
 FRESHNESS_QUERY = "detect_freshness"
 CHANGE_FEED_PROPERTY = "delta.enableChangeDataFeed"
 RULE_MODEL, RULE_MIN, RULE_MAX, RULE_FRESHNESS = "anomaly_model", "threshold_min", "threshold_max", "freshness_sla"
-RULES = (RULE_MODEL, RULE_MIN, RULE_MAX, RULE_FRESHNESS)
+RULE_MODEL_OPEN = "anomaly_model_open"  # early warning on windows still filling
+RULES = (RULE_MODEL, RULE_MODEL_OPEN, RULE_MIN, RULE_MAX, RULE_FRESHNESS)
 FIRING, RESOLVED = "firing", "resolved"
 KPI_KEY = ("kpi", "grain", "window_start", "dimension")
 POINT_COLUMNS = ["kpi", "grain", "window_start", "window_end", "dimension", "value", "is_final", "computed_at"]
@@ -159,11 +172,14 @@ def alert_id(kpi: str, grain: str, dimension: str, rule: str, first_window_start
 def latest_kpi_changes(changes: DataFrame) -> DataFrame:
     """Change-feed rows of ``gold.kpi`` → the newest image of each KPI row in the batch.
 
-    Keeps inserts and update post-images (a restated open window, a window flipped to
-    final); of several images of one (kpi, grain, window_start, dimension) the one of the
-    latest commit wins.
+    Keeps inserts (a new window, or an appended update of a key in an append-only gold.kpi)
+    and update post-images (a MERGEd restatement, a window flipped to final); of several
+    images of one (kpi, grain, window_start, dimension) the one of the latest commit, then the
+    latest ``computed_at``, then a final one, wins.
     """
-    newest = Window.partitionBy(*KPI_KEY).orderBy(F.col("_commit_version").desc())
+    newest = Window.partitionBy(*KPI_KEY).orderBy(
+        F.col("_commit_version").desc(), F.col("computed_at").desc_nulls_last(), F.col("is_final").desc()
+    )
     return (
         changes.where(F.col("_change_type").isin("insert", "update_postimage"))
         .withColumn("_rank", F.row_number().over(newest))
@@ -201,6 +217,63 @@ def new_points(rows: pd.DataFrame, cursor: dict[str, float]) -> pd.DataFrame:
     done = final["series_key"].map(cursor).astype(float).fillna(-np.inf).to_numpy()
     fresh = final[final["t"].to_numpy() > done]
     return fresh.sort_values(["series_key", "t"], kind="stable").reset_index(drop=True)
+
+
+def open_points(rows: pd.DataFrame, cursor: dict[str, float], contracts: KpiContracts) -> pd.DataFrame:
+    """Open windows to score as an early warning: not final, after their series' cursor.
+
+    Args:
+        rows: ``POINT_COLUMNS`` (the newest image of each changed KPI row).
+        cursor: ``series_key`` → epoch seconds of the last final ``window_start`` scored.
+        contracts: KPI contracts (which KPIs add up over a window).
+
+    Returns:
+        The rows with ``series_key``, ``t``, ``timestamp`` (= ``window_start``), ``fraction``
+        (share of the window elapsed at ``computed_at``) and ``additive``, in event-time order
+        per series.
+    """
+    from models.open_window import elapsed_fraction
+
+    open_ = rows[~rows["is_final"].astype(bool)].copy()
+    if open_.empty:
+        return open_.assign(series_key=pd.Series(dtype=str), t=pd.Series(dtype=float), fraction=pd.Series(dtype=float))
+    open_["series_key"] = open_["kpi"] + "|" + open_["grain"] + "|" + open_["dimension"]
+    open_["t"] = _seconds(open_["window_start"])
+    done = open_["series_key"].map(cursor).astype(float).fillna(-np.inf).to_numpy()
+    open_ = open_[open_["t"].to_numpy() > done]
+    open_["timestamp"] = open_["window_start"]
+    open_["fraction"] = elapsed_fraction(open_["window_start"], open_["window_end"], open_["computed_at"])
+    kinds = {k: c.kind for k, c in contracts.kpis.items()}
+    open_["additive"] = open_["kpi"].map(kinds).isin(["measure", "rollup"]).to_numpy()
+    return open_.sort_values(["series_key", "t"], kind="stable").reset_index(drop=True)
+
+
+def apply_open_rule(
+    book: AlertBook, points: pd.DataFrame, scores: pd.DataFrame, model_version: str | None, now: datetime
+) -> None:
+    """Advance the early-warning alert of each series by one batch of open-window scores.
+
+    A series trips when any of its open windows in the batch is anomalous (the alert points
+    at the first such window); otherwise its firing early-warning alert resolves.
+    """
+    if points.empty:
+        return
+    frame = points.assign(**{f"_{c}": scores[c].to_numpy() for c in scores.columns})
+    for series, part in frame.groupby("series_key", sort=False):
+        tripped = part[part["_is_anomaly"].astype(bool)]
+        if tripped.empty and (series, RULE_MODEL_OPEN) not in book.open:
+            continue
+        row = tripped.iloc[0] if len(tripped) else part.iloc[-1]
+        point = {
+            "kpi": row["kpi"], "grain": row["grain"], "dimension": row["dimension"],
+            "window_start": _utc(row["window_start"]), "window_end": _utc(row["window_end"]),
+        }  # fmt: skip
+        book.observe(
+            str(series), RULE_MODEL_OPEN, bool(len(tripped)), point, now,
+            observed=_clean(float(row["value"])), expected=_clean(float(row["_expected"])), lower=_clean(float(row["_lower"])),
+            upper=_clean(float(row["_upper"])), score=_clean(float(row["_anomaly_score"])),
+            confidence=_clean(float(row["_confidence"])), model_version=model_version,
+        )  # fmt: skip
 
 
 def threshold_outcomes(points: pd.DataFrame, contracts: KpiContracts) -> pd.DataFrame:
@@ -594,7 +667,7 @@ class DetectorState:
         }
         arrays: dict[str, np.ndarray] = {"meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
         if self.scorer is not None:
-            config = {"kind": self.scorer.kind, "params": self.scorer.params.to_dict()}
+            config = {"kind": self.scorer.kind, "params": self.scorer.params.to_dict(), "page_thresholds": self.scorer.page_thresholds}
             arrays["scorer_config"] = np.frombuffer(json.dumps(config).encode(), np.uint8)
             if self.scorer.state is not None:
                 arrays.update({f"state_{k}": v for k, v in self.scorer.state.to_arrays().items()})
@@ -604,8 +677,7 @@ class DetectorState:
 
     @classmethod
     def from_bytes(cls, payload: bytes) -> DetectorState:
-        from models import ets_challenger, seasonal_baseline
-        from models.scorer import BASELINE, KpiScorer
+        from models.scorer import FAMILIES, KpiScorer
 
         with np.load(io.BytesIO(payload), allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
@@ -616,8 +688,8 @@ class DetectorState:
             scorer = KpiScorer.new(config["kind"], **config["params"])
             state_arrays = {k.removeprefix("state_"): v for k, v in arrays.items() if k.startswith("state_")}
             if state_arrays:
-                kind = seasonal_baseline.BaselineState if scorer.kind == BASELINE else ets_challenger.EtsState
-                scorer.state = kind.from_arrays(state_arrays)
+                scorer.state = FAMILIES[scorer.kind][2].from_arrays(state_arrays)
+            scorer.page_thresholds = {str(k): float(v) for k, v in config.get("page_thresholds", {}).items()}
         book = AlertBook(open={(s, r): Alert.from_json(a) for s, r, a in meta["open"]})
         return cls(scorer, meta["model_version"], {k: float(v) for k, v in meta["cursor"].items()}, book, meta["batch_id"])
 
@@ -690,6 +762,9 @@ class KpiDetector:
         self.snapshots: SnapshotStore | None = None
         self.scored_points = 0
         self.modelled = {k for k, c in contracts.kpis.items() if c.anomaly_detection}
+        from lakehouse.campaigns import CampaignCalendar
+
+        self.calendar = CampaignCalendar.load()
 
     # -- state
 
@@ -700,7 +775,7 @@ class KpiDetector:
             state = DetectorState.from_bytes(found[1])
             log.info("detect: restored scorer state of batch %s (model version %s)", found[0], state.model_version)
             return state
-        seeded = self.sink.open_alerts(session, [RULE_MODEL, RULE_MIN, RULE_MAX])
+        seeded = self.sink.open_alerts(session, [RULE_MODEL, RULE_MODEL_OPEN, RULE_MIN, RULE_MAX])
         book = AlertBook(open={(series_key(a.kpi, a.grain, a.dimension), a.rule): a for a in seeded})
         return DetectorState(book=book)
 
@@ -740,6 +815,8 @@ class KpiDetector:
         frame = history.toArrow().to_pandas()
         if frame.empty:
             return 0
+        # An append-only gold.kpi may hold a restated final window twice: the latest wins.
+        frame = frame.sort_values("computed_at", kind="stable").drop_duplicates(list(KPI_KEY), keep="last")
         frame["series_key"] = frame["kpi"] + "|" + frame["grain"] + "|" + frame["dimension"]
         frame["t"] = _seconds(frame["window_start"])
         low = frame["series_key"].map(lows).astype(float).to_numpy()
@@ -766,12 +843,19 @@ class KpiDetector:
         now = self.options.clock()
         scores = self.score(state, points)
         apply_rules(state.book, points, scores, self.contracts, state.model_version, now)
-        self.sink.write(session, state.book.take_changes(), DETECT_QUERY, batch_id)
         if len(points):
             last = points.groupby("series_key")["t"].max()
             state.cursor.update({k: float(v) for k, v in last.items()})
-            self.scored_points += len(points)
-        if len(points) or switched:
+        opened = open_points(rows, state.cursor, self.contracts)
+        opened = opened[opened["kpi"].isin(self.modelled).to_numpy()].reset_index(drop=True)
+        if state.scorer is not None and len(opened):
+            from models.kpi_scoring import score_open
+
+            apply_open_rule(state.book, opened, score_open(state.scorer, opened, self.calendar), state.model_version, now)
+        changes = state.book.take_changes()
+        self.sink.write(session, changes, DETECT_QUERY, batch_id)
+        self.scored_points += len(points)
+        if len(points) or switched or changes:
             assert self.snapshots is not None
             previous = state.batch_id
             state.batch_id = batch_id
@@ -788,11 +872,14 @@ class KpiDetector:
         out = pd.DataFrame(np.nan, index=points.index, columns=["expected", "lower", "upper", "anomaly_score", "confidence"])
         out["is_anomaly"] = False
         if modelled.any():
+            from models.kpi_scoring import score_final
+
             subset = points[modelled]
             frame = pd.DataFrame(
-                {"timestamp": subset["window_start"], "value": subset["value"].astype(float), "series_key": subset["series_key"]}
-            )
-            scored = state.scorer.score(frame)
+                {"timestamp": subset["window_start"], "value": subset["value"].astype(float),
+                 "series_key": subset["series_key"], "kpi": subset["kpi"]}
+            )  # fmt: skip
+            scored = score_final(state.scorer, frame, self.calendar)
             for column in scored.columns:
                 out.loc[subset.index, column] = scored[column].to_numpy()
         return out
@@ -851,12 +938,14 @@ __all__ = [
     "FRESHNESS_QUERY",
     "KpiDetector",
     "alert_id",
+    "apply_open_rule",
     "apply_rules",
     "ensure_detect_tables",
     "enable_kpi_change_feed",
     "freshness_transitions",
     "latest_kpi_changes",
     "new_points",
+    "open_points",
     "run",
     "series_key",
     "threshold_outcomes",

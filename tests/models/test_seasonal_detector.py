@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.scorer import KpiScorer
+from models.scorer import BASELINE, KpiScorer
 from models.series import infer_period_seconds
 
 pytestmark = pytest.mark.unit
@@ -26,7 +26,7 @@ def seasonal_series(seed: int = 0, hours: int = HOURS, level: float = 100.0, noi
 
 
 def _flags(frame: pd.DataFrame) -> np.ndarray:
-    return KpiScorer.new().score(frame)["is_anomaly"].to_numpy()
+    return KpiScorer.new(BASELINE).score(frame)["is_anomaly"].to_numpy()
 
 
 def _first_alarm_after(flags: np.ndarray, start: int) -> int | None:
@@ -90,7 +90,7 @@ def test_sparse_counts_do_not_alarm_on_small_jumps() -> None:
 
 
 def test_outputs_are_in_range_and_band_contains_expected() -> None:
-    out = KpiScorer.new().score(seasonal_series(8))
+    out = KpiScorer.new(BASELINE).score(seasonal_series(8))
     assert out["anomaly_score"].between(0, 1).all()
     assert out["confidence"].between(0, 1).all()
     assert (out["lower"] <= out["expected"]).all() and (out["expected"] <= out["upper"]).all()
@@ -104,23 +104,23 @@ def test_batch_of_many_series_equals_series_scored_alone() -> None:
         f["series_key"] = f"kpi-{i}"
         frames.append(f)
     together = pd.concat(frames, ignore_index=True).sample(frac=1.0, random_state=0)  # shuffled arrival
-    scored = KpiScorer.new().score(together).loc[together.index]
+    scored = KpiScorer.new(BASELINE).score(together).loc[together.index]
     for i, f in enumerate(frames):
-        alone = KpiScorer.new().score(f.drop(columns="series_key"))
+        alone = KpiScorer.new(BASELINE).score(f.drop(columns="series_key"))
         mine = scored[(together["series_key"] == f"kpi-{i}").to_numpy()].sort_index()
         np.testing.assert_allclose(mine["anomaly_score"].to_numpy(), alone["anomaly_score"].to_numpy())
 
 
 def test_scoring_is_causal() -> None:
     frame = seasonal_series(11)
-    full = KpiScorer.new().score(frame)
-    prefix = KpiScorer.new().score(frame.iloc[:300])
+    full = KpiScorer.new(BASELINE).score(frame)
+    prefix = KpiScorer.new(BASELINE).score(frame.iloc[:300])
     np.testing.assert_allclose(full["expected"].iloc[:300], prefix["expected"])
 
 
 def test_fitted_state_survives_save_and_load(tmp_path) -> None:
     history = seasonal_series(12)
-    scorer = KpiScorer.new().fit(history.iloc[:500])
+    scorer = KpiScorer.new(BASELINE).fit(history.iloc[:500])
     scorer.save(tmp_path / "m")
     again = KpiScorer.load(tmp_path / "m")
     a = scorer.copy().score(history.iloc[500:])
@@ -130,7 +130,7 @@ def test_fitted_state_survives_save_and_load(tmp_path) -> None:
 
 def test_msft_purchase_01_without_anomalies_stays_quiet(shared_data) -> None:
     raw = pd.read_csv(shared_data / "msft-purchase-rate" / "purchase-01.csv")
-    out = KpiScorer.new().score(raw, timestamp_col="TimeStamp", value_col="Value")
+    out = KpiScorer.new(BASELINE).score(raw, timestamp_col="TimeStamp", value_col="Value")
     assert out["is_anomaly"].sum() <= 3
 
 

@@ -189,6 +189,39 @@ def test_only_final_windows_after_the_cursor_are_scored() -> None:
     assert [int((pd.Timestamp(t) - T0) / MINUTE) for t in points["window_start"]] == [2]
 
 
+@pytest.mark.unit
+def test_open_windows_after_the_cursor_carry_their_elapsed_share() -> None:
+    rows = pd.DataFrame(
+        [kpi_row("orders", m, 5.0, final=False, computed_at=T0 + m * MINUTE + timedelta(seconds=15)) for m in range(3)]
+        + [kpi_row("conversion_rate", 2, 0.02, final=False, computed_at=T0 + 4 * MINUTE)]
+        + [kpi_row("orders", 3, 20.0, final=True, computed_at=T0 + 9 * MINUTE)]
+    )
+    cursor = {"orders|1m|all": (T0 - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()}
+    opened = detect.open_points(rows[detect.POINT_COLUMNS], cursor, load_contracts())
+    got = [(k, int((pd.Timestamp(t) - T0) / MINUTE), f, a) for k, t, f, a in opened[["kpi", "window_start", "fraction", "additive"]].values]
+    assert got == [("conversion_rate", 2, 1.0, False), ("orders", 1, 0.25, True), ("orders", 2, 0.25, True)]
+
+
+@pytest.mark.unit
+def test_open_window_alert_fires_updates_and_resolves_on_restatement() -> None:
+    book = detect.AlertBook()
+    opened = pd.DataFrame([kpi_row("orders", 5, 0.0, final=False, computed_at=T0 + 5 * MINUTE + timedelta(seconds=30))])
+    opened["series_key"] = "orders|1m|all"
+
+    def scores(flag: bool, score: float) -> pd.DataFrame:
+        return pd.DataFrame({"expected": [20.0], "lower": [8.0], "upper": [40.0], "anomaly_score": [score], "is_anomaly": [flag], "confidence": [0.5]})
+
+    detect.apply_open_rule(book, opened, scores(True, 0.97), "3", T0 + 6 * MINUTE)
+    (fired,) = book.take_changes()
+    assert (fired.rule, fired.state, fired.observed, fired.expected, fired.window_start) == ("anomaly_model_open", "firing", 0.0, 20.0, T0 + 5 * MINUTE)
+    restated = opened.assign(value=19.0)
+    detect.apply_open_rule(book, restated, scores(False, 0.01), "3", T0 + 7 * MINUTE)
+    (resolved,) = book.take_changes()
+    assert (resolved.alert_id, resolved.state) == (fired.alert_id, "resolved")
+    detect.apply_open_rule(book, restated, scores(False, 0.01), "3", T0 + 8 * MINUTE)
+    assert book.take_changes() == []
+
+
 # -- the job on a stream ------------------------------------------------------------------------
 
 
@@ -209,10 +242,15 @@ def test_detect_fires_resolves_and_follows_the_champion(spark, kpi_table: Settin
     clock = [T0 + 40 * MINUTE]
 
     def rows(minutes: range, final: bool, scale: float = 1.0) -> list[dict]:
-        return [kpi_row(k, m, values[k][m] * scale, final=final, computed_at=clock[0]) for k in SERIES for m in minutes]
+        # A partial value (scale < 1) is computed that far into its window.
+        return [
+            kpi_row(k, m, values[k][m] * scale, final=final,
+                    computed_at=clock[0] if scale == 1.0 else T0 + m * MINUTE + scale * MINUTE)
+            for k in SERIES for m in minutes
+        ]  # fmt: skip
 
-    # Phase A: 30 final windows; 3 open windows with partial values (a third of a minute)
-    # that would look like a drop if they were scored.
+    # Phase A: 30 final windows; 3 open windows with partial values (a third of a minute in),
+    # which would look like a drop if they were taken as full windows.
     merge_kpi_rows(spark, settings, rows(range(0, 30), final=True) + rows(range(30, 33), final=False, scale=1 / 3))
     run_detect(spark, settings, lambda: clock[0])
     assert alerts(spark, settings) == {
@@ -291,3 +329,42 @@ def test_freshness_watchdog_fires_and_resolves(spark, kpi_table: Settings) -> No
     finally:
         for query in queries:
             query.stop()
+
+
+def append_kpi_rows(spark, settings: Settings, rows: list[dict]) -> None:  # noqa: ANN001
+    """Append update rows as an append-only gold.kpi does (a key may repeat; the latest wins)."""
+    frame = spark.createDataFrame([tuple(r[f] for f in gold.KPI_SCHEMA.fieldNames()) for r in rows], gold.KPI_SCHEMA)
+    frame.write.format("delta").mode("append").save(gold.table_location(settings, gold.KPI_TABLE))
+
+
+@pytest.mark.spark
+@pytest.mark.integration
+@pytest.mark.slow
+def test_open_window_outage_pages_early_on_an_append_only_stream(spark, kpi_table: Settings) -> None:  # noqa: ANN001
+    settings = kpi_table
+    registry.train_and_register(history(), tracking_uri=settings.mlflow.tracking_uri, model_name=settings.mlflow.anomaly_model, evaluate=False)
+    rng = np.random.default_rng(5)
+    orders = [normal_value("orders", m, rng) for m in range(12)]
+    at = T0 + 11 * MINUTE
+
+    def update(m: int, value: float, seconds: float, final: bool = False) -> dict:
+        return kpi_row("orders", m, value, final=final, computed_at=T0 + m * MINUTE + timedelta(seconds=seconds))
+
+    # Ten final windows, then window 10 updated twice in one commit (latest: 40 s in, on pace)
+    # and window 11 at 30 s with no order at all: a checkout outage.
+    append_kpi_rows(
+        spark, settings,
+        [update(m, orders[m], 90, final=True) for m in range(10)]
+        + [update(10, orders[10] / 4, 15), update(10, orders[10] * 2 / 3, 40), update(11, 0.0, 30)],
+    )  # fmt: skip
+    run_detect(spark, settings, lambda: at + timedelta(seconds=30))
+    early = alert_rows(spark, settings).query("rule == 'anomaly_model_open'")
+    assert early[["kpi", "state", "observed"]].values.tolist() == [["orders", "firing", 0.0]]
+    assert early.iloc[0]["window_start"] == pd.Timestamp(at).tz_localize(None)
+    assert 0 < early.iloc[0]["confidence"] < 1  # half a window seen
+    assert alerts(spark, settings) == {("orders", "all", 11, "anomaly_model_open", "firing")}
+
+    # The window is restated (late events: it was on pace after all): the alert resolves.
+    append_kpi_rows(spark, settings, [update(11, orders[11], 65)])
+    run_detect(spark, settings, lambda: at + timedelta(seconds=70))
+    assert alerts(spark, settings) == {("orders", "all", 11, "anomaly_model_open", "resolved")}

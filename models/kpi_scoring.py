@@ -1,0 +1,91 @@
+"""The scoring step the detect job runs on ``gold.kpi`` updates (pure: pandas in, pandas out).
+
+``gold.kpi`` is a stream of updates: a (kpi, grain, window_start, dimension) key appears many
+times while its window fills and once more when it is final; the latest update of a key wins.
+Per micro-batch the detect job hands this module:
+
+* **final windows** not scored yet — scored causally and learnt (:func:`score_final`);
+* **open windows** — the latest partial value of each, scored against the model's
+  expectation of the full window without learning (:func:`score_open`, see
+  :mod:`models.open_window`), so an outage pages within the window instead of a watermark
+  delay after it.
+
+Both apply the campaign calendar: a rise of a KPI during one of its known promotions does not
+page (a drop does). :mod:`bench.bench_models` replays generated KPI minute series with
+injected incidents through these same functions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lakehouse.campaigns import CampaignCalendar
+from models.open_window import full_window_estimate, open_window_scores
+from models.scorer import KpiScorer
+from models.series import SERIES_KEY
+
+SCORE_COLUMNS = ["expected", "lower", "upper", "anomaly_score", "is_anomaly", "confidence"]
+
+
+def expected_rises(kpis: pd.Series, timestamps: pd.Series, values: np.ndarray, expected: np.ndarray, calendar: CampaignCalendar | None) -> np.ndarray:
+    """Points whose rise above expectation a promotion of the calendar explains."""
+    if calendar is None or not calendar.campaigns:
+        return np.zeros(len(kpis), bool)
+    out = np.zeros(len(kpis), bool)
+    ts = pd.Series(pd.to_datetime(timestamps, utc=True).to_numpy())
+    k = kpis.to_numpy()
+    for kpi in pd.unique(k):
+        mask = k == kpi
+        out[mask] = calendar.expected_rise(str(kpi), ts[mask].reset_index(drop=True))
+    return out & (np.asarray(values, float) > np.asarray(expected, float))
+
+
+def score_final(scorer: KpiScorer, points: pd.DataFrame, calendar: CampaignCalendar | None = None) -> pd.DataFrame:
+    """Score final windows causally and learn from them.
+
+    Args:
+        scorer: The live scorer (state advanced in place).
+        points: ``series_key, kpi, timestamp, value`` (time order within a series).
+        calendar: Known promotions (their rises do not page).
+
+    Returns:
+        :data:`SCORE_COLUMNS` indexed like ``points``.
+    """
+    scored = scorer.score(points[["timestamp", "value", SERIES_KEY]])
+    threshold = scorer.paging_threshold(points[SERIES_KEY])
+    flagged = (scored["anomaly_score"].to_numpy() >= threshold) & (scored["anomaly_score"].to_numpy() > 0)
+    promo = expected_rises(points["kpi"], points["timestamp"], points["value"].to_numpy(float), scored["expected"].to_numpy(), calendar)
+    scored["is_anomaly"] = flagged & ~promo
+    return scored[SCORE_COLUMNS]
+
+
+def score_open(scorer: KpiScorer, points: pd.DataFrame, calendar: CampaignCalendar | None = None) -> pd.DataFrame:
+    """Score open windows against the expectation of their full window, without learning.
+
+    Args:
+        scorer: The live scorer (not modified).
+        points: ``series_key, kpi, timestamp, value, fraction, additive``: the latest partial
+            value of each open window, the share of the window elapsed, and whether the KPI
+            adds up over a window (a count) or not (a ratio).
+        calendar: Known promotions.
+
+    Returns:
+        :data:`SCORE_COLUMNS` indexed like ``points``; ``expected/lower/upper`` are those of
+        the full window, ``confidence`` grows with the elapsed share.
+    """
+    if points.empty:
+        return pd.DataFrame(columns=SCORE_COLUMNS, index=points.index)
+    estimate = full_window_estimate(points["value"].to_numpy(float), points["fraction"].to_numpy(float), points["additive"].to_numpy(bool))
+    probe = pd.DataFrame({"timestamp": points["timestamp"], "value": estimate, SERIES_KEY: points[SERIES_KEY]}, index=points.index)
+    full = scorer.preview(probe)
+    band_k = float(getattr(scorer.params, "band_k", 4.0))
+    out = open_window_scores(
+        full, estimate, points["fraction"].to_numpy(float), band_k, scorer.paging_threshold(points[SERIES_KEY]), points["additive"].to_numpy(bool)
+    )
+    promo = expected_rises(points["kpi"], points["timestamp"], estimate, out["expected"].to_numpy(), calendar)
+    out["is_anomaly"] = out["is_anomaly"].to_numpy() & ~promo
+    return out
+
+
+__all__ = ["SCORE_COLUMNS", "expected_rises", "score_final", "score_open"]
