@@ -226,6 +226,13 @@ def demo(
     console.print(f"[green]tables[/]   {settings.path(settings.tables.root)}")
     console.print("Ctrl-C stops everything.")
     deadline = time.monotonic() + seconds if seconds else None
+
+    def stop_like_ctrl_c(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    # A supervisor's SIGTERM or a closed terminal's SIGHUP stops everything as Ctrl-C does.
+    signal.signal(signal.SIGTERM, stop_like_ctrl_c)
+    signal.signal(signal.SIGHUP, stop_like_ctrl_c)
     try:
         while deadline is None or time.monotonic() < deadline:
             for name, child in children.items():
