@@ -204,32 +204,17 @@ class KpiRow:
 
 
 class RecentWindows:
-    """1-minute measure values of the recent past, the inputs of rollups and ratios.
+    """1-minute measure values of the recent past, the inputs of rollups and ratios (kept by
+    :class:`KpiBook`, which decides what to forget)."""
 
-    Seeded from ``gold.kpi`` when the job (re)starts and updated from every micro-batch, so
-    derived rows are exact without re-reading gold. Windows older than ``horizon`` behind the
-    newest are forgotten: the watermark no longer lets events into them.
-    """
-
-    def __init__(self, horizon: timedelta) -> None:
-        self.horizon = horizon
+    def __init__(self) -> None:
         self.values: dict[Key, tuple[float, int]] = {}
-        self.newest: datetime | None = None
 
     def update(self, key: Key, value: float, events: int) -> None:
         self.values[key] = (value, events)
-        if self.newest is None or key[1] > self.newest:
-            self.newest = key[1]
 
     def get(self, measure: str, start: datetime, dimension: str) -> tuple[float, int]:
         return self.values.get((measure, start, dimension), (0.0, 0))
-
-    def evict(self) -> None:
-        if self.newest is None:
-            return
-        oldest = self.newest - self.horizon
-        for key in [k for k in self.values if k[1] < oldest]:
-            del self.values[key]
 
 
 def rollup_rows(
@@ -322,7 +307,7 @@ class KpiBook:
         self.finality_delay = finality_delay
         self.keep = keep
         self.longest_rollup = max((k.window for k in contracts.of_kind("rollup") if k.window), default=MINUTE)
-        self.recent = RecentWindows(finality_delay + self.longest_rollup + 2 * MINUTE)
+        self.recent = RecentWindows()
         self.open_minutes: set[Key] = set()
         self.newest_arrival: datetime | None = None
         self.evicted_before: datetime | None = None

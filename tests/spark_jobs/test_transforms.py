@@ -136,7 +136,7 @@ def test_measures_are_windowed_per_dimension(spark) -> None:
 
 
 def test_rollups_and_ratios_are_derived_from_recent_windows() -> None:
-    recent = gold.RecentWindows(timedelta(minutes=30))
+    recent = gold.RecentWindows()
     t0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
     for minute, (orders, revenue, sessions) in enumerate([(2, 20.0, 40), (3, 60.0, 50), (0, 0.0, 10)]):
         start = t0 + timedelta(minutes=minute)
