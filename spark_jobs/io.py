@@ -108,17 +108,6 @@ def append_idempotent(df: DataFrame, settings: Settings, logical: str, app_id: s
         writer.save(location)
 
 
-def append_all(appends: Sequence[tuple[DataFrame, str]], settings: Settings, app_id: str, batch_id: int) -> None:
-    """Idempotent appends of one micro-batch to several tables, overlapped: a Delta commit
-    is mostly waiting (log write, snapshot update), so N tables cost about one commit."""
-    if len(appends) == 1:
-        df, logical = appends[0]
-        append_idempotent(df, settings, logical, app_id, batch_id)
-        return
-    for future in [in_background(append_idempotent, df, settings, t, app_id, batch_id) for df, t in appends]:
-        future.result()
-
-
 _BACKGROUND = ThreadPoolExecutor(max_workers=8, thread_name_prefix="trivas-write")
 
 
