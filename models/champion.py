@@ -141,16 +141,17 @@ def ensure_anomaly_champion(
     return result.version
 
 
-def ensure_refund_champion(tracking_uri: str, model_name: str | None = None, sample_share: float = 1.0) -> str | None:
-    """Register a refund-risk champion if none exists and the Online Retail data is there.
+def ensure_refund_champion(tracking_uri: str, model_name: str | None = None, sample_share: float = 1.0) -> str:
+    """Register a refund-risk champion if none exists; returns the champion's version.
+
+    Trained on the Online Retail invoices when they are there, else on the playground
+    shop's own generated order history (:func:`models.refund_risk.generated_orders`);
+    the training source is logged with the model (``training_data``).
 
     Args:
         tracking_uri: MLflow URI.
         model_name: Registered name (default :data:`models.refund_risk.MODEL_NAME`).
-        sample_share: Share of customers (stable hash) to train on; < 1 for quick tests.
-
-    Returns:
-        The champion's version, or ``None`` when there is none and no data to train on.
+        sample_share: Share of retail customers (stable hash) to train on; < 1 for quick tests.
     """
     from models import refund_risk as rr
 
@@ -158,21 +159,26 @@ def ensure_refund_champion(tracking_uri: str, model_name: str | None = None, sam
     version = alias_version(model_name, registry.CHAMPION, tracking_uri)
     if version is not None:
         return version
-    if not rr.RETAIL_PATH.exists():
-        log.warning("no %s champion and no training data at %s", model_name, rr.RETAIL_PATH)
-        return None
-    data = rr.load_retail_orders()
-    if sample_share < 1.0:
-        bucket = pd.util.hash_pandas_object(data.orders["customer_id"].fillna("guest"), index=False) % 1000
-        keep = (bucket < int(sample_share * 1000)).to_numpy()
-        data = rr.RetailOrders(data.orders[keep].reset_index(drop=True), data.cancellations, data.labels[keep].reset_index(drop=True))
-    training = rr.train_refund_model(data)
-    version = rr.register_refund_model(training, tracking_uri=tracking_uri, model_name=model_name)
-    log.info("bootstrapped %s champion version %s (holdout ROC-AUC %.3f)", model_name, version, training.metrics["holdout_roc_auc"])
+    if rr.RETAIL_PATH.exists():
+        source, data = "online_retail", rr.load_retail_orders()
+        if sample_share < 1.0:
+            bucket = pd.util.hash_pandas_object(data.orders["customer_id"].fillna("guest"), index=False) % 1000
+            keep = (bucket < int(sample_share * 1000)).to_numpy()
+            data = rr.RetailOrders(data.orders[keep].reset_index(drop=True), data.cancellations, data.labels[keep].reset_index(drop=True))
+        training = rr.train_refund_model(data)
+    else:
+        log.warning("no Online Retail data at %s: training %s on the playground's generated order history", rr.RETAIL_PATH, model_name)
+        source, data = "generated", rr.generated_orders()
+        training = rr.train_refund_model(data, **rr.generated_split(data))
+    version = rr.register_refund_model(training, tracking_uri=tracking_uri, model_name=model_name, training_data=source)
+    log.info(
+        "bootstrapped %s champion version %s on %s data (holdout ROC-AUC %.3f, precision at 5%% %.2f)",
+        model_name, version, source, training.metrics["holdout_roc_auc"], training.metrics["holdout_precision_at_5pct"],
+    )  # fmt: skip
     return version
 
 
-def ensure_champions(tracking_uri: str, anomaly_model: str, refund_model: str, evaluate: bool = True) -> dict[str, str | None]:
+def ensure_champions(tracking_uri: str, anomaly_model: str, refund_model: str, evaluate: bool = True) -> dict[str, str]:
     """Both champions the streaming jobs need (see :func:`ensure_anomaly_champion`)."""
     return {
         anomaly_model: ensure_anomaly_champion(tracking_uri, anomaly_model, evaluate=evaluate),

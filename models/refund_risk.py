@@ -1,6 +1,7 @@
 """Refund-risk classifier: will an order be (partly) cancelled later?
 
-Trained on the UCI Online Retail invoices: an order (invoice not starting with
+Trained on the UCI Online Retail invoices when they are there, else on the playground shop's
+own generated order history (:func:`generated_orders`). Retail: an order (invoice not starting with
 ``C``) is labelled 1 when the same customer later cancels (``C`` invoice) a
 product of that order within ``LABEL_HORIZON_DAYS``; each cancellation line is
 matched to the customer's latest earlier order containing that product.
@@ -18,6 +19,7 @@ import json
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import mlflow
@@ -281,6 +283,48 @@ def load_retail_orders(path: Path = RETAIL_PATH, horizon_days: int = LABEL_HORIZ
     return RetailOrders(orders, cancellations, labels)
 
 
+GENERATED_HISTORY_DAYS = 14
+
+
+def generated_orders(
+    days: int = GENERATED_HISTORY_DAYS, end: datetime | None = None, seed: int = 11, events_per_second: float = 1.0
+) -> RetailOrders:
+    """The playground shop's own order history: ``days`` of simulated traffic ending at ``end``.
+
+    Labelled like the retail data: an order is positive when a refund or cancellation of it
+    follows within :data:`LABEL_HORIZON_DAYS`; a reversal is a "cancellation" of that order's
+    items by its customer. The simulated shop uses the live generator's customer and product
+    ids, so the priors learned here apply to the playground's live orders.
+    """
+    from lakehouse.generator.shop import Shop, ShopConfig
+
+    end = end or datetime.now(UTC).replace(microsecond=0)
+    shop = Shop(ShopConfig(seed=seed, events_per_second=events_per_second), end - timedelta(days=days))
+    placed, reversed_at = [], {}
+    for event in shop.events(end):
+        payload = event["payload"]
+        if event["event_type"] == "order_placed":
+            placed.append({key: payload[key] for key in ("order_id", "customer_id", "amount", "items", "country")} | {"event_time": event["event_time"]})
+        elif event["event_type"] in ("refund_issued", "order_cancelled"):
+            reversed_at.setdefault(payload["order_id"], event["event_time"])
+    orders = pd.DataFrame(placed, columns=["order_id", "customer_id", "event_time", "amount", "items", "country"])
+    orders["event_time"] = pd.to_datetime(orders["event_time"], utc=True)
+    orders = orders.sort_values("event_time").reset_index(drop=True)
+    reversal_time = pd.to_datetime(orders["order_id"].map(reversed_at), utc=True)
+    within = reversal_time.notna() & (reversal_time - orders["event_time"] <= pd.Timedelta(days=LABEL_HORIZON_DAYS))
+    cancellations = orders.loc[reversal_time.notna(), ["customer_id", "items"]].assign(event_time=reversal_time[reversal_time.notna()])
+    cancellations = cancellations.sort_values("event_time").reset_index(drop=True)
+    return RetailOrders(orders, cancellations, within.astype(int))
+
+
+def generated_split(data: RetailOrders) -> dict[str, str]:
+    """Time split of generated history: the first two thirds train, a day's gap, the rest is
+    the holdout (generated reversals come within minutes, so a day keeps labels apart)."""
+    t = pd.to_datetime(data.orders["event_time"], utc=True)
+    train_end = t.min() + (t.max() - t.min()) * 2 / 3
+    return {"train_end": train_end.isoformat(), "holdout_start": (train_end + pd.Timedelta(days=1)).isoformat(), "holdout_end": t.max().isoformat()}
+
+
 def _invoices(lines: pd.DataFrame) -> pd.DataFrame:
     lines = lines.assign(line_amount=lines["Quantity"] * lines["UnitPrice"])
     g = lines.groupby("InvoiceNo", sort=False)
@@ -417,9 +461,17 @@ class RefundRiskPyfunc(mlflow.pyfunc.PythonModel):
 
 
 def register_refund_model(
-    training: RefundTraining, *, tracking_uri: str | None = None, model_name: str = MODEL_NAME, alias: str = "champion"
+    training: RefundTraining,
+    *,
+    tracking_uri: str | None = None,
+    model_name: str = MODEL_NAME,
+    alias: str = "champion",
+    training_data: str = "online_retail",
 ) -> str:
-    """Log the model with metrics and register it under ``alias``; returns the version."""
+    """Log the model with metrics and register it under ``alias``; returns the version.
+
+    ``training_data`` names what it was fitted on (``online_retail`` or ``generated``).
+    """
     import pickle
 
     from models.registry import _use
@@ -441,7 +493,10 @@ def register_refund_model(
         }
     )  # fmt: skip
     with mlflow.start_run(run_name=f"refund-risk-{time.strftime('%Y%m%d-%H%M%S')}"), tempfile.TemporaryDirectory() as tmp:
-        mlflow.log_params({"label_horizon_days": LABEL_HORIZON_DAYS, "review_budget": REVIEW_BUDGET, "features": ",".join(FEATURES)})
+        mlflow.log_params({
+            "label_horizon_days": LABEL_HORIZON_DAYS, "review_budget": REVIEW_BUDGET, "features": ",".join(FEATURES),
+            "training_data": training_data,
+        })  # fmt: skip
         mlflow.log_metrics(training.metrics)
         path = Path(tmp) / "refund_model.pkl"
         path.write_bytes(pickle.dumps(training.model))
@@ -451,6 +506,7 @@ def register_refund_model(
             registered_model_name=model_name,
         )  # fmt: skip
     version = str(info.registered_model_version)
+    client.set_model_version_tag(model_name, version, "training_data", training_data)
     client.set_registered_model_alias(model_name, alias, version)
     return version
 

@@ -3,7 +3,10 @@
 Sessions arrive as a Poisson process whose rate follows a diurnal and weekly rhythm; each
 session walks the funnel page_view → product_view → add_to_cart → checkout_started →
 order_placed → payment (sometimes failing, sometimes retried) → stock movements, with
-refunds, cancellations and support tickets afterwards. Campaigns bring clicks and report
+refunds, cancellations and support tickets afterwards. Refunds are not pure chance: 15 % of
+the customers are serial returners and a tenth of the products are troubled (both fixed by a stable
+hash of the id, so live traffic and generated history agree), which gives the refund-risk
+model something real to learn on the playground. Campaigns bring clicks and report
 spend every minute; stock depletes with sales and is restocked. Everything is drawn from
 one seeded ``random.Random``: the same seed yields the same events.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import zlib
 import random
 import uuid
 from collections.abc import Iterator
@@ -29,6 +33,10 @@ FAILURE_CODES = ("card_declined", "insufficient_funds", "expired_card", "process
 REFUND_REASONS = ("damaged", "not_as_described", "late_delivery", "changed_mind")
 TICKET_TOPICS = ("delivery", "refund", "payment", "product", "account")
 
+BASE_REFUND_RATE = 0.08
+SERIAL_RETURNER_SHARE, SERIAL_RETURNER_FACTOR = 0.15, 5.0
+TROUBLED_PRODUCT_SHARE, TROUBLED_PRODUCT_EXTRA = 0.10, 0.30
+
 # Weekday (Mon..Sun) and hour-of-day multipliers of the session arrival rate.
 WEEKLY = (1.0, 0.95, 0.95, 1.0, 1.1, 1.25, 1.2)
 
@@ -38,6 +46,21 @@ def diurnal(hour: float) -> float:
     evening = math.exp(-((hour - 20.5) ** 2) / 8.0)
     lunch = 0.5 * math.exp(-((hour - 12.5) ** 2) / 3.0)
     return 0.25 + 1.2 * evening + lunch
+
+
+def stable_share(key: str) -> float:
+    """A key's fixed position in [0, 1): the same in every run and every process."""
+    return zlib.crc32(key.encode()) / 2**32
+
+
+def refund_probability(customer: str, skus: list[str]) -> float:
+    """Chance that a paid order is refunded: serial returners and troubled products raise it."""
+    rate = BASE_REFUND_RATE
+    if stable_share(customer) < SERIAL_RETURNER_SHARE:
+        rate *= SERIAL_RETURNER_FACTOR
+    if any(stable_share(sku) < TROUBLED_PRODUCT_SHARE for sku in skus):
+        rate += TROUBLED_PRODUCT_EXTRA
+    return min(rate, 0.9)
 
 
 def seasonality(at: datetime) -> float:
@@ -236,7 +259,7 @@ class Shop:
                 "order_id": order_id, "customer_id": customer, "amount": amount, "currency": "EUR",
                 "country": country, "reason": rng.choice(("customer_request", "fraud", "out_of_stock")),
             })  # fmt: skip
-        elif rng.random() < 0.08:
+        elif rng.random() < refund_probability(customer, [p.sku for p, _ in cart]):
             self._schedule(after, "refund_issued", {
                 "refund_id": f"re-{self._uuid()[:12]}", "order_id": order_id, "payment_id": payment_id,
                 "amount": round(amount * rng.choice((1.0, 1.0, 0.5)), 2), "currency": "EUR",
