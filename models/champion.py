@@ -98,7 +98,9 @@ class ChampionWatcher(Generic[Model]):
         """Load one version (the caller decides when the version it holds is stale)."""
         started = time.perf_counter()
         model = self.loader(self.model_name, version, self.tracking_uri)
-        log.info("loaded %s version %s in %.1fs", self.model_name, version, time.perf_counter() - started)
+        log.info(
+            "loaded %s version %s in %.1fs", self.model_name, version, time.perf_counter() - started
+        )
         return model
 
 
@@ -111,8 +113,16 @@ def synthetic_kpi_history(days: int = 14, seed: int = 0) -> pd.DataFrame:
     what a champion brings; live series warm up on ``gold.kpi`` history)."""
     rng = np.random.default_rng(seed)
     ts = pd.date_range("2024-01-01", periods=24 * days, freq="h", tz="UTC")
-    rhythm = (1 + 0.6 * np.sin(2 * np.pi * (ts.hour - 6) / 24)) * np.where(ts.weekday >= 5, 1.2, 1.0)
-    return pd.DataFrame({"timestamp": ts, "value": rng.poisson(40 * rhythm).astype(float), "series_key": "synthetic|orders"})
+    rhythm = (1 + 0.6 * np.sin(2 * np.pi * (ts.hour - 6) / 24)) * np.where(
+        ts.weekday >= 5, 1.2, 1.0
+    )
+    return pd.DataFrame(
+        {
+            "timestamp": ts,
+            "value": rng.poisson(40 * rhythm).astype(float),
+            "series_key": "synthetic|orders",
+        }
+    )
 
 
 def ensure_anomaly_champion(
@@ -135,13 +145,19 @@ def ensure_anomaly_champion(
     if history is None and not shared:
         history = synthetic_kpi_history()
     result = registry.train_and_register(
-        history, alias=registry.CHAMPION, tracking_uri=tracking_uri, model_name=model_name, evaluate=evaluate and shared
+        history,
+        alias=registry.CHAMPION,
+        tracking_uri=tracking_uri,
+        model_name=model_name,
+        evaluate=evaluate and shared,
     )
     log.info("bootstrapped %s champion version %s", model_name, result.version)
     return result.version
 
 
-def ensure_refund_champion(tracking_uri: str, model_name: str | None = None, sample_share: float = 1.0) -> str:
+def ensure_refund_champion(
+    tracking_uri: str, model_name: str | None = None, sample_share: float = 1.0
+) -> str:
     """Register a refund-risk champion if none exists; returns the champion's version.
 
     Trained on the Online Retail invoices when they are there, else on the playground
@@ -162,15 +178,28 @@ def ensure_refund_champion(tracking_uri: str, model_name: str | None = None, sam
     if rr.RETAIL_PATH.exists():
         source, data = "online_retail", rr.load_retail_orders()
         if sample_share < 1.0:
-            bucket = pd.util.hash_pandas_object(data.orders["customer_id"].fillna("guest"), index=False) % 1000
+            bucket = (
+                pd.util.hash_pandas_object(data.orders["customer_id"].fillna("guest"), index=False)
+                % 1000
+            )
             keep = (bucket < int(sample_share * 1000)).to_numpy()
-            data = rr.RetailOrders(data.orders[keep].reset_index(drop=True), data.cancellations, data.labels[keep].reset_index(drop=True))
+            data = rr.RetailOrders(
+                data.orders[keep].reset_index(drop=True),
+                data.cancellations,
+                data.labels[keep].reset_index(drop=True),
+            )
         training = rr.train_refund_model(data)
     else:
-        log.warning("no Online Retail data at %s: training %s on the playground's generated order history", rr.RETAIL_PATH, model_name)
+        log.warning(
+            "no Online Retail data at %s: training %s on the playground's generated order history",
+            rr.RETAIL_PATH,
+            model_name,
+        )
         source, data = "generated", rr.generated_orders()
         training = rr.train_refund_model(data, **rr.generated_split(data))
-    version = rr.register_refund_model(training, tracking_uri=tracking_uri, model_name=model_name, training_data=source)
+    version = rr.register_refund_model(
+        training, tracking_uri=tracking_uri, model_name=model_name, training_data=source
+    )
     log.info(
         "bootstrapped %s champion version %s on %s data (holdout ROC-AUC %.3f, precision at 5%% %.2f)",
         model_name, version, source, training.metrics["holdout_roc_auc"], training.metrics["holdout_precision_at_5pct"],
@@ -178,7 +207,9 @@ def ensure_refund_champion(tracking_uri: str, model_name: str | None = None, sam
     return version
 
 
-def ensure_champions(tracking_uri: str, anomaly_model: str, refund_model: str, evaluate: bool = True) -> dict[str, str]:
+def ensure_champions(
+    tracking_uri: str, anomaly_model: str, refund_model: str, evaluate: bool = True
+) -> dict[str, str]:
     """Both champions the streaming jobs need (see :func:`ensure_anomaly_champion`)."""
     return {
         anomaly_model: ensure_anomaly_champion(tracking_uri, anomaly_model, evaluate=evaluate),

@@ -76,9 +76,13 @@ def explode_items(orders: pd.DataFrame) -> pd.DataFrame:
     """
     rows = []
     for order_id, items in zip(orders["order_id"], orders["items"], strict=True):
-        parsed = json.loads(items) if isinstance(items, str) else (items if items is not None else [])
+        parsed = (
+            json.loads(items) if isinstance(items, str) else (items if items is not None else [])
+        )
         for item in parsed:
-            rows.append((order_id, str(item["sku"]), float(item["quantity"]), float(item["unit_price"])))
+            rows.append(
+                (order_id, str(item["sku"]), float(item["quantity"]), float(item["unit_price"]))
+            )
     return pd.DataFrame(rows, columns=ITEM_COLUMNS)
 
 
@@ -108,7 +112,9 @@ def build_order_features(
     history = history or RefundHistory.empty()
     orders = orders.copy()
     # One resolution for every as-of join (Arrow gives microseconds, pandas nanoseconds).
-    orders["event_time"] = pd.to_datetime(orders["event_time"], utc=True).astype("datetime64[ns, UTC]")
+    orders["event_time"] = pd.to_datetime(orders["event_time"], utc=True).astype(
+        "datetime64[ns, UTC]"
+    )
     orders["customer_id"] = orders["customer_id"].astype("string")
     orders["_row"] = np.arange(len(orders))
     items = explode_items(orders)
@@ -143,17 +149,27 @@ def _basket_features(orders: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
 
 def _events(frame: pd.DataFrame | None, kind: str) -> pd.DataFrame:
     if frame is None or len(frame) == 0:
-        return pd.DataFrame({"customer_id": pd.Series(dtype="string"), "event_time": pd.Series(dtype="datetime64[ns, UTC]"), "kind": kind})
+        return pd.DataFrame(
+            {
+                "customer_id": pd.Series(dtype="string"),
+                "event_time": pd.Series(dtype="datetime64[ns, UTC]"),
+                "kind": kind,
+            }
+        )
     return pd.DataFrame(
         {
             "customer_id": frame["customer_id"].astype("string").reset_index(drop=True),
-            "event_time": pd.to_datetime(frame["event_time"], utc=True).astype("datetime64[ns, UTC]").reset_index(drop=True),
+            "event_time": pd.to_datetime(frame["event_time"], utc=True)
+            .astype("datetime64[ns, UTC]")
+            .reset_index(drop=True),
             "kind": kind,
         }
     )
 
 
-def _customer_features(orders: pd.DataFrame, cancellations: pd.DataFrame | None, history: RefundHistory) -> pd.DataFrame:
+def _customer_features(
+    orders: pd.DataFrame, cancellations: pd.DataFrame | None, history: RefundHistory
+) -> pd.DataFrame:
     past_orders = orders[["customer_id", "event_time", "amount"]].dropna(subset=["customer_id"])
     past_orders = past_orders.sort_values("event_time")
     g = past_orders.groupby("customer_id")
@@ -162,7 +178,9 @@ def _customer_features(orders: pd.DataFrame, cancellations: pd.DataFrame | None,
         c_amount=g["amount"].cumsum(),
         c_first=g["event_time"].transform("min"),
     )
-    cancel = _events(cancellations, "cancel").dropna(subset=["customer_id"]).sort_values("event_time")
+    cancel = (
+        _events(cancellations, "cancel").dropna(subset=["customer_id"]).sort_values("event_time")
+    )
     cancel = cancel.assign(c_cancels=cancel.groupby("customer_id").cumcount() + 1)
 
     query = orders[["customer_id", "event_time", "_row"]].sort_values("event_time")
@@ -176,10 +194,18 @@ def _customer_features(orders: pd.DataFrame, cancellations: pd.DataFrame | None,
         on="event_time", by="customer_id", allow_exact_matches=False,
     )  # fmt: skip
     prior = history.customers.reindex(asof["customer_id"].to_numpy())
-    n_orders = asof["c_orders"].fillna(0).to_numpy() + pd.to_numeric(prior["orders"], errors="coerce").fillna(0).to_numpy(float)
-    n_cancels = asof["c_cancels"].fillna(0).to_numpy() + pd.to_numeric(prior["cancellations"], errors="coerce").fillna(0).to_numpy(float)
-    amount_sum = asof["c_amount"].fillna(0).to_numpy() + pd.to_numeric(prior["amount_sum"], errors="coerce").fillna(0).to_numpy(float)
-    last_time = asof["last_time"].where(asof["last_time"].notna(), pd.to_datetime(prior["last_time"].to_numpy(), utc=True))
+    n_orders = asof["c_orders"].fillna(0).to_numpy() + pd.to_numeric(
+        prior["orders"], errors="coerce"
+    ).fillna(0).to_numpy(float)
+    n_cancels = asof["c_cancels"].fillna(0).to_numpy() + pd.to_numeric(
+        prior["cancellations"], errors="coerce"
+    ).fillna(0).to_numpy(float)
+    amount_sum = asof["c_amount"].fillna(0).to_numpy() + pd.to_numeric(
+        prior["amount_sum"], errors="coerce"
+    ).fillna(0).to_numpy(float)
+    last_time = asof["last_time"].where(
+        asof["last_time"].notna(), pd.to_datetime(prior["last_time"].to_numpy(), utc=True)
+    )
     first_time = pd.to_datetime(prior["first_time"].to_numpy(), utc=True)
     first_in_frame = asof["customer_id"].map(past_orders.groupby("customer_id")["event_time"].min())
     first_time = pd.Series(first_time, index=asof.index).fillna(first_in_frame)
@@ -188,7 +214,9 @@ def _customer_features(orders: pd.DataFrame, cancellations: pd.DataFrame | None,
     out["customer_past_orders"] = n_orders
     out["customer_past_cancellations"] = n_cancels
     out["customer_cancel_rate"] = (n_cancels + 0.1) / (n_orders + 1.0)  # smoothed towards ~10 %
-    out["customer_past_amount_mean"] = np.where(n_orders > 0, amount_sum / np.maximum(n_orders, 1), np.nan)
+    out["customer_past_amount_mean"] = np.where(
+        n_orders > 0, amount_sum / np.maximum(n_orders, 1), np.nan
+    )
     out["days_since_last_order"] = ((now - last_time).dt.total_seconds() / 86400).to_numpy()
     age = ((now - first_time).dt.total_seconds() / 86400).to_numpy()
     out["customer_age_days"] = np.where(age > 0, age, 0.0)
@@ -199,41 +227,85 @@ def _customer_features(orders: pd.DataFrame, cancellations: pd.DataFrame | None,
 
 
 def _sku_features(
-    orders: pd.DataFrame, items: pd.DataFrame, cancellations: pd.DataFrame | None, history: RefundHistory
+    orders: pd.DataFrame,
+    items: pd.DataFrame,
+    cancellations: pd.DataFrame | None,
+    history: RefundHistory,
 ) -> pd.DataFrame:
     times = orders.set_index("order_id")["event_time"]
-    lines = items.assign(event_time=pd.to_datetime(times.reindex(items["order_id"]).to_numpy(), utc=True))
+    lines = items.assign(
+        event_time=pd.to_datetime(times.reindex(items["order_id"]).to_numpy(), utc=True)
+    )
     lines = lines.sort_values("event_time")
     lines = lines.assign(c_lines=lines.groupby("sku").cumcount() + 1)
     if cancellations is not None and len(cancellations):
         cancel_items = explode_items(cancellations.assign(order_id=np.arange(len(cancellations))))
-        ctimes = pd.to_datetime(cancellations["event_time"], utc=True).astype("datetime64[ns, UTC]").reset_index(drop=True)
+        ctimes = (
+            pd.to_datetime(cancellations["event_time"], utc=True)
+            .astype("datetime64[ns, UTC]")
+            .reset_index(drop=True)
+        )
         cancel_items["event_time"] = ctimes.iloc[cancel_items["order_id"].to_numpy()].to_numpy()
         cancel_items["event_time"] = pd.to_datetime(cancel_items["event_time"], utc=True)
         cancel_items = cancel_items.sort_values("event_time")
         cancel_items = cancel_items.assign(c_cancel=cancel_items.groupby("sku").cumcount() + 1)
     else:
-        cancel_items = pd.DataFrame({"sku": pd.Series(dtype=str), "event_time": pd.Series(dtype="datetime64[ns, UTC]"), "c_cancel": pd.Series(dtype=float)})
+        cancel_items = pd.DataFrame(
+            {
+                "sku": pd.Series(dtype=str),
+                "event_time": pd.Series(dtype="datetime64[ns, UTC]"),
+                "c_cancel": pd.Series(dtype=float),
+            }
+        )
     query = lines[["order_id", "sku", "event_time"]]
-    asof = pd.merge_asof(query, lines[["sku", "event_time", "c_lines"]], on="event_time", by="sku", allow_exact_matches=False)
-    asof = pd.merge_asof(asof, cancel_items[["sku", "event_time", "c_cancel"]], on="event_time", by="sku", allow_exact_matches=False)
+    asof = pd.merge_asof(
+        query,
+        lines[["sku", "event_time", "c_lines"]],
+        on="event_time",
+        by="sku",
+        allow_exact_matches=False,
+    )
+    asof = pd.merge_asof(
+        asof,
+        cancel_items[["sku", "event_time", "c_cancel"]],
+        on="event_time",
+        by="sku",
+        allow_exact_matches=False,
+    )
     prior = history.skus.reindex(asof["sku"].to_numpy())
-    past_lines = asof["c_lines"].fillna(0).to_numpy() + pd.to_numeric(prior["lines"], errors="coerce").fillna(0).to_numpy(float)
-    past_cancels = asof["c_cancel"].fillna(0).to_numpy() + pd.to_numeric(prior["cancel_lines"], errors="coerce").fillna(0).to_numpy(float)
-    asof["rate"] = (past_cancels + 0.2) / (past_lines + 10.0)  # shrunk towards 2 % for rare products
+    past_lines = asof["c_lines"].fillna(0).to_numpy() + pd.to_numeric(
+        prior["lines"], errors="coerce"
+    ).fillna(0).to_numpy(float)
+    past_cancels = asof["c_cancel"].fillna(0).to_numpy() + pd.to_numeric(
+        prior["cancel_lines"], errors="coerce"
+    ).fillna(0).to_numpy(float)
+    asof["rate"] = (past_cancels + 0.2) / (
+        past_lines + 10.0
+    )  # shrunk towards 2 % for rare products
     asof["past_lines"] = past_lines
     g = asof.groupby("order_id")
     per_order = pd.DataFrame(
-        {"sku_cancel_rate_mean": g["rate"].mean(), "sku_cancel_rate_max": g["rate"].max(), "sku_past_orders_min": g["past_lines"].min()}
+        {
+            "sku_cancel_rate_mean": g["rate"].mean(),
+            "sku_cancel_rate_max": g["rate"].max(),
+            "sku_past_orders_min": g["past_lines"].min(),
+        }
     )
     return per_order.reindex(orders["order_id"].to_numpy()).reset_index(drop=True)
 
 
-def history_from(orders: pd.DataFrame, cancellations: pd.DataFrame, countries: dict[str, int]) -> RefundHistory:
+def history_from(
+    orders: pd.DataFrame, cancellations: pd.DataFrame, countries: dict[str, int]
+) -> RefundHistory:
     """Aggregates of past orders/cancellations, to score later orders with."""
-    o = orders.dropna(subset=["customer_id"]).assign(event_time=lambda d: pd.to_datetime(d["event_time"], utc=True))
+    o = orders.dropna(subset=["customer_id"]).assign(
+        event_time=lambda d: pd.to_datetime(d["event_time"], utc=True)
+    )
     customers = o.groupby("customer_id").agg(
-        orders=("order_id", "size"), amount_sum=("amount", "sum"), first_time=("event_time", "min"), last_time=("event_time", "max")
+        orders=("order_id", "size"),
+        amount_sum=("amount", "sum"),
+        first_time=("event_time", "min"),
+        last_time=("event_time", "max"),
     )
     c = cancellations.dropna(subset=["customer_id"])
     customers["cancellations"] = c.groupby("customer_id").size().reindex(customers.index).fillna(0)
@@ -252,7 +324,9 @@ class RetailOrders:
     labels: pd.Series
 
 
-def load_retail_orders(path: Path = RETAIL_PATH, horizon_days: int = LABEL_HORIZON_DAYS) -> RetailOrders:
+def load_retail_orders(
+    path: Path = RETAIL_PATH, horizon_days: int = LABEL_HORIZON_DAYS
+) -> RetailOrders:
     """Read the UCI file and label orders later cancelled by their customer.
 
     Each cancellation line (customer, sku) is matched to the customer's latest
@@ -261,7 +335,9 @@ def load_retail_orders(path: Path = RETAIL_PATH, horizon_days: int = LABEL_HORIZ
     """
     raw = pd.read_csv(path, dtype={"InvoiceNo": str, "StockCode": str})
     raw["event_time"] = pd.to_datetime(raw["InvoiceDate"], utc=True)
-    raw["customer_id"] = raw["CustomerID"].map(lambda v: None if pd.isna(v) else str(int(v))).astype("string")
+    raw["customer_id"] = (
+        raw["CustomerID"].map(lambda v: None if pd.isna(v) else str(int(v))).astype("string")
+    )
     raw["is_cancel"] = raw["InvoiceNo"].str.startswith("C")
     raw = raw[raw["StockCode"].notna()]
     sales = raw[~raw["is_cancel"] & (raw["Quantity"] > 0)]
@@ -270,14 +346,22 @@ def load_retail_orders(path: Path = RETAIL_PATH, horizon_days: int = LABEL_HORIZ
     orders = _invoices(sales)
     cancellations = _invoices(cancels.assign(Quantity=cancels["Quantity"].abs()))
 
-    lines = sales[["InvoiceNo", "customer_id", "StockCode", "event_time"]].dropna(subset=["customer_id"])
+    lines = sales[["InvoiceNo", "customer_id", "StockCode", "event_time"]].dropna(
+        subset=["customer_id"]
+    )
     lines = lines.drop_duplicates(["InvoiceNo", "StockCode"]).sort_values("event_time")
-    cl = cancels[["customer_id", "StockCode", "event_time"]].dropna(subset=["customer_id"]).sort_values("event_time")
+    cl = (
+        cancels[["customer_id", "StockCode", "event_time"]]
+        .dropna(subset=["customer_id"])
+        .sort_values("event_time")
+    )
     matched = pd.merge_asof(
         cl, lines.rename(columns={"event_time": "order_time"}),
         left_on="event_time", right_on="order_time", by=["customer_id", "StockCode"], direction="backward",
     )  # fmt: skip
-    within = matched["InvoiceNo"].notna() & (matched["event_time"] - matched["order_time"] <= pd.Timedelta(days=horizon_days))
+    within = matched["InvoiceNo"].notna() & (
+        matched["event_time"] - matched["order_time"] <= pd.Timedelta(days=horizon_days)
+    )
     positive = set(matched.loc[within, "InvoiceNo"])
     labels = orders["order_id"].isin(positive).astype(int)
     return RetailOrders(orders, cancellations, labels)
@@ -287,7 +371,10 @@ GENERATED_HISTORY_DAYS = 14
 
 
 def generated_orders(
-    days: int = GENERATED_HISTORY_DAYS, end: datetime | None = None, seed: int = 11, events_per_second: float = 1.0
+    days: int = GENERATED_HISTORY_DAYS,
+    end: datetime | None = None,
+    seed: int = 11,
+    events_per_second: float = 1.0,
 ) -> RetailOrders:
     """The playground shop's own order history: ``days`` of simulated traffic ending at ``end``.
 
@@ -299,20 +386,34 @@ def generated_orders(
     from lakehouse.generator.shop import Shop, ShopConfig
 
     end = end or datetime.now(UTC).replace(microsecond=0)
-    shop = Shop(ShopConfig(seed=seed, events_per_second=events_per_second), end - timedelta(days=days))
+    shop = Shop(
+        ShopConfig(seed=seed, events_per_second=events_per_second), end - timedelta(days=days)
+    )
     placed, reversed_at = [], {}
     for event in shop.events(end):
         payload = event["payload"]
         if event["event_type"] == "order_placed":
-            placed.append({key: payload[key] for key in ("order_id", "customer_id", "amount", "items", "country")} | {"event_time": event["event_time"]})
+            placed.append(
+                {
+                    key: payload[key]
+                    for key in ("order_id", "customer_id", "amount", "items", "country")
+                }
+                | {"event_time": event["event_time"]}
+            )
         elif event["event_type"] in ("refund_issued", "order_cancelled"):
             reversed_at.setdefault(payload["order_id"], event["event_time"])
-    orders = pd.DataFrame(placed, columns=["order_id", "customer_id", "event_time", "amount", "items", "country"])
+    orders = pd.DataFrame(
+        placed, columns=["order_id", "customer_id", "event_time", "amount", "items", "country"]
+    )
     orders["event_time"] = pd.to_datetime(orders["event_time"], utc=True)
     orders = orders.sort_values("event_time").reset_index(drop=True)
     reversal_time = pd.to_datetime(orders["order_id"].map(reversed_at), utc=True)
-    within = reversal_time.notna() & (reversal_time - orders["event_time"] <= pd.Timedelta(days=LABEL_HORIZON_DAYS))
-    cancellations = orders.loc[reversal_time.notna(), ["customer_id", "items"]].assign(event_time=reversal_time[reversal_time.notna()])
+    within = reversal_time.notna() & (
+        reversal_time - orders["event_time"] <= pd.Timedelta(days=LABEL_HORIZON_DAYS)
+    )
+    cancellations = orders.loc[reversal_time.notna(), ["customer_id", "items"]].assign(
+        event_time=reversal_time[reversal_time.notna()]
+    )
     cancellations = cancellations.sort_values("event_time").reset_index(drop=True)
     return RetailOrders(orders, cancellations, within.astype(int))
 
@@ -322,14 +423,21 @@ def generated_split(data: RetailOrders) -> dict[str, str]:
     the holdout (generated reversals come within minutes, so a day keeps labels apart)."""
     t = pd.to_datetime(data.orders["event_time"], utc=True)
     train_end = t.min() + (t.max() - t.min()) * 2 / 3
-    return {"train_end": train_end.isoformat(), "holdout_start": (train_end + pd.Timedelta(days=1)).isoformat(), "holdout_end": t.max().isoformat()}
+    return {
+        "train_end": train_end.isoformat(),
+        "holdout_start": (train_end + pd.Timedelta(days=1)).isoformat(),
+        "holdout_end": t.max().isoformat(),
+    }
 
 
 def _invoices(lines: pd.DataFrame) -> pd.DataFrame:
     lines = lines.assign(line_amount=lines["Quantity"] * lines["UnitPrice"])
     g = lines.groupby("InvoiceNo", sort=False)
     items = g[["StockCode", "Quantity", "UnitPrice"]].apply(
-        lambda d: [{"sku": s, "quantity": float(q), "unit_price": float(p)} for s, q, p in d.itertuples(index=False)]
+        lambda d: [
+            {"sku": s, "quantity": float(q), "unit_price": float(p)}
+            for s, q, p in d.itertuples(index=False)
+        ]
     )
     out = pd.DataFrame(
         {
@@ -344,7 +452,9 @@ def _invoices(lines: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values("event_time").reset_index(drop=True)
 
 
-def precision_at_budget(labels: np.ndarray, scores: np.ndarray, budget: float = REVIEW_BUDGET) -> float:
+def precision_at_budget(
+    labels: np.ndarray, scores: np.ndarray, budget: float = REVIEW_BUDGET
+) -> float:
     """Share of true positives among the top ``budget`` fraction of orders by score."""
     k = max(1, int(round(budget * len(scores))))
     top = np.argsort(-np.asarray(scores), kind="stable")[:k]
@@ -359,7 +469,9 @@ class RefundModel:
     history: RefundHistory
     review_threshold: float
 
-    def score(self, orders: pd.DataFrame, cancellations: pd.DataFrame | None = None) -> pd.DataFrame:
+    def score(
+        self, orders: pd.DataFrame, cancellations: pd.DataFrame | None = None
+    ) -> pd.DataFrame:
         """Refund risk of orders (see :func:`build_order_features` for the input).
 
         Returns:
@@ -368,7 +480,11 @@ class RefundModel:
         features = build_order_features(orders, cancellations, self.history)
         risk = self.classifier.predict_proba(features[FEATURES])[:, 1]
         return pd.DataFrame(
-            {"order_id": orders["order_id"].astype(str).to_numpy(), "refund_risk": risk, "review": risk >= self.review_threshold}
+            {
+                "order_id": orders["order_id"].astype(str).to_numpy(),
+                "refund_risk": risk,
+                "review": risk >= self.review_threshold,
+            }
         )
 
 
@@ -397,7 +513,9 @@ def train_refund_model(
         RefundHistory.empty().customers, RefundHistory.empty().skus, _country_codes(data.orders, train_end)))  # fmt: skip
     t = pd.to_datetime(data.orders["event_time"], utc=True)
     train = (t < pd.Timestamp(train_end, tz="UTC")).to_numpy()
-    hold = ((t >= pd.Timestamp(holdout_start, tz="UTC")) & (t < pd.Timestamp(holdout_end, tz="UTC"))).to_numpy()
+    hold = (
+        (t >= pd.Timestamp(holdout_start, tz="UTC")) & (t < pd.Timestamp(holdout_end, tz="UTC"))
+    ).to_numpy()
     y = data.labels.to_numpy()
     clf = HistGradientBoostingClassifier(
         max_iter=300, learning_rate=0.05, max_leaf_nodes=31, min_samples_leaf=40, l2_regularization=1.0,
@@ -405,12 +523,20 @@ def train_refund_model(
     )  # fmt: skip
     x = features[FEATURES].to_numpy()
     x_cat = x.copy()
-    x_cat[:, FEATURES.index("country_code")] = np.where(x_cat[:, FEATURES.index("country_code")] < 0, np.nan, x_cat[:, FEATURES.index("country_code")])
+    x_cat[:, FEATURES.index("country_code")] = np.where(
+        x_cat[:, FEATURES.index("country_code")] < 0,
+        np.nan,
+        x_cat[:, FEATURES.index("country_code")],
+    )
     started = time.perf_counter()
     clf.fit(x_cat[train], y[train])
     fit_seconds = time.perf_counter() - started
     risk = clf.predict_proba(x_cat[hold])[:, 1]
-    baseline = features["customer_cancel_rate"].fillna(features["customer_cancel_rate"].median()).to_numpy()[hold]
+    baseline = (
+        features["customer_cancel_rate"]
+        .fillna(features["customer_cancel_rate"].median())
+        .to_numpy()[hold]
+    )
     train_risk = clf.predict_proba(x_cat[train])[:, 1]
     metrics = {
         "holdout_roc_auc": float(roc_auc_score(y[hold], risk)),
@@ -428,7 +554,9 @@ def train_refund_model(
 
 
 def _country_codes(orders: pd.DataFrame, before: str) -> dict[str, int]:
-    seen = orders.loc[pd.to_datetime(orders["event_time"], utc=True) < pd.Timestamp(before, tz="UTC"), "country"]
+    seen = orders.loc[
+        pd.to_datetime(orders["event_time"], utc=True) < pd.Timestamp(before, tz="UTC"), "country"
+    ]
     return {c: i for i, c in enumerate(sorted(seen.dropna().unique()))}
 
 
@@ -455,7 +583,9 @@ class RefundRiskPyfunc(mlflow.pyfunc.PythonModel):
         with open(context.artifacts["model"], "rb") as fh:
             self.model = pickle.load(fh)  # noqa: S301 - our own artifact
 
-    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:  # noqa: ANN001
+    def predict(
+        self, context, model_input: pd.DataFrame, params: dict | None = None
+    ) -> pd.DataFrame:  # noqa: ANN001
         """Score orders."""
         return self.model.score(pd.DataFrame(model_input))
 
@@ -492,7 +622,10 @@ def register_refund_model(
             "country": ["United Kingdom"],
         }
     )  # fmt: skip
-    with mlflow.start_run(run_name=f"refund-risk-{time.strftime('%Y%m%d-%H%M%S')}"), tempfile.TemporaryDirectory() as tmp:
+    with (
+        mlflow.start_run(run_name=f"refund-risk-{time.strftime('%Y%m%d-%H%M%S')}"),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         mlflow.log_params({
             "label_horizon_days": LABEL_HORIZON_DAYS, "review_budget": REVIEW_BUDGET, "features": ",".join(FEATURES),
             "training_data": training_data,
@@ -511,7 +644,9 @@ def register_refund_model(
     return version
 
 
-def load_refund_model(alias: str = "champion", *, tracking_uri: str | None = None, model_name: str = MODEL_NAME) -> RefundModel:
+def load_refund_model(
+    alias: str = "champion", *, tracking_uri: str | None = None, model_name: str = MODEL_NAME
+) -> RefundModel:
     """The registered :class:`RefundModel` behind an alias."""
     from models.registry import _use
 

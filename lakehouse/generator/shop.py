@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import heapq
 import math
-import zlib
 import random
 import uuid
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -132,7 +132,9 @@ class Shop:
             for i in range(config.products)
         ]
         self.campaigns = [
-            Campaign(f"cmp-{i:02d}", self.rng.choice(CHANNELS), round(self.rng.uniform(0.2, 1.5), 2))
+            Campaign(
+                f"cmp-{i:02d}", self.rng.choice(CHANNELS), round(self.rng.uniform(0.2, 1.5), 2)
+            )
             for i in range(config.campaigns)
         ]
         self.customers = [f"cust-{i:05d}" for i in range(2000)]
@@ -154,7 +156,9 @@ class Shop:
 
     def _schedule(self, at: datetime, event_type: str, payload: dict[str, Any]) -> None:
         self._seq += 1
-        heapq.heappush(self._queue, _Scheduled(at, self._seq, self._envelope(event_type, at, payload)))
+        heapq.heappush(
+            self._queue, _Scheduled(at, self._seq, self._envelope(event_type, at, payload))
+        )
 
     # -- the funnel -----------------------------------------------------------------------
     def _session(self, at: datetime) -> None:
@@ -165,7 +169,12 @@ class Shop:
         country = rng.choices(COUNTRIES, COUNTRY_WEIGHTS)[0]
         device = rng.choices(DEVICES, (0.45, 0.48, 0.07))[0]
         campaign = rng.choice(self.campaigns) if rng.random() < 0.3 else None
-        common = {"session_id": session_id, "anonymous_id": anonymous_id, "customer_id": customer, "country": country}
+        common = {
+            "session_id": session_id,
+            "anonymous_id": anonymous_id,
+            "customer_id": customer,
+            "country": country,
+        }
         t = at
         if campaign is not None:
             campaign.clicks_since_report += 1
@@ -186,17 +195,30 @@ class Shop:
             t += timedelta(seconds=rng.uniform(2, 25))
             if rng.random() < 0.55:
                 product = rng.choice(self.products)
-                self._schedule(t, "product_view", {**common, "sku": product.sku, "price": product.price})
+                self._schedule(
+                    t, "product_view", {**common, "sku": product.sku, "price": product.price}
+                )
                 t += timedelta(seconds=rng.uniform(2, 20))
                 if rng.random() < 0.22:
                     quantity = rng.choice((1, 1, 1, 2, 3))
                     cart.append((product, quantity))
-                    self._schedule(t, "add_to_cart", {**common, "sku": product.sku, "quantity": quantity, "price": product.price})
+                    self._schedule(
+                        t,
+                        "add_to_cart",
+                        {
+                            **common,
+                            "sku": product.sku,
+                            "quantity": quantity,
+                            "price": product.price,
+                        },
+                    )
                     t += timedelta(seconds=rng.uniform(1, 10))
         if not cart or rng.random() > 0.6:
             return
         cart_value = round(sum(p.price * q for p, q in cart), 2)
-        self._schedule(t, "checkout_started", {**common, "cart_value": cart_value, "currency": "EUR"})
+        self._schedule(
+            t, "checkout_started", {**common, "cart_value": cart_value, "currency": "EUR"}
+        )
         t += timedelta(seconds=rng.uniform(10, 60))
         if rng.random() > 0.7:
             return
@@ -282,7 +304,10 @@ class Shop:
 
     def _ad_costs(self, at: datetime) -> None:
         for campaign in self.campaigns:
-            spend = round(campaign.clicks_since_report * campaign.cost_per_click * self.rng.uniform(0.8, 1.2), 2)
+            spend = round(
+                campaign.clicks_since_report * campaign.cost_per_click * self.rng.uniform(0.8, 1.2),
+                2,
+            )
             campaign.clicks_since_report = 0
             self._schedule(at, "ad_cost", {
                 "campaign_id": campaign.campaign_id, "channel": campaign.channel, "amount": spend,

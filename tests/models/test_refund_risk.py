@@ -15,10 +15,15 @@ def playground_orders() -> pd.DataFrame:
         {
             "order_id": ["o1", "o2", "o3"],
             "customer_id": ["c1", "c1", None],
-            "event_time": pd.to_datetime(["2024-05-01 10:00", "2024-05-03 18:30", "2024-05-02 09:00"], utc=True),
+            "event_time": pd.to_datetime(
+                ["2024-05-01 10:00", "2024-05-03 18:30", "2024-05-02 09:00"], utc=True
+            ),
             "amount": [30.0, 12.0, 99.0],
             "items": [
-                [{"sku": "A", "quantity": 2, "unit_price": 10.0}, {"sku": "B", "quantity": 1, "unit_price": 10.0}],
+                [
+                    {"sku": "A", "quantity": 2, "unit_price": 10.0},
+                    {"sku": "B", "quantity": 1, "unit_price": 10.0},
+                ],
                 [{"sku": "A", "quantity": 1, "unit_price": 12.0}],
                 '[{"sku": "C", "quantity": 3, "unit_price": 33.0}]',
             ],
@@ -36,7 +41,10 @@ def test_features_use_only_the_past() -> None:
     f = rr.build_order_features(playground_orders(), cancellations)
     assert list(f.columns) == rr.FEATURES
     assert f.loc[0, "customer_past_orders"] == 0 and f.loc[1, "customer_past_orders"] == 1
-    assert f.loc[0, "customer_past_cancellations"] == 0 and f.loc[1, "customer_past_cancellations"] == 1
+    assert (
+        f.loc[0, "customer_past_cancellations"] == 0
+        and f.loc[1, "customer_past_cancellations"] == 1
+    )
     assert f.loc[1, "days_since_last_order"] == pytest.approx(2.3541, abs=1e-3)
     # Product A: no past line for o1; for o2 one past line (o1) and one past cancellation.
     assert f.loc[1, "sku_cancel_rate_max"] > f.loc[0, "sku_cancel_rate_max"]
@@ -55,8 +63,14 @@ def test_precision_at_budget() -> None:
 def test_classifier_beats_trivial_baselines_on_a_time_split(shared_data, tracking_uri: str) -> None:
     data = rr.load_retail_orders(shared_data / "online-retail" / "online_retail.csv.gz")
     # A sample: ~60 % of customers (stable hash of the id), all their orders.
-    keep = pd.util.hash_pandas_object(data.orders["customer_id"].fillna("guest"), index=False) % 5 < 3
-    sample = rr.RetailOrders(data.orders[keep].reset_index(drop=True), data.cancellations, data.labels[keep].reset_index(drop=True))
+    keep = (
+        pd.util.hash_pandas_object(data.orders["customer_id"].fillna("guest"), index=False) % 5 < 3
+    )
+    sample = rr.RetailOrders(
+        data.orders[keep].reset_index(drop=True),
+        data.cancellations,
+        data.labels[keep].reset_index(drop=True),
+    )
     training = rr.train_refund_model(sample)
     m = training.metrics
     assert m["holdout_roc_auc"] > 0.65
@@ -80,7 +94,10 @@ def test_without_retail_data_the_model_learns_from_generated_history() -> None:
     assert data.orders["event_time"].is_monotonic_increasing
     # Labels are the generator's refunds/cancellations: serial returners and troubled products
     # carry more of them, and the base rate stays near the simulated one.
-    risk = [refund_probability(c, [i["sku"] for i in items]) for c, items in zip(data.orders["customer_id"], data.orders["items"], strict=True)]
+    risk = [
+        refund_probability(c, [i["sku"] for i in items])
+        for c, items in zip(data.orders["customer_id"], data.orders["items"], strict=True)
+    ]
     high = np.asarray(risk) > 0.1
     assert data.labels[high].mean() > 2 * data.labels[~high].mean()
     training = rr.train_refund_model(data, **rr.generated_split(data))
