@@ -47,6 +47,8 @@ KPI_CURRENT = "gold.kpi_current"
 SESSIONS = "gold.sessions"
 ORDER_PAYMENTS = "gold.order_payments"
 FRESHNESS = "ops.freshness"
+JOB_STATUS = "ops.job_status"
+PIPELINE_HEALTH = "ops.pipeline_health"
 
 KPI_KEY = ("kpi", "grain", "window_start", "dimension")
 LINEAGE_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "ingested_at")
@@ -157,8 +159,25 @@ def silver_events_schema(catalog: Catalog) -> T.StructType:
     envelope = [f.name for f in catalog.envelope]
     ordered = [fields[n] for n in envelope] + [T.StructField("domain", T.StringType(), False)]
     ordered += [f for n, f in fields.items() if n not in envelope]
-    ordered += [f for f in catalog.silver_schema(next(iter(catalog.domains))).fields if f.name in LINEAGE_COLUMNS]
+    ordered += [
+        f
+        for f in catalog.silver_schema(next(iter(catalog.domains))).fields
+        if f.name in LINEAGE_COLUMNS
+    ]
     return T.StructType(ordered)
+
+
+# A job's state: running, failed (waiting for its restart), restarting or stopped.
+JOB_STATUS_SCHEMA = T.StructType(
+    [
+        T.StructField("job", T.StringType(), False),
+        T.StructField("state", T.StringType(), False),
+        T.StructField("failures", T.IntegerType(), False),
+        T.StructField("error", T.StringType(), True),
+        T.StructField("restart_at", T.TimestampType(), True),
+        T.StructField("recorded_at", T.TimestampType(), False),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -201,30 +220,54 @@ def domain_view(catalog: Catalog, domain: str) -> ViewSpec:
 
     table = catalog.domains[domain].table
     sql = f"SELECT {', '.join(f'`{c}`' for c in columns)} FROM {{base}} WHERE domain = '{domain}'"
-    return ViewSpec(f"silver.{table}", SILVER_EVENTS, f"silver.events where domain = '{domain}'", spark, arrow, sql)
+    return ViewSpec(
+        f"silver.{table}",
+        SILVER_EVENTS,
+        f"silver.events where domain = '{domain}'",
+        spark,
+        arrow,
+        sql,
+    )
 
 
-def latest_kpi_rows(updates: DataFrame) -> DataFrame:
-    """The current row of each (kpi, grain, window_start, dimension): its latest update."""
-    newest_first = Window.partitionBy(*KPI_KEY).orderBy(F.col("computed_at").desc())
-    return updates.withColumn("_rank", F.row_number().over(newest_first)).where("_rank = 1").drop("_rank")
+def latest_per_key_view(
+    logical: str, base: str, key: tuple[str, ...], order_by: str, columns: list[str]
+) -> ViewSpec:
+    """A view of an append-only log: the latest row of each ``key`` by ``order_by``."""
+
+    def spark(log: DataFrame) -> DataFrame:
+        newest_first = Window.partitionBy(*key).orderBy(F.col(order_by).desc())
+        return (
+            log.withColumn("_rank", F.row_number().over(newest_first))
+            .where("_rank = 1")
+            .drop("_rank")
+        )
+
+    def arrow(log: pa.Table) -> pa.Table:
+        if log.num_rows == 0:
+            return log
+        latest = (
+            log.to_pandas()
+            .sort_values(order_by, kind="stable")
+            .drop_duplicates(list(key), keep="last")
+        )
+        return pa.Table.from_pandas(latest, schema=log.schema, preserve_index=False)
+
+    sql = (
+        f"SELECT {', '.join(columns)} FROM (SELECT *, row_number() OVER "
+        f"(PARTITION BY {', '.join(key)} ORDER BY {order_by} DESC) AS _rank FROM {{base}}) WHERE _rank = 1"
+    )
+    return ViewSpec(
+        logical, base, f"latest row of each ({', '.join(key)}) of {base}", spark, arrow, sql
+    )
 
 
-def latest_kpi_rows_arrow(updates: pa.Table) -> pa.Table:
-    """:func:`latest_kpi_rows` for Arrow tables (delta-rs readers: the app, tests, benches)."""
-    if updates.num_rows == 0:
-        return updates
-    frame = updates.to_pandas().sort_values("computed_at", kind="stable")
-    latest = frame.drop_duplicates(list(KPI_KEY), keep="last")
-    return pa.Table.from_pandas(latest, schema=updates.schema, preserve_index=False)
-
-
-KPI_CURRENT_VIEW = ViewSpec(
-    KPI_CURRENT, KPI, "latest row of each (kpi, grain, window_start, dimension) of gold.kpi",
-    latest_kpi_rows, latest_kpi_rows_arrow,
-    f"SELECT {', '.join(KPI_SCHEMA.fieldNames())} FROM (SELECT *, row_number() OVER "
-    f"(PARTITION BY {', '.join(KPI_KEY)} ORDER BY computed_at DESC) AS _rank FROM {{base}}) WHERE _rank = 1",
-)  # fmt: skip
+KPI_CURRENT_VIEW = latest_per_key_view(
+    KPI_CURRENT, KPI, KPI_KEY, "computed_at", KPI_SCHEMA.fieldNames()
+)
+PIPELINE_HEALTH_VIEW = latest_per_key_view(
+    PIPELINE_HEALTH, JOB_STATUS, ("job",), "recorded_at", JOB_STATUS_SCHEMA.fieldNames()
+)
 
 
 @cache
@@ -243,8 +286,12 @@ def registry() -> dict[str, TableSpec | ViewSpec]:
         TableSpec(SESSIONS, SESSIONS_SCHEMA, SESSIONS_QUERY, "closed visitor sessions"),
         TableSpec(ORDER_PAYMENTS, ORDER_PAYMENTS_SCHEMA, ORDER_PAYMENTS_QUERY, "orders joined with payment attempts"),
         TableSpec(FRESHNESS, FRESHNESS_SCHEMA, PIPELINE_WRITER, "progress of every streaming query"),
+        TableSpec(JOB_STATUS, JOB_STATUS_SCHEMA, PIPELINE_WRITER, "state changes of every pipeline job (see ops.pipeline_health)"),
     ]  # fmt: skip
-    views = [domain_view(catalog, d) for d in catalog.domains] + [KPI_CURRENT_VIEW]
+    views = [domain_view(catalog, d) for d in catalog.domains] + [
+        KPI_CURRENT_VIEW,
+        PIPELINE_HEALTH_VIEW,
+    ]
     return {spec.logical: spec for spec in [*tables, *views]}
 
 

@@ -9,7 +9,8 @@ own task with ``--jobs``. The jobs:
 - ``detect``, ``refund_risk``, ``cdc``: side queries of their own.
 
 The first two are the KPI path: if one fails, the pipeline stops with its error. A side query
-that fails is restarted with exponential backoff and never takes the KPI path down. Each
+that fails is restarted with exponential backoff and never takes the KPI path down; the failure
+is on ``ops.pipeline_health`` and opens an alert (:mod:`spark_jobs.health`). Each
 query runs in its own FAIR scheduler pool; ``conf/fairscheduler.xml`` weights the KPI path
 above the side queries. Delta maintenance runs in a thread of its own
 (:mod:`spark_jobs.maintenance`). Stopping is graceful: queries finish their micro-batch.
@@ -22,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
@@ -34,6 +35,7 @@ from lakehouse.freshness import ProgressTracker
 from lakehouse.registry import FRESHNESS, PIPELINE_WRITER, TableSpec, registry, tables_written_by
 from lakehouse.tables import ensure_declared, register_views
 from spark_jobs import bronze, gold, hot_path
+from spark_jobs.health import FAILED, RUNNING, STARTING, STOPPED, JobHealth
 from spark_jobs.io import append_idempotent
 from spark_jobs.maintenance import TableMaintenance
 
@@ -45,31 +47,45 @@ FRESHNESS_TABLE = FRESHNESS
 Starter = Callable[[SparkSession, Settings, Catalog, KpiContracts, bool], list[StreamingQuery]]
 
 
-def _bronze(spark: SparkSession, s: Settings, c: Catalog, k: KpiContracts, now: bool) -> list[StreamingQuery]:
+def _bronze(
+    spark: SparkSession, s: Settings, c: Catalog, k: KpiContracts, now: bool
+) -> list[StreamingQuery]:
     return [bronze.run(spark, s, c, available_now=now)]
 
 
-def _silver_gold(spark: SparkSession, s: Settings, c: Catalog, k: KpiContracts, now: bool) -> list[StreamingQuery]:
+def _silver_gold(
+    spark: SparkSession, s: Settings, c: Catalog, k: KpiContracts, now: bool
+) -> list[StreamingQuery]:
     return [hot_path.run(spark, s, c, k, available_now=now)]
 
 
-def _gold(spark: SparkSession, s: Settings, c: Catalog, k: KpiContracts, now: bool) -> list[StreamingQuery]:
-    return gold.run(spark, s, c, k, available_now=now, session_gap=f"{s.streaming.session_gap_seconds} seconds")
+def _gold(
+    spark: SparkSession, s: Settings, c: Catalog, k: KpiContracts, now: bool
+) -> list[StreamingQuery]:
+    return gold.run(
+        spark, s, c, k, available_now=now, session_gap=f"{s.streaming.session_gap_seconds} seconds"
+    )
 
 
-def _cdc(spark: SparkSession, s: Settings, c: Catalog, k: KpiContracts, now: bool) -> list[StreamingQuery]:
+def _cdc(
+    spark: SparkSession, s: Settings, c: Catalog, k: KpiContracts, now: bool
+) -> list[StreamingQuery]:
     from spark_jobs import cdc  # the CDC mirror needs the shop database's Debezium topics
 
     return [cdc.run(spark, s, available_now=now)]
 
 
-def _detect(spark: SparkSession, s: Settings, c: Catalog, k: KpiContracts, now: bool) -> list[StreamingQuery]:
+def _detect(
+    spark: SparkSession, s: Settings, c: Catalog, k: KpiContracts, now: bool
+) -> list[StreamingQuery]:
     from spark_jobs import detect  # loads MLflow models: only when asked for
 
     return detect.run(spark, s, c, k, available_now=now)
 
 
-def _refund_risk(spark: SparkSession, s: Settings, c: Catalog, k: KpiContracts, now: bool) -> list[StreamingQuery]:
+def _refund_risk(
+    spark: SparkSession, s: Settings, c: Catalog, k: KpiContracts, now: bool
+) -> list[StreamingQuery]:
     from spark_jobs import refund_risk
 
     return refund_risk.run(spark, s, c, k, available_now=now)
@@ -93,7 +109,9 @@ def _check(jobs: Sequence[str]) -> None:
         raise ValueError(f"unknown jobs {sorted(unknown)}; choose from {list(STARTERS)}")
 
 
-def prepare_tables(spark: SparkSession, settings: Settings, catalog: Catalog, jobs: Sequence[str] = JOBS) -> None:
+def prepare_tables(
+    spark: SparkSession, settings: Settings, catalog: Catalog, jobs: Sequence[str] = JOBS
+) -> None:
     """Create every declared table up front (before any query starts: a table property
     change during a commit would fail one of the two), so readers can start first."""
     for spec in registry().values():
@@ -151,34 +169,48 @@ def drain(
     prepare_tables(spark, settings, catalog, jobs)
     finished: dict[str, StreamingQuery] = {}
     for wave in DRAIN_WAVES:
-        running = [q for job in wave if job in jobs for q in STARTERS[job](spark, settings, catalog, contracts, True)]
+        running = [
+            q
+            for job in wave
+            if job in jobs
+            for q in STARTERS[job](spark, settings, catalog, contracts, True)
+        ]
         for query in running:
             query.awaitTermination()
             finished[query.name] = query
     return finished
 
 
-def record_freshness(spark: SparkSession, settings: Settings, tracker: ProgressTracker, sequence: int) -> None:
+def record_freshness(
+    spark: SparkSession, settings: Settings, tracker: ProgressTracker, sequence: int
+) -> None:
     """Append the latest progress of every query to ``ops.freshness``."""
     from lakehouse.freshness import FRESHNESS_SCHEMA
 
     rows = [p.as_row() for p in tracker.snapshot()]
     if rows:
         frame = spark.createDataFrame(rows, FRESHNESS_SCHEMA)
-        append_idempotent(frame, settings, FRESHNESS_TABLE, PIPELINE_WRITER + "_freshness", sequence)
+        append_idempotent(
+            frame, settings, FRESHNESS_TABLE, PIPELINE_WRITER + "_freshness", sequence
+        )
 
 
 @dataclass
 class RunningJob:
-    """A job's queries and, for a side job, when it may be restarted after a failure."""
+    """A job's queries, its state (see :mod:`spark_jobs.health`) and, for a side job, when it
+    may be restarted after a failure."""
 
     name: str
     queries: list[StreamingQuery]
     failures: int = 0
     restart_at: float | None = None
+    state: str = STARTING
 
     def failed(self) -> StreamingQuery | None:
         return next((q for q in self.queries if not q.isActive), None)
+
+    def progressing(self) -> bool:
+        return bool(self.queries) and all(q.lastProgress for q in self.queries)
 
     def stop(self) -> None:
         for query in self.queries:
@@ -203,19 +235,29 @@ def run_until_stopped(
     freshness_every_s: float = 10.0,
 ) -> None:
     """Run the jobs until ``stop`` is set or a KPI-path query fails (its error is raised);
-    side jobs that fail are restarted with backoff."""
+    side jobs that fail are restarted with backoff and reported (``ops.pipeline_health``,
+    a ``pipeline_job_failed`` alert)."""
     _check(jobs)
     stop = stop or threading.Event()
     tracker = install_tracker(spark, settings)
     prepare_tables(spark, settings, catalog, jobs)
+    health = JobHealth(spark, settings)
     running: dict[str, RunningJob] = {}
     for job in [j for j in STARTERS if j in jobs]:
         if job in KPI_PATH:
-            running[job] = RunningJob(job, STARTERS[job](spark, settings, catalog, contracts, False))
+            running[job] = RunningJob(
+                job, STARTERS[job](spark, settings, catalog, contracts, False)
+            )
+            health.report(job, STARTING)
         else:  # a side job that cannot start is retried by supervise()
             running[job] = RunningJob(job, [], restart_at=time.monotonic())
     log.info("started %s", ", ".join(q.name for r in running.values() for q in r.queries))
-    maintained = [t.logical for job in running.values() for q in job.queries for t in tables_written_by(q.name)]
+    maintained = [
+        t.logical
+        for job in running.values()
+        for q in job.queries
+        for t in tables_written_by(q.name)
+    ]
     maintenance = TableMaintenance(spark, settings, [*maintained, FRESHNESS_TABLE])
     if settings.maintenance.enabled:
         maintenance.start()
@@ -223,43 +265,75 @@ def run_until_stopped(
     try:
         while not stop.is_set():
             for job in running.values():
-                supervise(job, spark, settings, catalog, contracts)
+                supervise(job, spark, settings, catalog, contracts, health)
             if time.monotonic() >= next_snapshot:
                 # A monotonically increasing txnVersion across restarts: milliseconds since epoch.
-                record_freshness(spark, settings, tracker, int(datetime.now(UTC).timestamp() * 1000))
+                record_freshness(
+                    spark, settings, tracker, int(datetime.now(UTC).timestamp() * 1000)
+                )
                 next_snapshot = time.monotonic() + freshness_every_s
             stop.wait(0.5)
     finally:
         maintenance.stop()
         for job in running.values():
             job.stop()
+            health.report(job.name, STOPPED, job.failures)
 
 
-def supervise(job: RunningJob, spark: SparkSession, settings: Settings, catalog: Catalog, contracts: KpiContracts) -> None:
-    """Raise if a KPI-path query stopped; restart a failed side job once its backoff is over."""
+def supervise(
+    job: RunningJob,
+    spark: SparkSession,
+    settings: Settings,
+    catalog: Catalog,
+    contracts: KpiContracts,
+    health: JobHealth,
+) -> None:
+    """Raise if a KPI-path query stopped; restart a failed side job once its backoff is over;
+    report every change of the job's state to ``health``."""
     now = time.monotonic()
     if job.restart_at is not None:
         if now < job.restart_at:
             return
-        log.warning("restarting side job %s (failure %d)", job.name, job.failures)
+        log.warning("starting side job %s (after %d failures)", job.name, job.failures)
         job.restart_at = None
         try:
             job.queries = STARTERS[job.name](spark, settings, catalog, contracts, False)
-        except Exception:  # noqa: BLE001 - a side job that cannot start waits and tries again
+        except Exception as error:  # noqa: BLE001 - a side job that cannot start waits and tries again
             log.exception("side job %s could not start", job.name)
             job.queries = []
-            job.failures += 1
-            job.restart_at = now + backoff_seconds(job.failures)
+            _failed(job, error, health, now)
+            return
+        _set_state(job, STARTING, health)
         return
     dead = job.failed()
     if dead is None:
-        if job.failures and all(q.lastProgress for q in job.queries):
-            job.failures = 0  # it has made progress again
+        if job.state != RUNNING and job.progressing():
+            job.failures = 0  # it has made progress (again)
+            _set_state(job, RUNNING, health)
         return
     error = dead.exception()
     if job.name in KPI_PATH:
+        health.report(job.name, FAILED, job.failures + 1, error)
         raise RuntimeError(f"query {dead.name} stopped: {error}")
     job.stop()
+    log.error("side query %s of job %s failed: %s", dead.name, job.name, error)
+    _failed(job, error, health, now)
+
+
+def _failed(job: RunningJob, error: object, health: JobHealth, now: float) -> None:
     job.failures += 1
     job.restart_at = now + backoff_seconds(job.failures)
-    log.error("side query %s failed (%s); restarting job %s in %.0fs", dead.name, error, job.name, job.restart_at - now)
+    job.state = FAILED
+    restart_at = datetime.now(UTC) + timedelta(seconds=job.restart_at - now)
+    log.error(
+        "side job %s failed %d time(s) in a row; restarting in %.0fs",
+        job.name,
+        job.failures,
+        job.restart_at - now,
+    )
+    health.report(job.name, FAILED, job.failures, error, restart_at)
+
+
+def _set_state(job: RunningJob, state: str, health: JobHealth) -> None:
+    job.state = state
+    health.report(job.name, state, job.failures)
