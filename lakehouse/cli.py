@@ -25,7 +25,9 @@ from lakehouse import REPO_ROOT
 from lakehouse.config import Settings, load_settings
 
 app = typer.Typer(help="trivas: real-time e-commerce analytics lakehouse.", no_args_is_help=True)
-kafka_app = typer.Typer(help="The Kafka broker (local KRaft, or an external cluster).", no_args_is_help=True)
+kafka_app = typer.Typer(
+    help="The Kafka broker (local KRaft, or an external cluster).", no_args_is_help=True
+)
 pipeline_app = typer.Typer(help="The streaming pipeline.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(pipeline_app, name="pipeline")
@@ -58,7 +60,9 @@ def kafka_up(env: str = typer.Option(None, help="environment (conf/<env>.yaml)")
     from lakehouse.runtime import kafka
 
     status = kafka.up(_settings(env), catalog())
-    console.print(f"kafka at {status.bootstrap} (pid {status.pid}); topics: {', '.join(status.topics)}")
+    console.print(
+        f"kafka at {status.bootstrap} (pid {status.pid}); topics: {', '.join(status.topics)}"
+    )
 
 
 @kafka_app.command("down")
@@ -86,13 +90,21 @@ def kafka_status(env: str = typer.Option(None)) -> None:
 
 @app.command()
 def generate(
-    rate: float = typer.Option(None, help="clean events per second (default: conf generator.events_per_second)"),
+    rate: float = typer.Option(
+        None, help="clean events per second (default: conf generator.events_per_second)"
+    ),
     duration: float = typer.Option(0, help="seconds of event time to generate; 0 = until Ctrl-C"),
     seed: int = typer.Option(None, help="random seed (default: conf generator.seed)"),
-    live: bool = typer.Option(True, "--live/--fast", help="send at arrival time, or as fast as possible"),
+    live: bool = typer.Option(
+        True, "--live/--fast", help="send at arrival time, or as fast as possible"
+    ),
     start: str = typer.Option(None, help="ISO start of event time (default: now)"),
-    ledger: Path = typer.Option(None, help="write every delivery and its expected fate as JSON lines"),
-    shop_db: bool = typer.Option(False, "--shop-db", help="also write orders and stock to the shop's PostgreSQL (CDC source)"),
+    ledger: Path = typer.Option(
+        None, help="write every delivery and its expected fate as JSON lines"
+    ),
+    shop_db: bool = typer.Option(
+        False, "--shop-db", help="also write orders and stock to the shop's PostgreSQL (CDC source)"
+    ),
     env: str = typer.Option(None),
 ) -> None:
     """Playground traffic: a simulated shop with duplicates, late, out-of-order and malformed records."""
@@ -105,9 +117,22 @@ def generate(
     conf = settings.generator
     begin = datetime.fromisoformat(start) if start else datetime.now(UTC)
     until = begin + timedelta(seconds=duration) if duration else datetime.max.replace(tzinfo=UTC)
-    shop = Shop(ShopConfig(seed=seed if seed is not None else conf.seed, events_per_second=rate or conf.events_per_second), begin)
-    faults = FaultConfig(conf.duplicate_fraction, conf.out_of_order_fraction, conf.late_fraction, conf.malformed_fraction)
-    stream = deliveries(shop.events(until), catalog(), settings.kafka.topic_prefix, faults, shop.config.seed)
+    shop = Shop(
+        ShopConfig(
+            seed=seed if seed is not None else conf.seed,
+            events_per_second=rate or conf.events_per_second,
+        ),
+        begin,
+    )
+    faults = FaultConfig(
+        conf.duplicate_fraction,
+        conf.out_of_order_fraction,
+        conf.late_fraction,
+        conf.malformed_fraction,
+    )
+    stream = deliveries(
+        shop.events(until), catalog(), settings.kafka.topic_prefix, faults, shop.config.seed
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     ledger_file = ledger.open("w") if ledger else None
@@ -123,8 +148,15 @@ def generate(
         # The shop's own database sees every clean event once (apply_event is idempotent).
         if shop_database is not None and delivery.event is not None:
             shop_database.apply_event(delivery.event)
+
     try:
-        stats = send(stream, make_producer(settings.kafka_bootstrap()), live=live, stop=stop.is_set, on_sent=on_sent)
+        stats = send(
+            stream,
+            make_producer(settings.kafka_bootstrap()),
+            live=live,
+            stop=stop.is_set,
+            on_sent=on_sent,
+        )
     except KeyboardInterrupt:
         return
     finally:
@@ -140,8 +172,13 @@ def generate(
 
 @pipeline_app.command("run")
 def pipeline_run(
-    jobs: str = typer.Option("bronze,silver_gold,gold", help="comma-separated subset of bronze,silver_gold,gold,detect,refund_risk,cdc"),
-    available_now: bool = typer.Option(False, "--available-now", help="process what is there through every layer, then stop"),
+    jobs: str = typer.Option(
+        "bronze,silver_gold,gold",
+        help="comma-separated subset of bronze,silver_gold,gold,detect,refund_risk,cdc",
+    ),
+    available_now: bool = typer.Option(
+        False, "--available-now", help="process what is there through every layer, then stop"
+    ),
     env: str = typer.Option(None),
 ) -> None:
     """Run the streaming queries in one Spark application until Ctrl-C."""
@@ -150,7 +187,9 @@ def pipeline_run(
     from lakehouse.runtime.spark import get_spark
     from spark_jobs import pipeline
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     settings = _settings(env)
     chosen = [j.strip() for j in jobs.split(",") if j.strip()]
     spark = get_spark(settings)
@@ -189,35 +228,79 @@ def demo(
     env: str = typer.Option(None),
 ) -> None:
     """The playground: broker, traffic, pipeline and app; Ctrl-C stops everything."""
-    from lakehouse.catalog import catalog
-    from lakehouse.runtime import kafka
-    from lakehouse.runtime.processes import port_open, wait_until
-
     settings = _settings(env)
     logs = settings.path(settings.paths.logs)
     logs.mkdir(parents=True, exist_ok=True)
-    from lakehouse.ingest import cdc
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    from lakehouse.runtime.processes import STOP_SIGNALS, stop_on_signals
 
+    # From the first step on, a supervisor's SIGTERM or a closed terminal's SIGHUP stops
+    # everything as Ctrl-C does, even while the broker or the database is still starting.
+    stop_on_signals()
+    try:
+        _run_playground(settings, env, rate, seconds, children)
+    except KeyboardInterrupt:
+        console.print("stopping…")
+    finally:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)  # a second signal must not cut the cleanup short
+        _stop_playground(settings, children)
+        console.print("stopped.")
+
+
+def _run_playground(
+    settings: Settings,
+    env: str | None,
+    rate: float | None,
+    seconds: float,
+    children: dict[str, subprocess.Popen[bytes]],
+) -> None:
+    """Start the broker, CDC, champions, pipeline, generator and app; supervise until the end."""
+    from lakehouse.catalog import catalog
+    from lakehouse.ingest import cdc
+    from lakehouse.runtime import kafka
+    from lakehouse.runtime.processes import port_open, recording_child, wait_until
+    from models.champion import ensure_champions
+
+    logs = settings.path(settings.paths.logs)
     status = kafka.up(settings, catalog())
     console.print(f"[green]kafka[/] {status.bootstrap}")
     cdc_status = cdc.up(settings)
-    console.print(f"[green]cdc[/]      shop PostgreSQL {cdc_status.postgres} → Debezium ({cdc_status.connector}) → Kafka")
+    console.print(
+        f"[green]cdc[/]      shop PostgreSQL {cdc_status.postgres} → Debezium ({cdc_status.connector}) → Kafka"
+    )
     trivas = [sys.executable, "-m", "lakehouse.cli"]
     env_args = ["--env", env] if env else []
     rate_args = ["--rate", str(rate)] if rate else []
-    children: dict[str, subprocess.Popen[bytes]] = {}
 
     def spawn(name: str, command: list[str]) -> None:
         log_file = (logs / f"{name}.log").open("ab")
-        children[name] = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        with recording_child():
+            children[name] = subprocess.Popen(
+                command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
-    from models.champion import ensure_champions
-
-    console.print("[green]models[/]   registering the anomaly and refund-risk champions if missing…")
+    console.print(
+        "[green]models[/]   registering the anomaly and refund-risk champions if missing…"
+    )
     if settings.mlflow.tracking_uri.startswith("sqlite:///"):
-        Path(settings.mlflow.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    ensure_champions(settings.mlflow.tracking_uri, settings.mlflow.anomaly_model, settings.mlflow.refund_model)
-    spawn("pipeline", [*trivas, "pipeline", "run", "--jobs", "bronze,silver_gold,gold,detect,refund_risk,cdc", *env_args])
+        Path(settings.mlflow.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
+            parents=True, exist_ok=True
+        )
+    ensure_champions(
+        settings.mlflow.tracking_uri, settings.mlflow.anomaly_model, settings.mlflow.refund_model
+    )
+    spawn(
+        "pipeline",
+        [
+            *trivas,
+            "pipeline",
+            "run",
+            "--jobs",
+            "bronze,silver_gold,gold,detect,refund_risk,cdc",
+            *env_args,
+        ],
+    )
     spawn("generator", [*trivas, "generate", "--live", "--shop-db", *rate_args, *env_args])
     spawn("app", app_command(settings, settings.app.port))
     wait_until(lambda: port_open("127.0.0.1", settings.app.port), 60, "the app to listen")
@@ -226,34 +309,36 @@ def demo(
     console.print(f"[green]tables[/]   {settings.path(settings.tables.root)}")
     console.print("Ctrl-C stops everything.")
     deadline = time.monotonic() + seconds if seconds else None
+    while deadline is None or time.monotonic() < deadline:
+        for name, child in children.items():
+            if child.poll() is not None:
+                raise RuntimeError(
+                    f"{name} exited with {child.returncode}; see {logs / (name + '.log')}"
+                )
+        time.sleep(1)
 
-    def stop_like_ctrl_c(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    # A supervisor's SIGTERM or a closed terminal's SIGHUP stops everything as Ctrl-C does.
-    signal.signal(signal.SIGTERM, stop_like_ctrl_c)
-    signal.signal(signal.SIGHUP, stop_like_ctrl_c)
-    try:
-        while deadline is None or time.monotonic() < deadline:
-            for name, child in children.items():
-                if child.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {child.returncode}; see {logs / (name + '.log')}")
-            time.sleep(1)
-    except KeyboardInterrupt:
-        console.print("stopping…")
-    finally:
-        for name in ("generator", "app", "pipeline"):
-            child = children.get(name)
-            if child and child.poll() is None:
-                os.killpg(child.pid, signal.SIGTERM)
-        for child in children.values():
-            try:
-                child.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-        cdc.down(settings)
-        kafka.down(settings)
-        console.print("stopped.")
+def _stop_playground(settings: Settings, children: dict[str, subprocess.Popen[bytes]]) -> None:
+    """Stop what the playground started, whatever step it reached: the children's process
+    groups (SIGTERM, SIGKILL after 60 s), then CDC and the broker (each a no-op if not up)."""
+    from lakehouse.ingest import cdc
+    from lakehouse.runtime import kafka
+
+    for name in ("generator", "app", "pipeline"):
+        child = children.get(name)
+        if child and child.poll() is None:
+            os.killpg(child.pid, signal.SIGTERM)
+    for child in children.values():
+        try:
+            child.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    for step in (cdc.down, kafka.down):
+        try:
+            step(settings)
+        except Exception as error:  # noqa: BLE001 - stop the rest, and say what was left
+            console.print(f"[red]{step.__module__}.down failed[/]: {error}")
 
 
 @app.command()

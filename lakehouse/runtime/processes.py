@@ -12,9 +12,41 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_held_signals: list[int] | None = None
+
+
+def stop_on_signals() -> None:
+    """Make SIGINT, SIGTERM and SIGHUP raise ``KeyboardInterrupt`` (so ``finally`` blocks stop
+    what was started), except while a child is being recorded (:func:`recording_child`)."""
+
+    def interrupt(signum: int, _frame: object) -> None:
+        if _held_signals is not None:
+            _held_signals.append(signum)
+            return
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, interrupt)
+
+
+@contextmanager
+def recording_child() -> Iterator[None]:
+    """Hold stop signals from starting a child until its pid is recorded: an interruption in
+    between would leave a process nobody knows to stop. A held signal is raised on exit."""
+    global _held_signals
+    _held_signals = []
+    try:
+        yield
+    finally:
+        held, _held_signals = _held_signals, None
+        if held:
+            raise KeyboardInterrupt(signal.Signals(held[0]).name)
 
 
 @dataclass(frozen=True)
@@ -54,7 +86,7 @@ class Service:
             return existing
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_file.open("ab") as log:
+        with self.log_file.open("ab") as log, recording_child():
             process = subprocess.Popen(
                 list(command),
                 stdout=log,
@@ -64,7 +96,7 @@ class Service:
                 env={**os.environ, **(env or {})},
                 cwd=cwd,
             )
-        self.pid_file.write_text(str(process.pid))
+            self.pid_file.write_text(str(process.pid))
 
         def ready_or_died() -> bool:
             if process.poll() is not None:
