@@ -1,7 +1,7 @@
 """The one rule set of a raw event record, shared by the collector's edge and silver.
 
 Every record on a raw topic is checked by :class:`RecordRules` — the collector calls it on each
-event of a batch before producing, silver calls it (through :func:`lakehouse.quality.rejection_reason`)
+event of a batch before producing, silver calls it (through :func:`lakehouse.quality.record_judgement`)
 on each bronze record — so both refuse the same records for the same :class:`Reason`. The rules
 are derived from the event catalog (``conf/events/``); nothing here names an event type.
 
@@ -21,7 +21,8 @@ Decisions (each case is a test in ``tests/ingest/test_contract_rules.py``):
   between date and time; seconds and up to 9 fraction digits optional; ``t``/``z`` accepted in
   lower case (RFC 3339 §5.6 allows it). A time without a zone, a leap second or an impossible date
   is ``invalid_event_time``. Spellings Spark cannot cast (no seconds, lower case) are rewritten
-  canonically by :meth:`RecordRules.canonical` (the collector writes that form to Kafka).
+  canonically by :meth:`RecordRules.canonical`: the collector writes that form to Kafka, and
+  silver parses that form of a record a producer wrote to Kafka directly.
 - **Depth and size of numbers.** A record nested deeper than :data:`MAX_DEPTH` levels is
   ``too_deeply_nested`` (catalog records need 4; serialisers give up near 255); an integer beyond
   64 bits anywhere is ``out_of_range`` (no reader of the raw topics can hold it).
@@ -389,43 +390,54 @@ class RecordRules:
     def canonical(self, record: dict[str, Any]) -> dict[str, Any]:
         """A valid record in the spelling every reader parses: integral numbers of integer
         fields as integers, times with seconds and an upper-case ``T``/``Z``."""
+        return self.respelled(record) or record
+
+    def respelled(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        """:meth:`canonical` of a valid record when it differs from ``record``, else None
+        (most records are already canonical: silver then parses the text it read)."""
         event = self.catalog.event_types[record["event_type"]]
-        out = dict(record)
+        out, changed = dict(record), False
         for name, spec in self._envelope.items():
             value = out.get(name)
             if spec.type == "timestamp" and isinstance(value, str) and not SPARK_TIMESTAMP.match(value):
-                out[name] = parse_time(value).isoformat()  # type: ignore[union-attr]
+                out[name], changed = parse_time(value).isoformat(), True  # type: ignore[union-attr]
         payload = dict(out["payload"])
         for spec in event.fields:
             value = payload.get(spec.name)
             if value is None:
                 continue
             if spec.type == "integer" and isinstance(value, float):
-                payload[spec.name] = int(value)
+                payload[spec.name], changed = int(value), True
             elif spec.type == "timestamp" and not SPARK_TIMESTAMP.match(value):
-                payload[spec.name] = parse_time(value).isoformat()  # type: ignore[union-attr]
+                payload[spec.name], changed = parse_time(value).isoformat(), True  # type: ignore[union-attr]
             elif spec.type == "array" and any(i.type == "integer" for i in spec.items):
-                payload[spec.name] = [
-                    {
-                        k: int(v) if isinstance(v, float) and any(i.name == k and i.type == "integer" for i in spec.items) else v
-                        for k, v in element.items()
-                    }
-                    for element in value
-                ]
+                integers = {i.name for i in spec.items if i.type == "integer"}
+                if any(isinstance(element.get(k), float) for element in value for k in integers):
+                    payload[spec.name] = [
+                        {k: int(v) if k in integers and isinstance(v, float) else v for k, v in element.items()}
+                        for element in value
+                    ]
+                    changed = True
         out["payload"] = payload
-        return out
+        return out if changed else None
 
     def check_text(
         self, text: str | bytes | None, arrival: datetime, topic: str | None = None, topic_prefix: str | None = None
     ) -> Verdict | None:
         """:meth:`check` of a raw record's text (what silver reads from bronze)."""
+        return self.judge_text(text, arrival, topic, topic_prefix)[0]
+
+    def judge_text(
+        self, text: str | bytes | None, arrival: datetime, topic: str | None = None, topic_prefix: str | None = None
+    ) -> tuple[Verdict | None, dict[str, Any] | None]:
+        """:meth:`check_text` and the parsed record (None when the text is not JSON)."""
         if text is None:
-            return Verdict(Reason.MALFORMED_JSON, None, "empty record")
+            return Verdict(Reason.MALFORMED_JSON, None, "empty record"), None
         try:
             record = strict_loads(text)
         except MalformedJson as exc:
-            return Verdict(exc.reason, None, str(exc))
-        return self.check(record, arrival, topic, topic_prefix)
+            return Verdict(exc.reason, None, str(exc)), None
+        return self.check(record, arrival, topic, topic_prefix), record
 
 
 def clip_depth(value: Any, depth: int = MAX_DEPTH) -> Any:

@@ -30,17 +30,17 @@ from lakehouse.event_contract import (
     ZONED_TIMESTAMP,
     Reason,
     RecordRules,
-    strict_loads,
 )
 
 __all__ = [
     "FUTURE_TOLERANCE",
     "ZONED_TIMESTAMP",
-    "canonical_record_text",
     "lateness_exceeded",
     "payload_struct_column",
-    "record_verdicts",
+    "record_judgement",
+    "record_judgements",
     "rejection_reason",
+    "unreadable_by_typed_parse",
 ]
 
 
@@ -49,42 +49,53 @@ def payload_struct_column(domain: str) -> str:
     return f"payload_{domain}"
 
 
-def record_verdicts(
+JUDGEMENT_TYPE = "struct<reason:string,canonical:string>"
+
+
+def record_judgements(
     rules: RecordRules, values: pd.Series, topics: pd.Series, arrivals: pd.Series, topic_prefix: str
-) -> pd.Series:
-    """The qualified reason (or None) of each raw record; ``arrivals`` in UTC."""
-    out = []
+) -> pd.DataFrame:
+    """Per raw record: ``reason``, the qualified reason (None when valid), and ``canonical``,
+    the record's canonical text when it is valid but spelled otherwise (else None)."""
+    reasons, canonical = [], []
     for text, topic, arrival in zip(values, topics, arrivals, strict=True):
         when = pd.Timestamp(arrival)
         when = (when.tz_localize(UTC) if when.tzinfo is None else when.tz_convert(UTC)).to_pydatetime()
-        verdict = rules.check_text(text, when, topic, topic_prefix)
-        out.append(None if verdict is None else verdict.qualified)
-    return pd.Series(out, dtype=object)
+        verdict, record = rules.judge_text(text, when, topic, topic_prefix)
+        reasons.append(None if verdict is None else verdict.qualified)
+        respelled = rules.respelled(record) if verdict is None and record is not None else None
+        canonical.append(None if respelled is None else orjson.dumps(respelled).decode())
+    return pd.DataFrame({"reason": pd.Series(reasons, dtype=object), "canonical": pd.Series(canonical, dtype=object)})
 
 
-def rejection_reason(catalog: Catalog, topic_prefix: str) -> Column:
-    """The first contract violation of a bronze record, or null when it is valid.
+def record_judgement(catalog: Catalog, topic_prefix: str) -> Column:
+    """The contract's judgement of a bronze record, one Python pass per record: a struct of
+    ``reason`` (the first violation, null when valid) and ``canonical`` (the text to parse
+    instead of ``value`` when a valid record is spelled in a form Spark cannot read, such as
+    ``10:58Z`` or ``1.0`` for an integer; null otherwise).
 
     Reads the bronze columns ``value`` (the record text), ``topic`` and ``kafka_timestamp``
-    (arrival, for the future tolerance). It also refuses a record the rules accept in a
-    spelling the typed parse of ``spark_jobs.silver.parse_envelope`` cannot read (an
-    ``event_time`` without seconds or in lower case): ``invalid_event_time`` until silver parses
-    :meth:`RecordRules.canonical` records; the collector always writes the canonical spelling.
+    (arrival, for the future tolerance).
     """
 
-    @pandas_udf("string")  # type: ignore[call-overload]
-    def verdicts(values: pd.Series, topics: pd.Series, arrivals: pd.Series) -> pd.Series:
+    @pandas_udf(JUDGEMENT_TYPE)  # type: ignore[call-overload]
+    def judgements(values: pd.Series, topics: pd.Series, arrivals: pd.Series) -> pd.DataFrame:
         # Built per Arrow batch: cheap (two dicts), and no state outlives a task.
-        return record_verdicts(RecordRules(catalog), values, topics, arrivals, topic_prefix)
+        return record_judgements(RecordRules(catalog), values, topics, arrivals, topic_prefix)
 
-    reason = verdicts(F.col("value"), F.col("topic"), F.col("kafka_timestamp"))
-    return F.coalesce(reason, _unreadable_by_typed_parse(catalog))
+    return judgements(F.col("value"), F.col("topic"), F.col("kafka_timestamp"))
 
 
-def _unreadable_by_typed_parse(catalog: Catalog) -> Column:
+def rejection_reason(judgement: Column, catalog: Catalog) -> Column:
+    """The reason of a judged record (null when valid), also refusing a valid record whose
+    typed parse would still lose a value: a safety net, as the canonical text is parsed."""
+    return F.coalesce(judgement["reason"], unreadable_by_typed_parse(catalog))
+
+
+def unreadable_by_typed_parse(catalog: Catalog) -> Column:
     """A valid record that silver's typed parse would still lose a value of: an event_time
-    Spark cannot cast, or a field whose raw value parses to null (``1.0`` read as a long).
-    The collector never writes those spellings (it writes :meth:`RecordRules.canonical`)."""
+    Spark cannot cast, or a field whose raw value parses to null. Silver parses the canonical
+    text of every valid record, so this fires only if the rules and the parse disagree."""
     envelope = F.col("envelope")
     checks = [
         F.when(
@@ -122,28 +133,6 @@ def _unreadable_by_typed_parse(catalog: Catalog) -> Column:
 
 def _has(name: str):  # noqa: ANN202 - a one-argument lambda for F.filter
     return lambda element: element[name].isNotNull()
-
-
-def canonical_record_text(catalog: Catalog) -> Column:
-    """The bronze ``value`` of a valid record in the canonical spelling the typed parse reads
-    (integral numbers of integer fields as integers, times with seconds and upper-case T/Z);
-    other records unchanged. Parsing this column instead of ``value`` lets silver accept every
-    spelling the collector accepts."""
-
-    @pandas_udf("string")  # type: ignore[call-overload]
-    def canonical(values: pd.Series) -> pd.Series:
-        rules = RecordRules(catalog)
-        out = []
-        for text in values:
-            try:
-                record = strict_loads(text) if text is not None else None
-                valid = isinstance(record, dict) and rules.event(record.get("event_type")) is not None
-                out.append(orjson.dumps(rules.canonical(record)).decode() if valid else text)
-            except Exception:  # noqa: BLE001 - anything unreadable is judged by rejection_reason
-                out.append(text)
-        return pd.Series(out, dtype=object)
-
-    return canonical(F.col("value"))
 
 
 def lateness_exceeded(catalog: Catalog) -> Column:

@@ -21,6 +21,7 @@ from lakehouse.quality import (
     FUTURE_TOLERANCE,
     lateness_exceeded,
     payload_struct_column,
+    record_judgement,
     rejection_reason,
 )
 from lakehouse.registry import LATE_SCHEMA, QUARANTINE_SCHEMA, silver_events_schema
@@ -29,12 +30,12 @@ ROUTE_VALID, ROUTE_LATE, ROUTE_QUARANTINE = "valid", "late", "quarantine"
 __all__ = ["LATE_SCHEMA", "QUARANTINE_SCHEMA"]
 
 
-def parse_envelope(bronze: DataFrame, catalog: Catalog) -> DataFrame:
+def parse_envelope(bronze: DataFrame, catalog: Catalog, text: Column | None = None) -> DataFrame:
     """Bronze rows + ``value_map``/``payload_map`` (the record and its payload parsed once as
     ``map<string,string>``; null when not a JSON object), the typed ``envelope`` struct,
     ``event_time_text``, ``domain`` and one parsed ``payload_<domain>`` struct per domain
-    (null for records of other domains)."""
-    value_map = F.from_json("value", "map<string,string>")
+    (null for records of other domains). ``text`` is what is parsed (default ``value``)."""
+    value_map = F.from_json(F.col("value") if text is None else text, "map<string,string>")
     parsed = bronze.withColumn("value_map", value_map)
     fields = []
     for spec in catalog.envelope:
@@ -65,10 +66,15 @@ def parse_envelope(bronze: DataFrame, catalog: Catalog) -> DataFrame:
 
 
 def classify(bronze: DataFrame, catalog: Catalog, topic_prefix: str) -> DataFrame:
-    """Parse bronze rows and add ``reason`` (null when valid) and ``route``."""
-    parsed = parse_envelope(bronze, catalog).withColumn(
-        "reason", rejection_reason(catalog, topic_prefix)
-    )
+    """Judge and parse bronze rows; add ``reason`` (null when valid) and ``route``.
+
+    The contract judges each record first (one Python pass); a valid record spelled in a
+    form Spark cannot cast (``10:58Z``, ``1.0`` for an integer) is parsed from its canonical
+    text, so silver accepts every spelling the collector accepts. ``value`` stays as read.
+    """
+    judged = bronze.withColumn("judgement", record_judgement(catalog, topic_prefix))
+    text = F.coalesce(F.col("judgement.canonical"), F.col("value"))
+    parsed = parse_envelope(judged, catalog, text).withColumn("reason", rejection_reason(F.col("judgement"), catalog))
     route = (
         F.when(F.col("reason").isNotNull(), F.lit(ROUTE_QUARANTINE))
         .when(lateness_exceeded(catalog), F.lit(ROUTE_LATE))
