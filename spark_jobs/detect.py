@@ -59,13 +59,12 @@ no change-feed batches). A KPI that has never been written is not watched.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -73,9 +72,24 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
+from lakehouse.alerts.lifecycle import (
+    ALERTS_SCHEMA,
+    ALERTS_TABLE,
+    FIRING,
+    RESOLVED,
+    RULE_FRESHNESS,
+    RULE_MAX,
+    RULE_MIN,
+    RULE_MODEL,
+    RULE_MODEL_OPEN,
+    RULES,
+    Alert,
+    AlertBook,
+    alert_id,
+)
+from lakehouse.alerts.lifecycle import clean_value as _clean
 from lakehouse.catalog import Catalog
 from lakehouse.config import Settings
 from lakehouse.contracts import TOTAL, KpiContracts
@@ -92,40 +106,12 @@ from spark_jobs.io import start_foreach_batch
 
 log = logging.getLogger("trivas.detect")
 
-ALERTS_TABLE = "gold.alerts"
 DETECT_QUERY = "detect_kpi"
 FRESHNESS_QUERY = "detect_freshness"
 CHANGE_FEED_PROPERTY = "delta.enableChangeDataFeed"
-RULE_MODEL, RULE_MIN, RULE_MAX, RULE_FRESHNESS = "anomaly_model", "threshold_min", "threshold_max", "freshness_sla"
-RULE_MODEL_OPEN = "anomaly_model_open"  # early warning on windows still filling
-RULES = (RULE_MODEL, RULE_MODEL_OPEN, RULE_MIN, RULE_MAX, RULE_FRESHNESS)
-FIRING, RESOLVED = "firing", "resolved"
 KPI_KEY = ("kpi", "grain", "window_start", "dimension")
 POINT_COLUMNS = ["kpi", "grain", "window_start", "window_end", "dimension", "value", "is_final", "computed_at"]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-ALERTS_SCHEMA = T.StructType(
-    [
-        T.StructField("alert_id", T.StringType(), False),
-        T.StructField("kpi", T.StringType(), False),
-        T.StructField("grain", T.StringType(), False),
-        T.StructField("window_start", T.TimestampType(), False),
-        T.StructField("window_end", T.TimestampType(), False),
-        T.StructField("dimension", T.StringType(), False),
-        T.StructField("observed", T.DoubleType(), True),
-        T.StructField("expected", T.DoubleType(), True),
-        T.StructField("lower", T.DoubleType(), True),
-        T.StructField("upper", T.DoubleType(), True),
-        T.StructField("score", T.DoubleType(), True),
-        T.StructField("confidence", T.DoubleType(), True),
-        T.StructField("model_version", T.StringType(), True),
-        T.StructField("rule", T.StringType(), False),
-        T.StructField("state", T.StringType(), False),
-        T.StructField("first_seen_at", T.TimestampType(), False),
-        T.StructField("updated_at", T.TimestampType(), False),
-    ]
-)
-
 
 def utc_now() -> datetime:
     """Processing time (the default clock)."""
@@ -161,12 +147,6 @@ class DetectOptions:
 def series_key(kpi: str, grain: str, dimension: str) -> str:
     """The model's series of one KPI row: ``kpi|grain|dimension``."""
     return f"{kpi}|{grain}|{dimension}"
-
-
-def alert_id(kpi: str, grain: str, dimension: str, rule: str, first_window_start: datetime) -> str:
-    """Deterministic id of an alert episode (same input → same id, on any replay)."""
-    stamp = first_window_start.astimezone(UTC).isoformat()
-    return hashlib.sha256(f"{kpi}|{grain}|{dimension}|{rule}|{stamp}".encode()).hexdigest()[:32]
 
 
 def latest_kpi_changes(changes: DataFrame) -> DataFrame:
@@ -288,110 +268,6 @@ def threshold_outcomes(points: pd.DataFrame, contracts: KpiContracts) -> pd.Data
     out["min"] = lows
     out["max"] = highs
     return out
-
-
-@dataclass
-class Alert:
-    """One row of ``gold.alerts``."""
-
-    alert_id: str
-    kpi: str
-    grain: str
-    window_start: datetime
-    window_end: datetime
-    dimension: str
-    observed: float | None
-    expected: float | None
-    lower: float | None
-    upper: float | None
-    score: float | None
-    confidence: float | None
-    model_version: str | None
-    rule: str
-    state: str
-    first_seen_at: datetime
-    updated_at: datetime
-
-    def as_row(self) -> tuple[Any, ...]:
-        return tuple(_clean(getattr(self, f.name)) for f in ALERTS_SCHEMA.fields)
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        for name in ("window_start", "window_end", "first_seen_at", "updated_at"):
-            data[name] = data[name].isoformat()
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Alert:
-        data = dict(data)
-        for name in ("window_start", "window_end", "first_seen_at", "updated_at"):
-            data[name] = datetime.fromisoformat(data[name])
-        return cls(**data)
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float | np.floating) and not np.isfinite(value):
-        return None
-    if isinstance(value, np.floating):
-        return float(value)
-    return value
-
-
-@dataclass
-class AlertBook:
-    """Lifecycle of alert episodes (pure; no I/O).
-
-    ``open`` maps (series_key, rule) to its firing alert; ``changed`` collects every alert
-    whose row must be (re)written, by id.
-    """
-
-    open: dict[tuple[str, str], Alert] = field(default_factory=dict)
-    changed: dict[str, Alert] = field(default_factory=dict)
-
-    def observe(
-        self,
-        series: str,
-        rule: str,
-        tripped: bool,
-        point: dict[str, Any],
-        now: datetime,
-        **values: Any,
-    ) -> None:
-        """Advance one (series, rule) by one window: fire, extend or resolve.
-
-        Args:
-            series: ``kpi|grain|dimension``.
-            rule: One of :data:`RULES`.
-            tripped: Whether this window breaks the rule.
-            point: ``kpi, grain, dimension, window_start, window_end`` of the window.
-            now: Processing time of the transition.
-            values: observed, expected, lower, upper, score, confidence, model_version.
-        """
-        key = (series, rule)
-        current = self.open.get(key)
-        if tripped:
-            if current is None:
-                current = Alert(
-                    alert_id=alert_id(point["kpi"], point["grain"], point["dimension"], rule, point["window_start"]),
-                    kpi=point["kpi"], grain=point["grain"], dimension=point["dimension"],
-                    window_start=point["window_start"], window_end=point["window_end"],
-                    rule=rule, state=FIRING, first_seen_at=now, updated_at=now,
-                    **{k: values.get(k) for k in ("observed", "expected", "lower", "upper", "score", "confidence", "model_version")},
-                )  # fmt: skip
-            else:
-                current = replace(current, window_end=point["window_end"], updated_at=now, **values)
-            self.open[key] = current
-            self.changed[current.alert_id] = current
-        elif current is not None:
-            resolved = replace(current, state=RESOLVED, updated_at=now)
-            del self.open[key]
-            self.changed[resolved.alert_id] = resolved
-
-    def take_changes(self) -> list[Alert]:
-        """The alerts to write since the last call."""
-        changes = list(self.changed.values())
-        self.changed = {}
-        return changes
 
 
 def apply_rules(
@@ -931,6 +807,14 @@ def run(
 __all__ = [
     "ALERTS_SCHEMA",
     "ALERTS_TABLE",
+    "FIRING",
+    "RESOLVED",
+    "RULES",
+    "RULE_FRESHNESS",
+    "RULE_MAX",
+    "RULE_MIN",
+    "RULE_MODEL",
+    "RULE_MODEL_OPEN",
     "Alert",
     "AlertBook",
     "DETECT_QUERY",
