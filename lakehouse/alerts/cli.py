@@ -192,7 +192,7 @@ def inbox(
     for entry in Inbox(inbox_path(_settings(env))).entries(channel)[-last:]:
         console.rule(f"{entry['channel']} · {entry['received_at']}")
         if entry["channel"] == "email":
-            console.print(f"To: {', '.join(entry['rcpt_to'])}\nSubject: {entry['subject']}\n\n{entry['text']}", markup=False)
+            console.print(f"To: {', '.join(entry['rcpt_to'])}\nSubject: {entry['subject']}\n\n{entry['text']}", markup=False, soft_wrap=True)
         else:
             import json
 
@@ -212,27 +212,23 @@ def who(
 
     config = load_alerts_config()
     moment = parse_time(at)
-    table = Table("level / schedule", "on call", "until", "via")
+    console.print(f"on call at {moment.isoformat()}:")
+
+    def until(schedule: str, shift) -> str:  # noqa: ANN001
+        zone = ZoneInfo(config.schedules[schedule].time_zone)
+        return f" until {shift.ends_at.astimezone(zone):%Y-%m-%d %H:%M %Z} ({shift.layer})" if shift else ""
+
     if route:
         policy_name = config.route_named(route).escalation
         if not policy_name:
             console.print(f"route {route} has no escalation policy: it notifies {', '.join(config.route_named(route).receivers)}")
             return
         for number, level in enumerate(config.escalation_policies[policy_name].levels, start=1):
-            users = level_recipients(config, level, moment)
+            names = ", ".join(config.users[u].name for u in level_recipients(config, level, moment)) or "nobody"
             shift = on_call(config.schedules[level.schedule], moment) if level.schedule else None
-            until = ""
-            if shift is not None:
-                until = shift.ends_at.astimezone(ZoneInfo(config.schedules[level.schedule].time_zone)).strftime("%Y-%m-%d %H:%M %Z")
-            names = ", ".join(config.users[u].name for u in users) or "nobody"
-            table.add_row(f"L{number} after {level.after} ({level.schedule or 'users'})", names, until, level.receiver)
+            where = f"schedule {level.schedule}" if level.schedule else "users"
+            console.print(f"L{number} (after {level.after}, {where}, via {level.receiver}): {names}{until(level.schedule, shift) if level.schedule else ''}", markup=False, soft_wrap=True)
     else:
         for name, schedule in config.schedules.items():
             shift = on_call(schedule, moment)
-            zone = ZoneInfo(schedule.time_zone)
-            table.add_row(
-                name, config.users[shift.user].name if shift else "nobody",
-                shift.ends_at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") if shift else "", shift.layer if shift else "",
-            )  # fmt: skip
-    console.print(f"on call at {moment.isoformat()}")
-    console.print(table)
+            console.print(f"{name}: {config.users[shift.user].name if shift else 'nobody'}{until(name, shift)}", markup=False, soft_wrap=True)

@@ -202,7 +202,9 @@ class Dispatcher:
                 # A group the router restarted with: its last message from the delivery history.
                 known = [self.delivered.last_sent.get((a, receiver)) for a in firing_members.get(key, [])]
                 known = [t for t in known if t is not None]
-                state = self.groups[key] = GroupState(created_at=now, last_sent=max(known) if known else None)
+                # group_wait counts from the first alert's creation, not from when the router saw it.
+                born = [i.context.alert.first_seen_at for i in pending.get(key, [])]
+                state = self.groups[key] = GroupState(created_at=min([now, *born]), last_sent=max(known) if known else None)
             items = pending.get(key, [])
             if items:
                 wait = route.timing.group_wait if state.last_sent is None else route.timing.group_interval

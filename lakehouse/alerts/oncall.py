@@ -10,7 +10,7 @@ they have someone on call (a weekend layer over the weekly one); an override bea
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from lakehouse.alerts.config import AlertsConfig, EscalationLevel, Layer, Schedule
@@ -46,7 +46,10 @@ def layer_shift(layer: Layer, at: datetime, zone: ZoneInfo) -> Shift | None:
         return None
     index = int((local - layer.start) / layer.length)
     begins = layer.start + index * layer.length
-    return Shift(layer.users[index % len(layer.users)], layer.name, _utc(begins, zone), _utc(begins + layer.length, zone))
+    ends = begins + layer.length
+    if layer.hours:  # on call until the end of today's window, not the end of the turn
+        ends = min(ends, local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(hours=layer.hours[1]))
+    return Shift(layer.users[index % len(layer.users)], layer.name, _utc(begins, zone), _utc(ends, zone))
 
 
 def on_call(schedule: Schedule, at: datetime) -> Shift | None:
