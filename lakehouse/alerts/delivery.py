@@ -98,6 +98,7 @@ class ReceiverWorker:
         self.seq = itertools.count()
         self.wake = threading.Condition()
         self.stopping = False
+        self.in_flight = 0
         self.thread = threading.Thread(target=self._run, name=f"alert-receiver-{self.spec.name}", daemon=True)
         self.thread.start()
 
@@ -107,13 +108,15 @@ class ReceiverWorker:
             self.wake.notify()
 
     def pending(self) -> int:
+        """Messages queued, waiting for a retry or being sent."""
         with self.wake:
-            return len(self.heap)
+            return len(self.heap) + self.in_flight
 
     def _next(self) -> _Job | None:
         with self.wake:
             while not self.stopping:
                 if self.heap and self.heap[0].due <= time.monotonic():
+                    self.in_flight += 1
                     return heapq.heappop(self.heap)
                 timeout = self.heap[0].due - time.monotonic() if self.heap else None
                 self.wake.wait(timeout)
@@ -121,24 +124,31 @@ class ReceiverWorker:
 
     def _run(self) -> None:
         while (job := self._next()) is not None:
-            outcome = self.sender.attempt(job.notification)
-            if outcome.delivered:
-                self.recorder.add(attempt_rows(job.notification, job.attempt, DELIVERED, outcome))
-                log.info("notification %s delivered to %s (attempt %d)", job.notification.id, self.spec.name, job.attempt)
-                if self.on_delivered:
-                    self.on_delivered(job.notification, time.time())
-                continue
-            retry = outcome.retryable and job.attempt < self.spec.max_attempts
-            status = RETRYING if retry else FAILED
-            self.recorder.add(attempt_rows(job.notification, job.attempt, status, outcome))
-            log.warning(
-                "notification %s to %s: attempt %d failed (%s, code %s)%s", job.notification.id, self.spec.name,
-                job.attempt, outcome.detail, outcome.code, "; retrying" if retry else "; giving up",
-            )  # fmt: skip
-            if retry:
+            try:
+                self._attempt(job)
+            finally:
                 with self.wake:
-                    due = time.monotonic() + backoff_delay(self.spec, job.attempt)
-                    heapq.heappush(self.heap, _Job(due, next(self.seq), job.notification, job.attempt + 1))
+                    self.in_flight -= 1
+
+    def _attempt(self, job: _Job) -> None:
+        outcome = self.sender.attempt(job.notification)
+        if outcome.delivered:
+            self.recorder.add(attempt_rows(job.notification, job.attempt, DELIVERED, outcome))
+            log.info("notification %s delivered to %s (attempt %d)", job.notification.id, self.spec.name, job.attempt)
+            if self.on_delivered:
+                self.on_delivered(job.notification, time.time())
+            return
+        retry = outcome.retryable and job.attempt < self.spec.max_attempts
+        status = RETRYING if retry else FAILED
+        self.recorder.add(attempt_rows(job.notification, job.attempt, status, outcome))
+        log.warning(
+            "notification %s to %s: attempt %d failed (%s, code %s)%s", job.notification.id, self.spec.name,
+            job.attempt, outcome.detail, outcome.code, "; retrying" if retry else "; giving up",
+        )  # fmt: skip
+        if retry:
+            with self.wake:
+                due = time.monotonic() + backoff_delay(self.spec, job.attempt)
+                heapq.heappush(self.heap, _Job(due, next(self.seq), job.notification, job.attempt + 1))
 
     def stop(self) -> None:
         with self.wake:

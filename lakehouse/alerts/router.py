@@ -179,7 +179,7 @@ class AlertRouter:
             muted_by = inhibitions(firing, sources + self.jobs.down(), self.config.inhibit_rules)
             due, muted = self.dispatcher.due(contexts, now, acks, silences, muted_by)
             rows = [
-                NotificationRow(f"muted-{m.alert_id[:8]}", m.alert_id, m.receiver, m.route, FIRING, m.status, None, 0, m.reason, now)
+                NotificationRow(f"muted-{m.alert_id[:8]}", m.alert_id, m.receiver, m.route, FIRING, m.status, None, 0, m.reason)
                 for m in muted
             ]
             rows += [self._sending_row(n, i, now) for n in due for i in n.items]
@@ -212,19 +212,20 @@ class AlertRouter:
                     continue
                 self.lifecycle_seen.add((aid, state))
                 detail = f"by {acks[aid].author} ({acks[aid].source})" if state == ACKNOWLEDGED else summary(context.alert)
-                rows.append(NotificationRow(f"lifecycle-{aid[:8]}", aid, LIFECYCLE_RECEIVER, None, state, state, None, 0, detail, now))
+                rows.append(NotificationRow(f"lifecycle-{aid[:8]}", aid, LIFECYCLE_RECEIVER, None, state, state, None, 0, detail))
         self.notifications.record(rows)
 
     @staticmethod
     def _sending_row(notification: Notification, item: Item, now: datetime) -> NotificationRow:
-        return NotificationRow(notification.id, item.alert_id, notification.receiver, notification.route, item.event, SENDING, None, 0, None, now)
+        # recorded_at: the wall clock (the router's clock decides, the audit trail says when).
+        return NotificationRow(notification.id, item.alert_id, notification.receiver, notification.route, item.event, SENDING, None, 0)
 
     def _submit(self, notification: Notification, now: datetime) -> None:
         worker = self.workers.get(notification.receiver)
         if worker is None:
             reason = "receiver disabled: its secret is not set (see the router's log)"
             self.recorder.add(
-                [NotificationRow(notification.id, i.alert_id, notification.receiver, notification.route, i.event, FAILED, None, 0, reason, now)
+                [NotificationRow(notification.id, i.alert_id, notification.receiver, notification.route, i.event, FAILED, None, 0, reason)
                  for i in notification.items]
             )  # fmt: skip
             return

@@ -115,7 +115,7 @@ class DeltaLog:
 
     def __init__(self, settings: Settings, logical: str, schema: T.StructType) -> None:
         self.location = table_location(settings, logical)
-        self.schema = arrow_schema(schema)
+        self.spark_schema = schema
         self.lock = threading.Lock()
         self._table: Any = None
 
@@ -124,7 +124,7 @@ class DeltaLog:
 
         if not rows:
             return
-        frame = pa.Table.from_pylist(rows, schema=self.schema)
+        frame = pa.Table.from_pylist(rows, schema=arrow_schema(self.spark_schema))
         with self.lock:
             write_deltalake(self.location, frame, mode="append")
 
@@ -148,7 +148,7 @@ class DeltaLog:
     def read(self) -> pd.DataFrame:
         table = self.table()
         if table is None:
-            return pd.DataFrame({f.name: pd.Series(dtype=object) for f in self.schema})
+            return pd.DataFrame({name: pd.Series(dtype=object) for name in self.spark_schema.fieldNames()})
         return table.to_pyarrow_table().to_pandas()
 
 
