@@ -172,11 +172,12 @@ class AlertRouter:
             alerts = self.reader.alerts()
             acks = self.commands.acks()
             silences = self.commands.silences(now=now)
+            down = self.jobs.down()  # before the contexts: a failed job's alert carries its error
             contexts = [self._context(a) for a in alerts]
             self._record_lifecycle(contexts, acks, now)
             firing = {c.alert.alert_id: c.labels for c in contexts if c.alert.state == FIRING}
             sources = [SourceAlert(c.alert.alert_id, c.labels, summary(c.alert)) for c in contexts if c.alert.state == FIRING]
-            muted_by = inhibitions(firing, sources + self.jobs.down(), self.config.inhibit_rules)
+            muted_by = inhibitions(firing, sources + down, self.config.inhibit_rules)
             due, muted = self.dispatcher.due(contexts, now, acks, silences, muted_by)
             rows = [
                 NotificationRow(f"muted-{m.alert_id[:8]}", m.alert_id, m.receiver, m.route, FIRING, m.status, None, 0, m.reason)

@@ -5,27 +5,31 @@ replayed batches, acknowledgement and silences from the CLI, no secret in logs o
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-from pytest_httpserver import HTTPServer
 from typer.testing import CliRunner
-from werkzeug import Request, Response
 
 from lakehouse.alerts.router import AlertRouter
 from lakehouse.alerts.store import NotificationLog
 from lakehouse.config import Settings
-from tests.alerts.conftest import Clock, config_of, make_alert, resolved, write_alerts
+from tests.alerts.conftest import (
+    HOOK_SECRET,
+    PD_KEY,
+    SLACK_TOKEN,
+    Clock,
+    config_of,
+    live_clock,
+    make_alert,
+    resolved,
+    values,
+    write_alerts,
+)
 
 pytestmark = pytest.mark.integration
 
-SLACK_TOKEN = "xoxb-SLACKTOKEN-5d1e"  # noqa: S105 - test secrets, asserted never to leak
-PD_KEY = "PDROUTINGKEY-77aa11"
-HOOK_SECRET = "whsec-router-991"
 
 ROUTER_CONFIG = """
 receivers:
@@ -47,57 +51,6 @@ route:
       matchers: ['route="commerce-oncall"']
       receivers: [slack, pager]
 """
-
-
-class Endpoint:
-    """A path of the local server that answers from a script (status codes, or a delay)."""
-
-    def __init__(self, script: list[int | float] | None = None) -> None:
-        self.script = list(script or [])
-        self.received: list[tuple[float, dict]] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, request: Request) -> Response:
-        with self.lock:
-            step = self.script.pop(0) if self.script else 200
-        if isinstance(step, float):  # hang longer than the sender's timeout
-            time.sleep(step)
-            step = 200
-        if step < 300:
-            self.received.append((time.monotonic(), request.get_json()))
-        return Response("ok", status=step)
-
-
-@pytest.fixture()
-def endpoints(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Endpoint]]:
-    """Slack, PagerDuty and webhook endpoints on one threaded local server (a hanging receiver
-    must not hold up the others' requests)."""
-    from lakehouse.runtime.processes import free_port
-
-    httpserver = HTTPServer(host="127.0.0.1", port=free_port(), threaded=True)
-    httpserver.start()
-    found = {"slack": Endpoint(), "pager": Endpoint(), "hook": Endpoint()}
-    paths = {"slack": f"/services/{SLACK_TOKEN}", "pager": "/v2/enqueue", "hook": "/hook"}
-    for name, path in paths.items():
-        httpserver.expect_request(path, method="POST").respond_with_handler(lambda r, n=name: found[n](r))
-    monkeypatch.setenv("T_SLACK_URL", httpserver.url_for(paths["slack"]))
-    monkeypatch.setenv("T_PD_URL", httpserver.url_for(paths["pager"]))
-    monkeypatch.setenv("T_PD_KEY", PD_KEY)
-    monkeypatch.setenv("T_HOOK_URL", httpserver.url_for(paths["hook"]))
-    monkeypatch.setenv("T_HOOK_SECRET", HOOK_SECRET)
-    yield found
-    httpserver.clear()
-    httpserver.stop()
-
-
-def values(frame, columns: list[str]) -> list[list]:  # noqa: ANN001
-    """Rows as lists, missing values as None."""
-    return frame[columns].astype(object).where(frame[columns].notna(), None).values.tolist()
-
-
-def live_clock() -> Clock:
-    """Now (silences and acknowledgements from the CLI are stamped with the real time)."""
-    return Clock(datetime.now(UTC).replace(microsecond=0))
 
 
 def router_of(lake: Settings, kpi_contracts, clock: Clock) -> AlertRouter:  # noqa: ANN001
