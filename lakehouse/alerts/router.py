@@ -174,17 +174,17 @@ class AlertRouter:
             silences = self.commands.silences(now=now)
             down = self.jobs.down()  # before the contexts: a failed job's alert carries its error
             contexts = [self._context(a) for a in alerts]
-            self._record_lifecycle(contexts, acks, now)
+            rows = self._lifecycle_rows(contexts, acks)
             firing = {c.alert.alert_id: c.labels for c in contexts if c.alert.state == FIRING}
             sources = [SourceAlert(c.alert.alert_id, c.labels, summary(c.alert)) for c in contexts if c.alert.state == FIRING]
             muted_by = inhibitions(firing, sources + down, self.config.inhibit_rules)
             due, muted = self.dispatcher.due(contexts, now, acks, silences, muted_by)
-            rows = [
+            rows += [
                 NotificationRow(f"muted-{m.alert_id[:8]}", m.alert_id, m.receiver, m.route, FIRING, m.status, None, 0, m.reason)
                 for m in muted
             ]
             rows += [self._sending_row(n, i, now) for n in due for i in n.items]
-            self.notifications.record(rows)  # durable before any send: at most once
+            self.notifications.record(rows)  # one commit, durable before any send: at most once
             for notification in due:
                 self._submit(notification, now)
             return due
@@ -203,7 +203,7 @@ class AlertRouter:
             self.details[alert.alert_id] = details
         return AlertContext(alert, labels, details)
 
-    def _record_lifecycle(self, contexts: list[AlertContext], acks: dict[str, Any], now: datetime) -> None:
+    def _lifecycle_rows(self, contexts: list[AlertContext], acks: dict[str, Any]) -> list[NotificationRow]:
         rows = []
         for context in contexts:
             aid = context.alert.alert_id
@@ -214,7 +214,7 @@ class AlertRouter:
                 self.lifecycle_seen.add((aid, state))
                 detail = f"by {acks[aid].author} ({acks[aid].source})" if state == ACKNOWLEDGED else summary(context.alert)
                 rows.append(NotificationRow(f"lifecycle-{aid[:8]}", aid, LIFECYCLE_RECEIVER, None, state, state, None, 0, detail))
-        self.notifications.record(rows)
+        return rows
 
     @staticmethod
     def _sending_row(notification: Notification, item: Item, now: datetime) -> NotificationRow:

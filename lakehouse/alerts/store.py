@@ -164,9 +164,10 @@ class NotificationLog(DeltaLog):
     def delivered(self) -> Delivered:
         """What was sent before (seeds the dispatcher after a restart).
 
-        A key counts as sent unless its latest row proves it was not accepted (a retry after
-        HTTP 429/5xx or SMTP 4xx): those are sent again. A key whose outcome is unknown (the
-        router died mid-send) is not, so nothing is sent twice.
+        A key counts as sent unless its latest row proves it was not accepted (waiting for a
+        retry after a refusal with a code: HTTP 429/5xx, SMTP 4xx): those are sent again. A key
+        whose outcome is unknown (the router died mid-send, or the last attempt timed out) is
+        not, so nothing is sent twice.
         """
         frame = self.read()
         out = Delivered()
@@ -175,7 +176,7 @@ class NotificationLog(DeltaLog):
         if attempts.empty:
             return out
         latest = attempts.sort_values("recorded_at", kind="stable").groupby("delivery_key").tail(1)
-        refused = (latest["status"] == RETRYING) & latest["response_code"].fillna(0).astype(int).ge(429)
+        refused = (latest["status"] == RETRYING) & latest["response_code"].notna()
         for row in latest[~refused].itertuples(index=False):
             out.add(row.alert_id, row.receiver, row.event, row.recorded_at.to_pydatetime())
         return out

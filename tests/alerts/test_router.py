@@ -247,3 +247,23 @@ def test_ignores_alerts_older_than_the_horizon(lake: Settings, endpoints, kpi_co
         assert router.tick() == []
     finally:
         router.close()
+
+
+def test_a_restart_resends_only_what_was_refused(lake: Settings, kpi_contracts) -> None:
+    from lakehouse.alerts.dispatch import delivery_key
+    from lakehouse.alerts.store import NotificationRow
+
+    log = NotificationLog(lake)
+    log.record(
+        [
+            NotificationRow("n1", "a1", "slack", "root", "firing", "sending", None, 0),
+            NotificationRow("n1", "a1", "slack", "root", "firing", "delivered", 200, 1),
+            NotificationRow("n2", "a2", "pager", "root", "firing", "sending", None, 0),
+            NotificationRow("n2", "a2", "pager", "root", "firing", "retrying", 503, 1),  # refused: resend
+            NotificationRow("n3", "a3", "hook", "root", "firing", "sending", None, 0),  # died mid-send: unknown
+            NotificationRow("n4", "a4", "hook", "root", "firing", "retrying", None, 1, "timeout: ReadTimeout"),
+            NotificationRow("m", "a5", "slack", "root", "firing", "silenced", None, 0, "silenced by s-1"),
+        ]
+    )
+    sent = log.delivered()
+    assert sent.keys == {delivery_key("a1", "slack", "firing"), delivery_key("a3", "hook", "firing"), delivery_key("a4", "hook", "firing")}
