@@ -60,12 +60,35 @@ def run(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     router = AlertRouter(settings, contracts())
+    callbacks = start_callbacks(router)
     try:
         router.run(stop, router.config.poll_interval.total_seconds())
     finally:
         router.close()
+        if callbacks is not None:
+            callbacks.stop()
         if receivers is not None:
             receivers.stop()
+
+
+def start_callbacks(router):  # noqa: ANN001, ANN201 - AlertRouter → CallbackServer | None
+    """The acknowledgement endpoint for Slack and PagerDuty, when ``callbacks:`` configures it."""
+    from lakehouse.alerts.callbacks import CallbackServer
+    from lakehouse.alerts.config import MissingSecret, resolve_secret
+
+    options = router.config.callbacks
+    if not options.get("port"):
+        return None
+    try:
+        slack = resolve_secret(options, "slack_signing_secret")
+        pagerduty = resolve_secret(options, "pagerduty_signing_secret")
+    except MissingSecret as missing:
+        logging.getLogger("trivas.alerts").warning("acknowledgement callbacks are off: %s", missing)
+        return None
+    server = CallbackServer(int(options["port"]), lambda aid, who, source: router.commands.ack(aid, who, source), slack, pagerduty,
+                            host=str(options.get("host", "0.0.0.0")))  # noqa: S104  # fmt: skip
+    logging.getLogger("trivas.alerts").info("acknowledgement callbacks on port %d", server.port)
+    return server
 
 
 def inbox_path(settings: Settings):  # noqa: ANN201 - Path

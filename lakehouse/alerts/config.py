@@ -241,6 +241,7 @@ class AlertsConfig:
     escalation_policies: dict[str, EscalationPolicy] = field(default_factory=dict)
     ignore_older_than: timedelta = timedelta(days=1)
     poll_interval: timedelta = timedelta(seconds=1)
+    callbacks: dict[str, Any] = field(default_factory=dict)  # acknowledgement endpoint (lakehouse.alerts.callbacks)
 
     def routes(self) -> list[Route]:
         """Every route of the tree, depth first."""
@@ -396,7 +397,15 @@ def parse_config(raw: dict[str, Any]) -> AlertsConfig:
         escalation_policies=policies,
         ignore_older_than=parse_duration(raw.get("ignore_older_than", "1d")),
         poll_interval=parse_duration(raw.get("poll_interval", "1s")),
+        callbacks=_callbacks(raw.get("callbacks") or {}),
     )
+
+
+def _callbacks(raw: dict[str, Any]) -> dict[str, Any]:
+    for secret in ("slack_signing_secret", "pagerduty_signing_secret"):
+        if secret in raw:
+            raise ValueError(f"callbacks: {secret} is a secret: give {secret}_env or {secret}_file, never the value")
+    return dict(raw)
 
 
 def _descendants(route: Route) -> list[Route]:

@@ -203,17 +203,17 @@ def slack_blocks(notification: Notification, config: AlertsConfig) -> list[dict[
         fields = [{"type": "mrkdwn", "text": f"*{k}*\n{v}"[:2000]} for k, v in facts(item, config)]
         for start in range(0, len(fields), 10):  # at most 10 fields per section
             blocks.append({"type": "section", "fields": fields[start : start + 10]})
-        blocks.append(
-            {
-                "type": "actions",
-                "elements": [
-                    {"type": "button", "text": {"type": "plain_text", "text": k}, "url": u, "action_id": f"{k.lower()}-{item.alert_id}"}
-                    for k, u in links(item, config)
-                    if u.startswith(("http://", "https://"))
-                ]
-                or [{"type": "button", "text": {"type": "plain_text", "text": "Dashboard"}, "url": dashboard_link(config, item.context.alert)}],
-            }
-        )
+        buttons = [
+            {"type": "button", "text": {"type": "plain_text", "text": k}, "url": u, "action_id": f"{k.lower()}-{item.alert_id}"}
+            for k, u in links(item, config)
+            if u.startswith(("http://", "https://"))
+        ]
+        if config.callbacks and item.event not in (EVENT_RESOLVED, EVENT_ACKNOWLEDGED, EVENT_TEST):
+            # Pressing it calls back trivas (lakehouse.alerts.callbacks), which records the ack.
+            buttons.append({"type": "button", "text": {"type": "plain_text", "text": "Acknowledge"}, "style": "primary",
+                            "action_id": f"trivas_ack-{item.alert_id}", "value": item.alert_id})  # fmt: skip
+        if buttons:
+            blocks.append({"type": "actions", "elements": buttons})
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"Runbook: {link(config, runbook_path(item.context.alert, item.context.details.get('runbook')))}"}]})
     footer = f"Acknowledge: `trivas alerts ack {notification.items[0].alert_id}`"
     if notification.still_firing:

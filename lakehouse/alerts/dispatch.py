@@ -230,6 +230,8 @@ class Dispatcher:
                 return EVENT_RESOLVED
             return None
         if aid in acks:
+            if acks[aid].source == spec.type:
+                return None  # acknowledged there (a PagerDuty webhook): do not echo it back
             if fired and spec.send_acknowledged and not self.delivered.has(aid, receiver, EVENT_ACKNOWLEDGED):
                 return EVENT_ACKNOWLEDGED
             return None

@@ -174,6 +174,8 @@ class AlertRouter:
             silences = self.commands.silences(now=now)
             down = self.jobs.down()  # before the contexts: a failed job's alert carries its error
             contexts = [self._context(a) for a in alerts]
+            current = {a.alert_id for a in alerts}
+            self.details = {k: v for k, v in self.details.items() if k in current}
             rows = self._lifecycle_rows(contexts, acks)
             firing = {c.alert.alert_id: c.labels for c in contexts if c.alert.state == FIRING}
             sources = [SourceAlert(c.alert.alert_id, c.labels, summary(c.alert)) for c in contexts if c.alert.state == FIRING]

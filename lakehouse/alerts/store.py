@@ -118,6 +118,7 @@ class DeltaLog:
         self.spark_schema = schema
         self.lock = threading.Lock()
         self._table: Any = None
+        self._cache: tuple[int, pd.DataFrame] | None = None
 
     def append(self, rows: list[dict[str, Any]]) -> None:
         from deltalake import write_deltalake
@@ -146,10 +147,14 @@ class DeltaLog:
         return None if table is None else table.version()
 
     def read(self) -> pd.DataFrame:
+        """The whole table (re-read only when its version moved; callers must not modify it)."""
         table = self.table()
         if table is None:
             return pd.DataFrame({name: pd.Series(dtype=object) for name in self.spark_schema.fieldNames()})
-        return table.to_pyarrow_table().to_pandas()
+        version = table.version()
+        if self._cache is None or self._cache[0] != version:
+            self._cache = (version, table.to_pyarrow_table().to_pandas())
+        return self._cache[1]
 
 
 class NotificationLog(DeltaLog):
