@@ -64,3 +64,29 @@ def test_drained_notify_job_delivers_spark_written_alerts(
     # ops.notifications was created by Spark from the registry and appended to by the router.
     delivered = read_table(spark, lake, "ops.notifications").where("status = 'delivered'").select("receiver", "response_code").collect()
     assert sorted((r["receiver"], r["response_code"]) for r in delivered) == [("pager", 200), ("slack", 200), ("slack", 200)]
+
+
+def test_continuous_notify_query_routes_new_alerts(spark, lake: Settings, endpoints, catalog, kpi_contracts, tmp_path, monkeypatch) -> None:
+    import time
+
+    from spark_jobs import pipeline
+    from spark_jobs.detect import AlertSink
+
+    config_file = tmp_path / "alerts.yaml"
+    config_file.write_text(NOTIFY_CONFIG)
+    monkeypatch.setenv("TRIVAS_ALERTS_FILE", str(config_file))
+    ensure_table(spark, lake, ALERTS_TABLE, ALERTS_SCHEMA)
+    queries = pipeline.start(spark, lake, catalog, kpi_contracts, ["notify"])
+    try:
+        assert [q.name for q in queries] == ["notify_alerts"]
+        alert = make_alert(kpi="revenue", first_seen_at=live_clock()())
+        AlertSink(lake).write(spark, [alert], "detect_kpi", 0)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not endpoints["slack"].received:
+            assert all(q.isActive for q in queries)
+            time.sleep(0.5)
+    finally:
+        for query in queries:
+            query.stop()
+    [(_, message)] = endpoints["slack"].received
+    assert message["blocks"][0]["text"]["text"] == "[FIRING:1] revenue anomaly_model (country=DE)"
