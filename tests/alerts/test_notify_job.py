@@ -90,3 +90,16 @@ def test_continuous_notify_query_routes_new_alerts(spark, lake: Settings, endpoi
             query.stop()
     [(_, message)] = endpoints["slack"].received
     assert message["blocks"][0]["text"]["text"] == "[FIRING:1] revenue anomaly_model (country=DE)"
+
+
+def test_tables_created_by_the_cli_are_accepted_by_the_pipeline(spark, lake: Settings, catalog) -> None:
+    """An ack from the CLI before the pipeline ever ran creates ops.alert_commands with delta-rs;
+    the pipeline's table preparation (Spark, from the registry) must accept it as declared."""
+    from lakehouse.alerts.store import CommandLog
+    from spark_jobs import pipeline
+
+    CommandLog(lake).ack("a1", "alice")
+    pipeline.prepare_tables(spark, lake, catalog)
+    CommandLog(lake).ack("a2", "bob")
+    rows = read_table(spark, lake, "ops.alert_commands").select("alert_id", "author", "kind").orderBy("alert_id").collect()
+    assert [tuple(r) for r in rows] == [("a1", "alice", "ack"), ("a2", "bob", "ack")]

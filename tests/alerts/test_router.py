@@ -267,3 +267,42 @@ def test_a_restart_resends_only_what_was_refused(lake: Settings, kpi_contracts) 
     )
     sent = log.delivered()
     assert sent.keys == {delivery_key("a1", "slack", "firing"), delivery_key("a3", "hook", "firing"), delivery_key("a4", "hook", "firing")}
+
+
+def test_notification_carries_the_kpi_rows_watermark_finality_and_lineage(lake: Settings, endpoints, kpi_contracts) -> None:
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from lakehouse.tables import table_location
+
+    clock = live_clock()
+    alert = make_alert(first_seen_at=clock())
+    start = alert.window_start
+    kpi_rows = [  # the alert's window as first written (open), then final; another dimension
+        {"kpi": "orders", "grain": "1m", "window_start": start, "window_end": start + timedelta(minutes=1), "dimension": "country=DE",
+         "value": 3.0, "numerator": None, "denominator": None, "events": 3, "unit": "orders", "watermark": start,
+         "computed_at": start + timedelta(seconds=30), "source_versions": [("silver.events", 41)], "is_final": False},
+        {"kpi": "orders", "grain": "1m", "window_start": start, "window_end": start + timedelta(minutes=1), "dimension": "country=DE",
+         "value": 3.0, "numerator": None, "denominator": None, "events": 3, "unit": "orders", "watermark": start + timedelta(minutes=6),
+         "computed_at": start + timedelta(minutes=6), "source_versions": [("silver.events", 57)], "is_final": True},
+        {"kpi": "orders", "grain": "1m", "window_start": start, "window_end": start + timedelta(minutes=1), "dimension": "country=FR",
+         "value": 40.0, "numerator": None, "denominator": None, "events": 40, "unit": "orders", "watermark": start,
+         "computed_at": start + timedelta(minutes=7), "source_versions": [("silver.events", 60)], "is_final": True},
+    ]  # fmt: skip
+    stamp = pa.timestamp("us", tz="UTC")
+    schema = pa.schema([("kpi", pa.string()), ("grain", pa.string()), ("window_start", stamp), ("window_end", stamp), ("dimension", pa.string()),
+                        ("value", pa.float64()), ("numerator", pa.float64()), ("denominator", pa.float64()), ("events", pa.int64()),
+                        ("unit", pa.string()), ("watermark", stamp), ("computed_at", stamp),
+                        ("source_versions", pa.map_(pa.string(), pa.int64())), ("is_final", pa.bool_())])  # fmt: skip
+    write_deltalake(table_location(lake, "gold.kpi"), pa.Table.from_pylist(kpi_rows, schema=schema))
+    write_alerts(lake, [alert])
+    router = router_of(lake, kpi_contracts, clock)
+    try:
+        router.tick()
+        settle(router)
+    finally:
+        router.close()
+    [(_, hook)] = endpoints["hook"].received
+    facts = hook["alerts"][0]["facts"]
+    watermark = (start + timedelta(minutes=6)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert (facts["Watermark"], facts["Window final"], facts["Lineage"]) == (watermark, "yes", "gold.kpi@v0 ← silver.events@v57")
