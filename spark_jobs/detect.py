@@ -47,7 +47,9 @@ series trip it; it is updated while they do and resolved by the first batch whos
 the series' open windows are back in band, so a restated window resolves its alert) (``alert_id`` = hash of kpi, grain, dimension, rule and that window's
 start, so a replay writes the same id), is extended while later windows trip, and is
 resolved by the first later window of the series back in band. ``gold.alerts`` is MERGEd by
-``alert_id``; this job is its only writer.
+``alert_id`` (:class:`lakehouse.alerts.sink.AlertSink`, shared with the pipeline's health
+reporter); the alert lifecycle itself lives in :mod:`lakehouse.alerts.lifecycle`, and the
+alert router (:mod:`lakehouse.alerts.router`) takes the rows from there to the people on call.
 
 Freshness watchdog. A KPI whose newest ``gold.kpi`` write (``computed_at``, processing time)
 is older than its contract's ``freshness_sla`` fires a ``freshness_sla`` alert
@@ -63,7 +65,7 @@ import io
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -90,6 +92,7 @@ from lakehouse.alerts.lifecycle import (
     alert_id,
 )
 from lakehouse.alerts.lifecycle import clean_value as _clean
+from lakehouse.alerts.sink import AlertSink
 from lakehouse.catalog import Catalog
 from lakehouse.config import Settings
 from lakehouse.contracts import TOTAL, KpiContracts
@@ -413,60 +416,6 @@ def read_kpi_changes(spark: SparkSession, settings: Settings) -> DataFrame:
     if settings.tables.binding == "catalog":
         return reader.table(location)
     return reader.load(location)
-
-
-def _set_txn(session: SparkSession, app_id: str | None, version: int | None) -> None:
-    # Delta reads the idempotent-write pair from the session conf. A query's session is
-    # cloned from the root session at start, possibly while another job had set its own pair:
-    # always set or clear both explicitly.
-    for key, value in (("spark.databricks.delta.write.txnAppId", app_id), ("spark.databricks.delta.write.txnVersion", version)):
-        if value is None:
-            session.conf.unset(key)
-        else:
-            session.conf.set(key, str(value))
-
-
-class AlertSink:
-    """MERGE of alert rows into ``gold.alerts`` by ``alert_id`` (serialised: the detect and
-    freshness queries of this job share it, and two concurrent MERGEs would conflict)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.lock = threading.Lock()
-
-    def write(self, session: SparkSession, alerts: list[Alert], app_id: str | None = None, version: int | None = None) -> None:
-        if not alerts:
-            return
-        frame = session.createDataFrame([a.as_row() for a in alerts], ALERTS_SCHEMA)
-        keep = {"first_seen_at"}
-        updates = {c: f"s.{c}" for c in ALERTS_SCHEMA.fieldNames() if c not in keep}
-        with self.lock:
-            _set_txn(session, app_id, version)
-            try:
-                (
-                    delta_table(session, self.settings, ALERTS_TABLE).alias("t")
-                    .merge(frame.alias("s"), "t.alert_id = s.alert_id")
-                    .whenMatchedUpdate(set=updates)
-                    .whenNotMatchedInsertAll()
-                    .execute()
-                )  # fmt: skip
-            finally:
-                _set_txn(session, None, None)
-
-    def open_alerts(self, session: SparkSession, rules: Iterable[str]) -> list[Alert]:
-        """Firing alerts of some rules (seed after a restart without a snapshot)."""
-        rows = (
-            read_table(session, self.settings, ALERTS_TABLE)
-            .where((F.col("state") == FIRING) & F.col("rule").isin(list(rules)))
-            .collect()
-        )
-        out = []
-        for row in rows:
-            data = row.asDict()
-            for name in ("window_start", "window_end", "first_seen_at", "updated_at"):
-                data[name] = _utc(data[name])
-            out.append(Alert(**data))
-        return out
 
 
 # -- scorer snapshots --------------------------------------------------------------------------
@@ -817,6 +766,7 @@ __all__ = [
     "RULE_MODEL_OPEN",
     "Alert",
     "AlertBook",
+    "AlertSink",
     "DETECT_QUERY",
     "DetectOptions",
     "FRESHNESS_QUERY",

@@ -25,9 +25,9 @@ from lakehouse.alerts.lifecycle import (
     Alert,
     alert_id,
 )
+from lakehouse.alerts.sink import AlertSink
 from lakehouse.config import Settings
 from lakehouse.registry import JOB_STATUS, JOB_STATUS_SCHEMA, PIPELINE_WRITER
-from spark_jobs.detect import AlertSink
 from spark_jobs.io import append_idempotent
 
 log = logging.getLogger("trivas.health")
