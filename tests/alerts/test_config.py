@@ -42,3 +42,17 @@ def test_secrets_are_never_literals_and_references_are_checked() -> None:
         config_of("receivers: {m: {type: email}}\nroute: {receiver: m, escalation: nope}")
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration("5 minutes")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["alerts", c, "--help"] for c in ("run", "test", "list", "ack", "silence", "silences", "unsilence", "inbox")]
+    + [["oncall", "who", "--help"], ["pipeline", "run", "--help"]],
+)
+def test_every_alerts_command_has_help(command: list[str]) -> None:
+    from typer.testing import CliRunner
+
+    from lakehouse.cli import app
+
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0 and "Usage" in result.output, result.output
