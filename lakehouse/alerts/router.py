@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -97,6 +97,24 @@ class JobStates:
         return self._down
 
 
+RECENT_MARGIN = timedelta(minutes=10)  # clock skew between the writer and the alert's stamps
+
+
+def recent_files(table: Any, since: datetime) -> list[str]:
+    """The data files of a Delta table written since ``since``.
+
+    ``gold.kpi`` is append-only and unsorted (no column statistics): a row of a window is
+    written at or after the window's start, so only files written since then can hold it.
+    Reading those instead of the whole table keeps the lookup cheap on a long-running table.
+    """
+    import pyarrow as pa
+
+    actions = pa.table(table.get_add_actions(flatten=True)).select(["path", "modification_time"]).to_pandas()
+    cutoff_ms = since.timestamp() * 1000
+    recent = {p.rsplit("/", 1)[-1] for p in actions.loc[actions["modification_time"] >= cutoff_ms, "path"]}
+    return [uri for uri in table.file_uris() if uri.rsplit("/", 1)[-1] in recent]
+
+
 class KpiFacts:
     """Watermark, finality and lineage of the KPI row an alert is about (from ``gold.kpi``)."""
 
@@ -107,14 +125,20 @@ class KpiFacts:
 
     def lookup(self, alert: Alert) -> dict[str, Any]:
         import pyarrow.compute as pc
+        import pyarrow.dataset as pads
 
         table = self.log.table()
         if table is None or alert.kpi == PIPELINE_KPI:
             return {}
         wanted = (pc.field("kpi") == alert.kpi) & (pc.field("grain") == alert.grain) & (pc.field("dimension") == alert.dimension)
         columns = ["window_start", "watermark", "is_final", "computed_at", "source_versions"]
+        files = recent_files(table, alert.window_start - RECENT_MARGIN)
+        if not files:
+            return {}
         try:
-            rows = table.to_pyarrow_dataset().to_table(filter=wanted, columns=columns).to_pandas()
+            rows = pads.dataset(files, format="parquet").to_table(
+                filter=wanted, columns=columns
+            ).to_pandas()
         except Exception:  # noqa: BLE001 - enrichment is best effort; the alert goes out anyway
             log.exception("could not look up the KPI row of alert %s", alert.alert_id)
             return {}
