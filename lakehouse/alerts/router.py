@@ -200,6 +200,7 @@ class AlertRouter:
             contexts = [self._context(a) for a in alerts]
             current = {a.alert_id for a in alerts}
             self.details = {k: v for k, v in self.details.items() if k in current}
+            self.dispatcher.reported_mutes = {m for m in self.dispatcher.reported_mutes if m[0] in current}
             rows = self._lifecycle_rows(contexts, acks)
             firing = {c.alert.alert_id: c.labels for c in contexts if c.alert.state == FIRING}
             sources = [SourceAlert(c.alert.alert_id, c.labels, summary(c.alert)) for c in contexts if c.alert.state == FIRING]
