@@ -106,21 +106,25 @@ def write_alerts(settings: Settings, alerts: list[Alert]) -> None:
 
 
 class Endpoint:
-    """A path of the local server that answers from a script (status codes, or a delay)."""
+    """A path of the local server that answers from a script: a status code, or a callable
+    returning one (None: the caller has given up, nothing was delivered)."""
 
-    def __init__(self, script: list[int | float] | None = None) -> None:
+    def __init__(self, script: list | None = None) -> None:
         self.script = list(script or [])
         self.received: list[tuple[float, dict]] = []
         self.lock = threading.Lock()
+        self.got = threading.Event()  # set once a request was accepted
 
     def __call__(self, request: Request) -> Response:
         with self.lock:
             step = self.script.pop(0) if self.script else 200
-        if isinstance(step, float):  # hang longer than the sender's timeout
-            time.sleep(step)
-            step = 200
+        if callable(step):
+            step = step()
+        if step is None:
+            return Response("too late", status=200)
         if step < 300:
             self.received.append((time.monotonic(), request.get_json()))
+            self.got.set()
         return Response("ok", status=step)
 
 
