@@ -210,10 +210,10 @@ class AlertRouter:
                 NotificationRow(f"muted-{m.alert_id[:8]}", m.alert_id, m.receiver, m.route, FIRING, m.status, None, 0, m.reason)
                 for m in muted
             ]
-            rows += [self._sending_row(n, i, now) for n in due for i in n.items]
+            rows += [self._sending_row(n, i) for n in due for i in n.items]
             self.notifications.record(rows)  # one commit, durable before any send: at most once
             for notification in due:
-                self._submit(notification, now)
+                self._submit(notification)
             return due
 
     def _context(self, alert: Alert) -> AlertContext:
@@ -244,11 +244,11 @@ class AlertRouter:
         return rows
 
     @staticmethod
-    def _sending_row(notification: Notification, item: Item, now: datetime) -> NotificationRow:
+    def _sending_row(notification: Notification, item: Item) -> NotificationRow:
         # recorded_at: the wall clock (the router's clock decides, the audit trail says when).
         return NotificationRow(notification.id, item.alert_id, notification.receiver, notification.route, item.event, SENDING, None, 0)
 
-    def _submit(self, notification: Notification, now: datetime) -> None:
+    def _submit(self, notification: Notification) -> None:
         worker = self.workers.get(notification.receiver)
         if worker is None:
             reason = "receiver disabled: its secret is not set (see the router's log)"
@@ -277,9 +277,9 @@ class AlertRouter:
             key = f"{route.name}|{receiver}|test"
             out.append(Notification(notification_id(receiver, key, EVENT_TEST, [alert.alert_id]), receiver, route.name, key,
                                     EVENT_TEST, [Item(context, EVENT_TEST)], created_at=now))  # fmt: skip
-        self.notifications.record([self._sending_row(n, i, now) for n in out for i in n.items])
+        self.notifications.record([self._sending_row(n, i) for n in out for i in n.items])
         for notification in out:
-            self._submit(notification, now)
+            self._submit(notification)
         return out
 
     # -- running

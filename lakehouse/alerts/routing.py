@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from lakehouse.alerts.config import AlertsConfig, InhibitRule, Matcher, Route
+from lakehouse.alerts.config import InhibitRule, Matcher, Route
 from lakehouse.alerts.lifecycle import RULE_JOB_FAILED, Alert
 from lakehouse.contracts import TOTAL, KpiContracts
 
@@ -136,7 +136,3 @@ def inhibitions(
                     muted[target_id] = Inhibition(rule.name, source.id, source.summary)
                     break
     return muted
-
-
-def all_receivers(config: AlertsConfig) -> list[str]:
-    return sorted(config.receivers)
