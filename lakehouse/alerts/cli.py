@@ -117,7 +117,8 @@ def test(route: str = typer.Argument(..., help="route name in conf/alerts.yaml")
     failed = False
     for row in latest.itertuples(index=False):
         failed |= row.status != "delivered"
-        table.add_row(row.receiver, row.status, str(row.response_code or ""), str(row.attempt), row.detail or "")
+        code = "" if row.response_code != row.response_code or row.response_code is None else str(int(row.response_code))  # NaN: no answer
+        table.add_row(row.receiver, row.status, code, str(row.attempt), row.detail or "")
     console.print(table)
     if failed or len(latest) < len(sent):
         raise typer.Exit(1)
