@@ -34,6 +34,16 @@ app.add_typer(pipeline_app, name="pipeline")
 console = Console()
 
 
+def _mount_alerts() -> None:
+    from lakehouse.alerts.cli import alerts_app, oncall_app
+
+    app.add_typer(alerts_app, name="alerts")
+    app.add_typer(oncall_app, name="oncall")
+
+
+_mount_alerts()
+
+
 def _settings(env: str | None) -> Settings:
     return load_settings(env)
 
@@ -174,7 +184,7 @@ def generate(
 def pipeline_run(
     jobs: str = typer.Option(
         "bronze,silver_gold,gold",
-        help="comma-separated subset of bronze,silver_gold,gold,detect,refund_risk,cdc",
+        help="comma-separated subset of bronze,silver_gold,gold,detect,refund_risk,cdc,notify",
     ),
     available_now: bool = typer.Option(
         False, "--available-now", help="process what is there through every layer, then stop"
@@ -301,6 +311,7 @@ def _run_playground(
             *env_args,
         ],
     )
+    _start_alerting(spawn, trivas, env_args)
     spawn("generator", [*trivas, "generate", "--live", "--shop-db", *rate_args, *env_args])
     spawn("app", app_command(settings, settings.app.port))
     wait_until(lambda: port_open("127.0.0.1", settings.app.port), 60, "the app to listen")
@@ -318,13 +329,19 @@ def _run_playground(
         time.sleep(1)
 
 
+def _start_alerting(spawn, trivas: list[str], env_args: list[str]) -> None:  # noqa: ANN001 - demo's spawn
+    """The alert router with a local SMTP server and webhook inbox (``trivas alerts inbox``)."""
+    spawn("alerts", [*trivas, "alerts", "run", "--local-receivers", *env_args])
+    console.print("[green]alerts[/]   router → local SMTP + webhook inbox: `trivas alerts inbox`")
+
+
 def _stop_playground(settings: Settings, children: dict[str, subprocess.Popen[bytes]]) -> None:
     """Stop what the playground started, whatever step it reached: the children's process
     groups (SIGTERM, SIGKILL after 60 s), then CDC and the broker (each a no-op if not up)."""
     from lakehouse.ingest import cdc
     from lakehouse.runtime import kafka
 
-    for name in ("generator", "app", "pipeline"):
+    for name in ("generator", "app", "pipeline", "alerts"):
         child = children.get(name)
         if child and child.poll() is None:
             os.killpg(child.pid, signal.SIGTERM)

@@ -27,6 +27,14 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from lakehouse.alerts.store import (
+    ALERT_COMMANDS,
+    COMMANDS_SCHEMA,
+    COMMANDS_WRITER,
+    NOTIFICATIONS,
+    NOTIFICATIONS_SCHEMA,
+    ROUTER_WRITER,
+)
 from lakehouse.catalog import Catalog
 from lakehouse.catalog import catalog as load_catalog
 from lakehouse.freshness import FRESHNESS_SCHEMA
@@ -287,6 +295,9 @@ def registry() -> dict[str, TableSpec | ViewSpec]:
         TableSpec(ORDER_PAYMENTS, ORDER_PAYMENTS_SCHEMA, ORDER_PAYMENTS_QUERY, "orders joined with payment attempts"),
         TableSpec(FRESHNESS, FRESHNESS_SCHEMA, PIPELINE_WRITER, "progress of every streaming query"),
         TableSpec(JOB_STATUS, JOB_STATUS_SCHEMA, PIPELINE_WRITER, "state changes of every pipeline job (see ops.pipeline_health)"),
+        TableSpec(NOTIFICATIONS, NOTIFICATIONS_SCHEMA, ROUTER_WRITER,
+                  "alert lifecycle and every notification attempt (receiver, status, response code, retries)"),
+        TableSpec(ALERT_COMMANDS, COMMANDS_SCHEMA, COMMANDS_WRITER, "acknowledgements and silences of alerts"),
     ]  # fmt: skip
     views = [domain_view(catalog, d) for d in catalog.domains] + [
         KPI_CURRENT_VIEW,

@@ -47,7 +47,9 @@ series trip it; it is updated while they do and resolved by the first batch whos
 the series' open windows are back in band, so a restated window resolves its alert) (``alert_id`` = hash of kpi, grain, dimension, rule and that window's
 start, so a replay writes the same id), is extended while later windows trip, and is
 resolved by the first later window of the series back in band. ``gold.alerts`` is MERGEd by
-``alert_id``; this job is its only writer.
+``alert_id`` (:class:`lakehouse.alerts.sink.AlertSink`, shared with the pipeline's health
+reporter); the alert lifecycle itself lives in :mod:`lakehouse.alerts.lifecycle`, and the
+alert router (:mod:`lakehouse.alerts.router`) takes the rows from there to the people on call.
 
 Freshness watchdog. A KPI whose newest ``gold.kpi`` write (``computed_at``, processing time)
 is older than its contract's ``freshness_sla`` fires a ``freshness_sla`` alert
@@ -59,13 +61,12 @@ no change-feed batches). A KPI that has never been written is not watched.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -73,9 +74,25 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
+from lakehouse.alerts.lifecycle import (
+    ALERTS_SCHEMA,
+    ALERTS_TABLE,
+    FIRING,
+    RESOLVED,
+    RULE_FRESHNESS,
+    RULE_MAX,
+    RULE_MIN,
+    RULE_MODEL,
+    RULE_MODEL_OPEN,
+    RULES,
+    Alert,
+    AlertBook,
+    alert_id,
+)
+from lakehouse.alerts.lifecycle import clean_value as _clean
+from lakehouse.alerts.sink import AlertSink
 from lakehouse.catalog import Catalog
 from lakehouse.config import Settings
 from lakehouse.contracts import TOTAL, KpiContracts
@@ -92,40 +109,12 @@ from spark_jobs.io import start_foreach_batch
 
 log = logging.getLogger("trivas.detect")
 
-ALERTS_TABLE = "gold.alerts"
 DETECT_QUERY = "detect_kpi"
 FRESHNESS_QUERY = "detect_freshness"
 CHANGE_FEED_PROPERTY = "delta.enableChangeDataFeed"
-RULE_MODEL, RULE_MIN, RULE_MAX, RULE_FRESHNESS = "anomaly_model", "threshold_min", "threshold_max", "freshness_sla"
-RULE_MODEL_OPEN = "anomaly_model_open"  # early warning on windows still filling
-RULES = (RULE_MODEL, RULE_MODEL_OPEN, RULE_MIN, RULE_MAX, RULE_FRESHNESS)
-FIRING, RESOLVED = "firing", "resolved"
 KPI_KEY = ("kpi", "grain", "window_start", "dimension")
 POINT_COLUMNS = ["kpi", "grain", "window_start", "window_end", "dimension", "value", "is_final", "computed_at"]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-ALERTS_SCHEMA = T.StructType(
-    [
-        T.StructField("alert_id", T.StringType(), False),
-        T.StructField("kpi", T.StringType(), False),
-        T.StructField("grain", T.StringType(), False),
-        T.StructField("window_start", T.TimestampType(), False),
-        T.StructField("window_end", T.TimestampType(), False),
-        T.StructField("dimension", T.StringType(), False),
-        T.StructField("observed", T.DoubleType(), True),
-        T.StructField("expected", T.DoubleType(), True),
-        T.StructField("lower", T.DoubleType(), True),
-        T.StructField("upper", T.DoubleType(), True),
-        T.StructField("score", T.DoubleType(), True),
-        T.StructField("confidence", T.DoubleType(), True),
-        T.StructField("model_version", T.StringType(), True),
-        T.StructField("rule", T.StringType(), False),
-        T.StructField("state", T.StringType(), False),
-        T.StructField("first_seen_at", T.TimestampType(), False),
-        T.StructField("updated_at", T.TimestampType(), False),
-    ]
-)
-
 
 def utc_now() -> datetime:
     """Processing time (the default clock)."""
@@ -161,12 +150,6 @@ class DetectOptions:
 def series_key(kpi: str, grain: str, dimension: str) -> str:
     """The model's series of one KPI row: ``kpi|grain|dimension``."""
     return f"{kpi}|{grain}|{dimension}"
-
-
-def alert_id(kpi: str, grain: str, dimension: str, rule: str, first_window_start: datetime) -> str:
-    """Deterministic id of an alert episode (same input → same id, on any replay)."""
-    stamp = first_window_start.astimezone(UTC).isoformat()
-    return hashlib.sha256(f"{kpi}|{grain}|{dimension}|{rule}|{stamp}".encode()).hexdigest()[:32]
 
 
 def latest_kpi_changes(changes: DataFrame) -> DataFrame:
@@ -288,110 +271,6 @@ def threshold_outcomes(points: pd.DataFrame, contracts: KpiContracts) -> pd.Data
     out["min"] = lows
     out["max"] = highs
     return out
-
-
-@dataclass
-class Alert:
-    """One row of ``gold.alerts``."""
-
-    alert_id: str
-    kpi: str
-    grain: str
-    window_start: datetime
-    window_end: datetime
-    dimension: str
-    observed: float | None
-    expected: float | None
-    lower: float | None
-    upper: float | None
-    score: float | None
-    confidence: float | None
-    model_version: str | None
-    rule: str
-    state: str
-    first_seen_at: datetime
-    updated_at: datetime
-
-    def as_row(self) -> tuple[Any, ...]:
-        return tuple(_clean(getattr(self, f.name)) for f in ALERTS_SCHEMA.fields)
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        for name in ("window_start", "window_end", "first_seen_at", "updated_at"):
-            data[name] = data[name].isoformat()
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Alert:
-        data = dict(data)
-        for name in ("window_start", "window_end", "first_seen_at", "updated_at"):
-            data[name] = datetime.fromisoformat(data[name])
-        return cls(**data)
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float | np.floating) and not np.isfinite(value):
-        return None
-    if isinstance(value, np.floating):
-        return float(value)
-    return value
-
-
-@dataclass
-class AlertBook:
-    """Lifecycle of alert episodes (pure; no I/O).
-
-    ``open`` maps (series_key, rule) to its firing alert; ``changed`` collects every alert
-    whose row must be (re)written, by id.
-    """
-
-    open: dict[tuple[str, str], Alert] = field(default_factory=dict)
-    changed: dict[str, Alert] = field(default_factory=dict)
-
-    def observe(
-        self,
-        series: str,
-        rule: str,
-        tripped: bool,
-        point: dict[str, Any],
-        now: datetime,
-        **values: Any,
-    ) -> None:
-        """Advance one (series, rule) by one window: fire, extend or resolve.
-
-        Args:
-            series: ``kpi|grain|dimension``.
-            rule: One of :data:`RULES`.
-            tripped: Whether this window breaks the rule.
-            point: ``kpi, grain, dimension, window_start, window_end`` of the window.
-            now: Processing time of the transition.
-            values: observed, expected, lower, upper, score, confidence, model_version.
-        """
-        key = (series, rule)
-        current = self.open.get(key)
-        if tripped:
-            if current is None:
-                current = Alert(
-                    alert_id=alert_id(point["kpi"], point["grain"], point["dimension"], rule, point["window_start"]),
-                    kpi=point["kpi"], grain=point["grain"], dimension=point["dimension"],
-                    window_start=point["window_start"], window_end=point["window_end"],
-                    rule=rule, state=FIRING, first_seen_at=now, updated_at=now,
-                    **{k: values.get(k) for k in ("observed", "expected", "lower", "upper", "score", "confidence", "model_version")},
-                )  # fmt: skip
-            else:
-                current = replace(current, window_end=point["window_end"], updated_at=now, **values)
-            self.open[key] = current
-            self.changed[current.alert_id] = current
-        elif current is not None:
-            resolved = replace(current, state=RESOLVED, updated_at=now)
-            del self.open[key]
-            self.changed[resolved.alert_id] = resolved
-
-    def take_changes(self) -> list[Alert]:
-        """The alerts to write since the last call."""
-        changes = list(self.changed.values())
-        self.changed = {}
-        return changes
 
 
 def apply_rules(
@@ -537,60 +416,6 @@ def read_kpi_changes(spark: SparkSession, settings: Settings) -> DataFrame:
     if settings.tables.binding == "catalog":
         return reader.table(location)
     return reader.load(location)
-
-
-def _set_txn(session: SparkSession, app_id: str | None, version: int | None) -> None:
-    # Delta reads the idempotent-write pair from the session conf. A query's session is
-    # cloned from the root session at start, possibly while another job had set its own pair:
-    # always set or clear both explicitly.
-    for key, value in (("spark.databricks.delta.write.txnAppId", app_id), ("spark.databricks.delta.write.txnVersion", version)):
-        if value is None:
-            session.conf.unset(key)
-        else:
-            session.conf.set(key, str(value))
-
-
-class AlertSink:
-    """MERGE of alert rows into ``gold.alerts`` by ``alert_id`` (serialised: the detect and
-    freshness queries of this job share it, and two concurrent MERGEs would conflict)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.lock = threading.Lock()
-
-    def write(self, session: SparkSession, alerts: list[Alert], app_id: str | None = None, version: int | None = None) -> None:
-        if not alerts:
-            return
-        frame = session.createDataFrame([a.as_row() for a in alerts], ALERTS_SCHEMA)
-        keep = {"first_seen_at"}
-        updates = {c: f"s.{c}" for c in ALERTS_SCHEMA.fieldNames() if c not in keep}
-        with self.lock:
-            _set_txn(session, app_id, version)
-            try:
-                (
-                    delta_table(session, self.settings, ALERTS_TABLE).alias("t")
-                    .merge(frame.alias("s"), "t.alert_id = s.alert_id")
-                    .whenMatchedUpdate(set=updates)
-                    .whenNotMatchedInsertAll()
-                    .execute()
-                )  # fmt: skip
-            finally:
-                _set_txn(session, None, None)
-
-    def open_alerts(self, session: SparkSession, rules: Iterable[str]) -> list[Alert]:
-        """Firing alerts of some rules (seed after a restart without a snapshot)."""
-        rows = (
-            read_table(session, self.settings, ALERTS_TABLE)
-            .where((F.col("state") == FIRING) & F.col("rule").isin(list(rules)))
-            .collect()
-        )
-        out = []
-        for row in rows:
-            data = row.asDict()
-            for name in ("window_start", "window_end", "first_seen_at", "updated_at"):
-                data[name] = _utc(data[name])
-            out.append(Alert(**data))
-        return out
 
 
 # -- scorer snapshots --------------------------------------------------------------------------
@@ -931,8 +756,17 @@ def run(
 __all__ = [
     "ALERTS_SCHEMA",
     "ALERTS_TABLE",
+    "FIRING",
+    "RESOLVED",
+    "RULES",
+    "RULE_FRESHNESS",
+    "RULE_MAX",
+    "RULE_MIN",
+    "RULE_MODEL",
+    "RULE_MODEL_OPEN",
     "Alert",
     "AlertBook",
+    "AlertSink",
     "DETECT_QUERY",
     "DetectOptions",
     "FRESHNESS_QUERY",

@@ -16,23 +16,23 @@ from datetime import UTC, datetime
 
 from pyspark.sql import SparkSession
 
-from lakehouse.config import Settings
-from lakehouse.registry import JOB_STATUS, JOB_STATUS_SCHEMA, PIPELINE_WRITER
-from spark_jobs.detect import (
+from lakehouse.alerts.lifecycle import (
     ALERTS_SCHEMA,
     ALERTS_TABLE,
     FIRING,
     RESOLVED,
+    RULE_JOB_FAILED,
     Alert,
-    AlertSink,
     alert_id,
 )
+from lakehouse.alerts.sink import AlertSink
+from lakehouse.config import Settings
+from lakehouse.registry import JOB_STATUS, JOB_STATUS_SCHEMA, PIPELINE_WRITER
 from spark_jobs.io import append_idempotent
 
 log = logging.getLogger("trivas.health")
 
 STARTING, RUNNING, FAILED, STOPPED = "starting", "running", "failed", "stopped"
-RULE_JOB_FAILED = "pipeline_job_failed"
 PIPELINE_KPI, JOB_GRAIN = "pipeline", "job"
 ERROR_CHARS = 2000  # enough for the exception's head; the full trace is in the pipeline log
 

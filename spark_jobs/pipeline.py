@@ -6,7 +6,8 @@ own task with ``--jobs``. The jobs:
 - ``bronze``: Kafka → ``bronze.events`` (the raw, replayable archive);
 - ``silver_gold``: the hot path, Kafka → silver tables and ``gold.kpi`` in one micro-batch;
 - ``gold``: side queries over silver (sessions, the order↔payment join);
-- ``detect``, ``refund_risk``, ``cdc``: side queries of their own.
+- ``detect``, ``refund_risk``, ``cdc``: side queries of their own;
+- ``notify``: the alert router (``gold.alerts`` → e-mail, Slack, PagerDuty, webhooks).
 
 The first two are the KPI path: if one fails, the pipeline stops with its error. A side query
 that fails is restarted with exponential backoff and never takes the KPI path down; the failure
@@ -91,6 +92,14 @@ def _refund_risk(
     return refund_risk.run(spark, s, c, k, available_now=now)
 
 
+def _notify(
+    spark: SparkSession, s: Settings, c: Catalog, k: KpiContracts, now: bool
+) -> list[StreamingQuery]:
+    from spark_jobs import notify  # the alert router (conf/alerts.yaml)
+
+    return notify.run(spark, s, k, available_now=now)
+
+
 STARTERS: dict[str, Starter] = {
     "bronze": _bronze,
     "silver_gold": _silver_gold,
@@ -98,9 +107,15 @@ STARTERS: dict[str, Starter] = {
     "detect": _detect,
     "refund_risk": _refund_risk,
     "cdc": _cdc,
+    "notify": _notify,
 }
 # ``drain`` runs the jobs in these waves: each wave reads only what earlier waves wrote.
-DRAIN_WAVES = (("bronze", "silver_gold", "cdc"), ("gold", "refund_risk"), ("detect",))
+DRAIN_WAVES = (
+    ("bronze", "silver_gold", "cdc"),
+    ("gold", "refund_risk"),
+    ("detect",),
+    ("notify",),
+)
 
 
 def _check(jobs: Sequence[str]) -> None:
