@@ -95,7 +95,21 @@ def ensure_table(
         builder = builder.partitionedBy(*partition_by)
     for key, value in {**DEFAULT_PROPERTIES, **(properties or {})}.items():
         builder = builder.property(key, value)
-    builder.execute()
+    try:
+        builder.execute()
+    except Exception:
+        # Two applications of one pipeline start together and may both create a table: the
+        # loser's first commit fails, and the table it wanted is there.
+        if not _exists(spark, settings, location):
+            raise
+
+
+def _exists(spark: SparkSession, settings: Settings, location: str) -> bool:
+    from delta.tables import DeltaTable
+
+    if settings.tables.binding == "catalog":
+        return spark.catalog.tableExists(location)
+    return DeltaTable.isDeltaTable(spark, location)
 
 
 def read_table(spark: SparkSession, settings: Settings, logical: str) -> DataFrame:
