@@ -6,6 +6,7 @@ definitions ship yet; the commands are plain console scripts.)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -326,15 +327,20 @@ def _stop_playground(settings: Settings, children: dict[str, subprocess.Popen[by
     from lakehouse.ingest import cdc
     from lakehouse.runtime import kafka
 
-    for child in reversed(children.values()):  # the traffic and the app before the pipeline
+    for name, child in reversed(children.items()):  # the traffic and the app before the pipeline
         if child.poll() is None:
-            os.killpg(child.pid, signal.SIGTERM)
+            if name.startswith("pipeline"):
+                child.send_signal(signal.SIGTERM)  # the driver stops its queries, then its JVM
+            else:
+                os.killpg(child.pid, signal.SIGTERM)
     for child in children.values():
         try:
             child.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
+            child.kill()
             child.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)  # anything of its group left behind
     for step in (cdc.down, kafka.down):
         try:
             step(settings)
