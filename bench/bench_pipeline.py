@@ -161,6 +161,10 @@ class Phase:
     def progress_file(self) -> Path:
         return self.logs / "progress.jsonl"
 
+    def progress(self) -> list[dict[str, Any]]:
+        """The progress documents of every application (``progress*.jsonl``)."""
+        return [entry for path in sorted(self.logs.glob("progress*.jsonl")) for entry in read_progress(path)]
+
 
 def machine_env(root: Path) -> dict[str, str]:
     """Settings every phase shares: the private broker, the CDC services, the MLflow registry."""
@@ -380,14 +384,14 @@ def produce(
 class RssSampler(threading.Thread):
     """Peak resident memory of a process tree."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, *pids: int) -> None:
         super().__init__(daemon=True)
-        self.pid = pid
+        self.pids = list(pids)
         self.peak_mb = 0.0
         self.stop = threading.Event()
 
     def tree(self) -> list[int]:
-        pids, frontier = [self.pid], [self.pid]
+        pids, frontier = list(self.pids), list(self.pids)
         while frontier:
             parent = frontier.pop()
             children = Path(f"/proc/{parent}/task/{parent}/children")
@@ -414,66 +418,81 @@ class RssSampler(threading.Thread):
 
 
 class PipelineRun:
-    """``trivas pipeline run --jobs …`` in its own process group, with its memory sampled."""
+    """The pipeline as ``trivas demo`` runs it: one ``trivas pipeline run --app NAME`` process
+    group per application of ``settings.pipeline.applications`` that has a job to run, with
+    the memory of all of them sampled together."""
 
     def __init__(self, phase: Phase, jobs: Sequence[str]) -> None:
         self.phase = phase
         self.jobs = list(jobs)
-        self.log_path = phase.logs / "pipeline.log"
+        self.apps = [
+            (app.name, [j for j in app.jobs if j in self.jobs])
+            for app in phase.settings.pipeline.applications
+            if any(j in self.jobs for j in app.jobs)
+        ]
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def log_path(self, app: str) -> Path:
+        return self.phase.logs / f"pipeline-{app}.log"
 
     def __enter__(self) -> PipelineRun:
-        command = [sys.executable, "-m", "lakehouse.cli", "pipeline", "run", "--jobs", ",".join(self.jobs)]
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                command, env={**os.environ, **self.phase.env}, cwd=REPO_ROOT, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        self.sampler = RssSampler(self.process.pid)
+        for app, jobs in self.apps:
+            command = [sys.executable, "-m", "lakehouse.cli", "pipeline", "run", "--app", app, "--jobs", ",".join(jobs)]
+            with self.log_path(app).open("ab") as log:
+                self.processes[app] = subprocess.Popen(
+                    command, env={**os.environ, **self.phase.env}, cwd=REPO_ROOT, stdout=log,
+                    stderr=subprocess.STDOUT, start_new_session=True,
+                )  # fmt: skip
+        self.sampler = RssSampler(*(p.pid for p in self.processes.values()))
         self.sampler.start()
         return self
 
     def check_alive(self) -> None:
-        if self.process.poll() is not None:
-            tail = self.log_path.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"pipeline exited {self.process.returncode}; see {self.log_path}\n{tail}")
+        for app, process in self.processes.items():
+            if process.poll() is not None:
+                tail = self.log_path(app).read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"pipeline {app} exited {process.returncode}; see {self.log_path(app)}\n{tail}")
 
     def wait_started(self, timeout_s: float = 600) -> float:
-        """Wall-clock time at which the pipeline logged that its queries started."""
+        """Wall-clock time at which every application logged that its queries started."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             self.check_alive()
-            if STARTED_LINE.search(self.log_path.read_text(errors="replace")):
+            if all(STARTED_LINE.search(self.log_path(app).read_text(errors="replace")) for app in self.processes):
                 return time.time()
             time.sleep(0.1)
-        raise TimeoutError(f"the pipeline did not start its queries in {timeout_s:.0f}s; see {self.log_path}")
+        raise TimeoutError(f"the pipeline did not start its queries in {timeout_s:.0f}s; see {self.phase.logs}")
 
     @property
     def peak_rss_mb(self) -> float:
         return self.sampler.peak_mb
 
-    def _group_alive(self) -> bool:
-        try:
-            os.killpg(self.process.pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-
     def __exit__(self, *_: object) -> None:
-        """Stop gracefully: SIGTERM to the driver, which stops its queries and then its JVM."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+        """Stop gracefully: SIGTERM to each driver, which stops its queries and then its JVM."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
             try:
-                self.process.wait(timeout=120)
+                process.wait(timeout=120)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        deadline = time.monotonic() + 15  # the JVM exits after its driver
-        while self._group_alive() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # anything the driver left behind
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            deadline = time.monotonic() + 15  # the JVM exits after its driver
+            while _group_alive(process.pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # anything the driver left behind
         self.sampler.stop.set()
         self.sampler.join()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 # -- what the tables hold -------------------------------------------------------------------------
@@ -842,7 +861,7 @@ def work_off_backlog(stage: Phase, records: list[Record], jobs: Jobs, producers:
         completed = wait_until_counted(stage.settings, run, len(records), sessions, timeout_s)
         detected = time.time()
         rss = run.peak_rss_mb
-    progress = read_progress(stage.progress_file)
+    progress = stage.progress()
     began, timed_from = first_batch_at(progress), "first micro-batch (progress.jsonl)"
     if began is None:
         began, timed_from = tables_prepared_at(stage.settings), "tables prepared (first Delta commits)"
@@ -1156,7 +1175,7 @@ def measure_latency(
     live = phase(base, ROOT, "live")
     print("(c) latency by offered rate")
     levels, peaks["live"] = run_levels(live, jobs, rates, args)
-    progress = read_progress(live.progress_file)
+    progress = live.progress()
     results["latency_by_rate"] = latency_by_rate(live, levels, progress)
     results["batch_ms_by_query"] = batch_ms_by_query(progress)
     for key, level in results["latency_by_rate"].items():

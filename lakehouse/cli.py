@@ -6,6 +6,7 @@ definitions ship yet; the commands are plain console scripts.)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -183,15 +184,19 @@ def generate(
 @pipeline_app.command("run")
 def pipeline_run(
     jobs: str = typer.Option(
-        "bronze,silver_gold,gold",
-        help="comma-separated subset of bronze,silver_gold,gold,detect,refund_risk,cdc,notify",
+        None,
+        help="comma-separated subset of bronze,silver_gold,gold,detect,refund_risk,cdc,notify "
+        "(default: the --app's jobs, else bronze,silver_gold,gold)",
+    ),
+    app_name: str = typer.Option(
+        None, "--app", help="run one application of settings.pipeline.applications (its jobs, at its nice)"
     ),
     available_now: bool = typer.Option(
         False, "--available-now", help="process what is there through every layer, then stop"
     ),
     env: str = typer.Option(None),
 ) -> None:
-    """Run the streaming queries in one Spark application until Ctrl-C."""
+    """Run streaming queries in one Spark application until Ctrl-C or SIGTERM."""
     from lakehouse.catalog import catalog
     from lakehouse.contracts import contracts
     from lakehouse.runtime.spark import get_spark
@@ -201,15 +206,21 @@ def pipeline_run(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = _settings(env)
-    chosen = [j.strip() for j in jobs.split(",") if j.strip()]
-    spark = get_spark(settings)
+    runner, chosen = pipeline.RUNNER, ["bronze", "silver_gold", "gold"]
+    if app_name:
+        application = settings.pipeline.application(app_name)
+        runner, chosen = application.name, list(application.jobs)
+        os.nice(application.nice)  # before the JVM starts: it and its Python workers inherit it
+    if jobs:
+        chosen = [j.strip() for j in jobs.split(",") if j.strip()]
+    spark = get_spark(settings, app_name=f"{settings.spark.app_name}-{runner}")
     if available_now:
         pipeline.drain(spark, settings, catalog(), contracts(), chosen)
         return
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    pipeline.run_until_stopped(spark, settings, catalog(), contracts(), chosen, stop)
+    pipeline.run_until_stopped(spark, settings, catalog(), contracts(), chosen, stop, runner=runner)
 
 
 # -- app and demo -------------------------------------------------------------------------------
@@ -300,23 +311,15 @@ def _run_playground(
     ensure_champions(
         settings.mlflow.tracking_uri, settings.mlflow.anomaly_model, settings.mlflow.refund_model
     )
-    spawn(
-        "pipeline",
-        [
-            *trivas,
-            "pipeline",
-            "run",
-            "--jobs",
-            "bronze,silver_gold,gold,detect,refund_risk,cdc",
-            *env_args,
-        ],
-    )
+    for application in settings.pipeline.applications:  # the KPI path and the side queries
+        command = [*trivas, "pipeline", "run", "--app", application.name, *env_args]
+        spawn(f"pipeline-{application.name}", command)
     _start_alerting(spawn, trivas, env_args)
     spawn("generator", [*trivas, "generate", "--live", "--shop-db", *rate_args, *env_args])
     spawn("app", app_command(settings, settings.app.port))
     wait_until(lambda: port_open("127.0.0.1", settings.app.port), 60, "the app to listen")
     console.print(f"[green]app[/]      http://localhost:{settings.app.port}")
-    console.print(f"[green]logs[/]     {logs}  (pipeline.log, generator.log, app.log, kafka.log)")
+    console.print(f"[green]logs[/]     {logs}  (pipeline-kpi.log, pipeline-side.log, generator.log, app.log, kafka.log)")
     console.print(f"[green]tables[/]   {settings.path(settings.tables.root)}")
     console.print("Ctrl-C stops everything.")
     deadline = time.monotonic() + seconds if seconds else None
@@ -341,16 +344,20 @@ def _stop_playground(settings: Settings, children: dict[str, subprocess.Popen[by
     from lakehouse.ingest import cdc
     from lakehouse.runtime import kafka
 
-    for name in ("generator", "app", "pipeline", "alerts"):
-        child = children.get(name)
-        if child and child.poll() is None:
-            os.killpg(child.pid, signal.SIGTERM)
+    for name, child in reversed(children.items()):  # the traffic and the app before the pipeline
+        if child.poll() is None:
+            if name.startswith("pipeline"):
+                child.send_signal(signal.SIGTERM)  # the driver stops its queries, then its JVM
+            else:
+                os.killpg(child.pid, signal.SIGTERM)
     for child in children.values():
         try:
             child.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
+            child.kill()
             child.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)  # anything of its group left behind
     for step in (cdc.down, kafka.down):
         try:
             step(settings)

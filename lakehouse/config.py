@@ -90,6 +90,30 @@ class Maintenance(_Frozen):
     vacuum_retain_hours: float = 168.0
 
 
+class Application(_Frozen):
+    """One Spark application of the pipeline: its jobs and its OS scheduling priority."""
+
+    name: str
+    jobs: list[str]
+    nice: int = 0
+
+
+class Pipeline(_Frozen):
+    """How ``trivas demo`` (and the benchmark) lay the pipeline's jobs out over applications."""
+
+    applications: list[Application] = [
+        Application(name="pipeline", jobs=["bronze", "silver_gold", "gold"])
+    ]
+
+    def application(self, name: str) -> Application:
+        for app in self.applications:
+            if app.name == name:
+                return app
+        raise ValueError(
+            f"no pipeline application {name!r}; configured: {[a.name for a in self.applications]}"
+        )
+
+
 class MLflow(_Frozen):
     tracking_uri: str
     anomaly_model: str
@@ -136,6 +160,7 @@ class Settings(_Frozen):
     spark: Spark
     streaming: Streaming
     maintenance: Maintenance = Maintenance()
+    pipeline: Pipeline = Pipeline()
     mlflow: MLflow
     privacy: Privacy
     app: App
@@ -220,7 +245,7 @@ def absolute_sqlite_uri(uri: str) -> str:
     every process finds the same registry whatever its working directory."""
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
-        return f"{prefix}{REPO_ROOT / uri[len(prefix):]}"
+        return f"{prefix}{REPO_ROOT / uri[len(prefix) :]}"
     return uri
 
 

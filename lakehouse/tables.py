@@ -10,6 +10,7 @@ functions here resolve those declarations, so a view (``silver.orders`` over
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -72,6 +73,9 @@ def table_exists(spark: SparkSession, settings: Settings, logical: str) -> bool:
     return Path(location, "_delta_log").exists() and DeltaTable.isDeltaTable(spark, location)
 
 
+CREATE_ATTEMPTS = 3
+
+
 def ensure_table(
     spark: SparkSession,
     settings: Settings,
@@ -95,7 +99,17 @@ def ensure_table(
         builder = builder.partitionedBy(*partition_by)
     for key, value in {**DEFAULT_PROPERTIES, **(properties or {})}.items():
         builder = builder.property(key, value)
-    builder.execute()
+    for attempt in range(CREATE_ATTEMPTS):
+        try:
+            builder.execute()
+            return
+        except Exception:
+            # Applications of one pipeline start together and may create a table at the same
+            # moment: the loser's commit fails (protocol or metadata changed), and its next
+            # createIfNotExists finds the table there.
+            if attempt == CREATE_ATTEMPTS - 1:
+                raise
+            time.sleep(1.0 + attempt)
 
 
 def read_table(spark: SparkSession, settings: Settings, logical: str) -> DataFrame:

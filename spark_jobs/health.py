@@ -11,6 +11,7 @@ a failing side query reaches on-call like any other alert instead of only a log 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -51,6 +52,8 @@ class JobHealth:
 
     spark: SparkSession
     settings: Settings
+    jobs: Sequence[str]  # this runner's jobs: alerts of other applications' jobs are theirs
+    writer: str = f"{PIPELINE_WRITER}_job_status"  # txnAppId of this runner's appends
     sink: AlertSink = field(init=False)
     _open: dict[str, Alert] = field(default_factory=dict, init=False)
 
@@ -61,7 +64,8 @@ class JobHealth:
         ensure_table(self.spark, self.settings, ALERTS_TABLE, ALERTS_SCHEMA)
         self.sink = AlertSink(self.settings)
         # Alerts a previous run left firing resolve once their job runs again.
-        self._open = {a.dimension: a for a in self.sink.open_alerts(self.spark, [RULE_JOB_FAILED])}
+        open_alerts = self.sink.open_alerts(self.spark, [RULE_JOB_FAILED])
+        self._open = {a.dimension: a for a in open_alerts if a.dimension in self.jobs}
 
     def report(
         self,
@@ -83,11 +87,7 @@ class JobHealth:
             frame = self.spark.createDataFrame([row], JOB_STATUS_SCHEMA)
             # txnVersion: milliseconds since epoch, increasing across restarts of the runner.
             append_idempotent(
-                frame,
-                self.settings,
-                JOB_STATUS,
-                f"{PIPELINE_WRITER}_job_status",
-                int(now.timestamp() * 1000),
+                frame, self.settings, JOB_STATUS, self.writer, int(now.timestamp() * 1000)
             )
         except Exception:  # noqa: BLE001 - reporting must never stop the runner
             log.exception("could not record job %s as %s", job, state)

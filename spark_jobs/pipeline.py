@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
@@ -33,7 +34,14 @@ from lakehouse.catalog import Catalog
 from lakehouse.config import Settings
 from lakehouse.contracts import KpiContracts
 from lakehouse.freshness import ProgressTracker
-from lakehouse.registry import FRESHNESS, PIPELINE_WRITER, TableSpec, registry, tables_written_by
+from lakehouse.registry import (
+    FRESHNESS,
+    JOB_STATUS,
+    PIPELINE_WRITER,
+    TableSpec,
+    registry,
+    tables_written_by,
+)
 from lakehouse.tables import ensure_declared, register_views
 from spark_jobs import bronze, gold, hot_path
 from spark_jobs.health import FAILED, RUNNING, STARTING, STOPPED, JobHealth
@@ -44,6 +52,7 @@ log = logging.getLogger("trivas.pipeline")
 JOBS = ("bronze", "silver_gold", "gold")
 KPI_PATH = ("bronze", "silver_gold")
 FRESHNESS_TABLE = FRESHNESS
+RUNNER = "pipeline"  # the runner's name when the jobs are not split into applications
 
 Starter = Callable[[SparkSession, Settings, Catalog, KpiContracts, bool], list[StreamingQuery]]
 
@@ -143,9 +152,18 @@ def prepare_tables(
         refund_risk.ensure_refund_risk_table(spark, settings)
 
 
-def install_tracker(spark: SparkSession, settings: Settings) -> ProgressTracker:
-    """The progress listener, logging every progress document to ``<logs>/progress.jsonl``."""
-    return ProgressTracker.install(spark, settings.path(settings.paths.logs) / "progress.jsonl")
+def progress_log(settings: Settings, runner: str = RUNNER) -> Path:
+    """Where a runner's progress documents go: ``<logs>/progress.jsonl`` for the default
+    runner, ``<logs>/progress-<application>.jsonl`` for a named application."""
+    name = "progress.jsonl" if runner == RUNNER else f"progress-{runner}.jsonl"
+    return settings.path(settings.paths.logs) / name
+
+
+def install_tracker(
+    spark: SparkSession, settings: Settings, runner: str = RUNNER
+) -> ProgressTracker:
+    """The progress listener, logging every progress document to :func:`progress_log`."""
+    return ProgressTracker.install(spark, progress_log(settings, runner))
 
 
 def start(
@@ -197,17 +215,28 @@ def drain(
 
 
 def record_freshness(
-    spark: SparkSession, settings: Settings, tracker: ProgressTracker, sequence: int
+    spark: SparkSession,
+    settings: Settings,
+    tracker: ProgressTracker,
+    sequence: int,
+    runner: str = RUNNER,
 ) -> None:
-    """Append the latest progress of every query to ``ops.freshness``."""
+    """Append the latest progress of every query of this runner to ``ops.freshness``."""
     from lakehouse.freshness import FRESHNESS_SCHEMA
 
     rows = [p.as_row() for p in tracker.snapshot()]
     if rows:
         frame = spark.createDataFrame(rows, FRESHNESS_SCHEMA)
         append_idempotent(
-            frame, settings, FRESHNESS_TABLE, PIPELINE_WRITER + "_freshness", sequence
+            frame, settings, FRESHNESS_TABLE, writer_id(runner, "freshness"), sequence
         )
+
+
+def writer_id(runner: str, table: str) -> str:
+    """The txnAppId of a runner's own appends: two applications never share one."""
+    return (
+        f"{PIPELINE_WRITER}_{table}" if runner == RUNNER else f"{PIPELINE_WRITER}:{runner}_{table}"
+    )
 
 
 @dataclass
@@ -248,15 +277,17 @@ def run_until_stopped(
     jobs: Sequence[str] = JOBS,
     stop: threading.Event | None = None,
     freshness_every_s: float = 10.0,
+    runner: str = RUNNER,
 ) -> None:
     """Run the jobs until ``stop`` is set or a KPI-path query fails (its error is raised);
     side jobs that fail are restarted with backoff and reported (``ops.pipeline_health``,
-    a ``pipeline_job_failed`` alert)."""
+    a ``pipeline_job_failed`` alert). ``runner`` names this application when the jobs are
+    spread over several (``settings.pipeline.applications``)."""
     _check(jobs)
     stop = stop or threading.Event()
-    tracker = install_tracker(spark, settings)
+    tracker = install_tracker(spark, settings, runner)
     prepare_tables(spark, settings, catalog, jobs)
-    health = JobHealth(spark, settings)
+    health = JobHealth(spark, settings, jobs, writer_id(runner, "job_status"))
     running: dict[str, RunningJob] = {}
     for job in [j for j in STARTERS if j in jobs]:
         if job in KPI_PATH:
@@ -273,7 +304,9 @@ def run_until_stopped(
         for q in job.queries
         for t in tables_written_by(q.name)
     ]
-    maintenance = TableMaintenance(spark, settings, [*maintained, FRESHNESS_TABLE])
+    if any(job in KPI_PATH for job in jobs):  # one application keeps the ops tables
+        maintained += [FRESHNESS_TABLE, JOB_STATUS]
+    maintenance = TableMaintenance(spark, settings, maintained)
     if settings.maintenance.enabled:
         maintenance.start()
     next_snapshot = time.monotonic() + freshness_every_s
@@ -284,7 +317,7 @@ def run_until_stopped(
             if time.monotonic() >= next_snapshot:
                 # A monotonically increasing txnVersion across restarts: milliseconds since epoch.
                 record_freshness(
-                    spark, settings, tracker, int(datetime.now(UTC).timestamp() * 1000)
+                    spark, settings, tracker, int(datetime.now(UTC).timestamp() * 1000), runner
                 )
                 next_snapshot = time.monotonic() + freshness_every_s
             stop.wait(0.5)

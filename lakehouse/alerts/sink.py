@@ -39,12 +39,14 @@ def _set_txn(session: SparkSession, app_id: str | None, version: int | None) -> 
 
 
 class AlertSink:
-    """MERGE of alert rows into ``gold.alerts`` by ``alert_id`` (serialised: the detect and
-    freshness queries of this job share it, and two concurrent MERGEs would conflict)."""
+    """MERGE of alert rows into ``gold.alerts`` by ``alert_id`` (serialised across every sink
+    of the process: the detect and freshness queries and the pipeline's job health all write
+    alerts, and two concurrent MERGEs would conflict)."""
+
+    lock = threading.Lock()
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.lock = threading.Lock()
 
     def write(self, session: SparkSession, alerts: list[Alert], app_id: str | None = None, version: int | None = None) -> None:
         if not alerts:
