@@ -27,8 +27,8 @@ JOBS = ("bronze", "silver_gold", "refund_risk")
 
 
 def health(settings: Settings, table_reader) -> dict[str, dict]:  # noqa: ANN001
-    if not (Path(table_location(settings, JOB_STATUS)) / "_delta_log").exists():
-        return {}  # the runner has not created it yet
+    if not (Path(table_location(settings, JOB_STATUS)) / "_delta_log" / "00000000000000000000.json").exists():
+        return {}  # the runner has not created it yet (its first commit is still being written)
     frame = table_reader(settings, PIPELINE_HEALTH)
     return {row["job"]: row for row in frame.to_dict("records")}
 
