@@ -99,6 +99,16 @@ def kafka_status(env: str = typer.Option(None)) -> None:
 # -- generator ----------------------------------------------------------------------------------
 
 
+def incident_window(begin: datetime, spec: str) -> tuple[datetime, datetime]:
+    """``AFTER_S:MINUTES`` → the incident's (start, end) in event time."""
+    after, _, minutes = spec.partition(":")
+    try:
+        start = begin + timedelta(seconds=float(after))
+        return start, start + timedelta(minutes=float(minutes or 5))
+    except ValueError:
+        raise typer.BadParameter(f"expected AFTER_S:MINUTES, got {spec!r}") from None
+
+
 @app.command()
 def generate(
     rate: float = typer.Option(
@@ -116,6 +126,11 @@ def generate(
     shop_db: bool = typer.Option(
         False, "--shop-db", help="also write orders and stock to the shop's PostgreSQL (CDC source)"
     ),
+    payment_incident: str = typer.Option(
+        None,
+        help="AFTER_S:MINUTES — payments fail 60 %% of the time for MINUTES, AFTER_S seconds in "
+        "(payment_failure_rate breaks its threshold: an alert, then its resolve)",
+    ),
     env: str = typer.Option(None),
 ) -> None:
     """Playground traffic: a simulated shop with duplicates, late, out-of-order and malformed records."""
@@ -132,6 +147,7 @@ def generate(
         ShopConfig(
             seed=seed if seed is not None else conf.seed,
             events_per_second=rate or conf.events_per_second,
+            payment_incident=incident_window(begin, payment_incident) if payment_incident else None,
         ),
         begin,
     )
@@ -246,6 +262,9 @@ def serve_app(port: int = typer.Option(None), env: str = typer.Option(None)) -> 
 def demo(
     rate: float = typer.Option(None, help="generated events per second"),
     seconds: float = typer.Option(0, help="stop after this many seconds (0 = until Ctrl-C)"),
+    payment_incident: str = typer.Option(
+        None, help="AFTER_S:MINUTES — a payment-provider incident in the traffic (see `trivas generate`)"
+    ),
     env: str = typer.Option(None),
 ) -> None:
     """The playground: broker, traffic, pipeline and app; Ctrl-C stops everything."""
@@ -259,7 +278,8 @@ def demo(
     # everything as Ctrl-C does, even while the broker or the database is still starting.
     stop_on_signals()
     try:
-        _run_playground(settings, env, rate, seconds, children)
+        traffic = ["--payment-incident", payment_incident] if payment_incident else []
+        _run_playground(settings, env, rate, seconds, children, traffic)
     except KeyboardInterrupt:
         console.print("stopping…")
     finally:
@@ -275,6 +295,7 @@ def _run_playground(
     rate: float | None,
     seconds: float,
     children: dict[str, subprocess.Popen[bytes]],
+    traffic_args: list[str] | None = None,
 ) -> None:
     """Start the broker, CDC, champions, pipeline, generator and app; supervise until the end."""
     from lakehouse.catalog import catalog
@@ -315,7 +336,7 @@ def _run_playground(
         command = [*trivas, "pipeline", "run", "--app", application.name, *env_args]
         spawn(f"pipeline-{application.name}", command)
     _start_alerting(spawn, trivas, env_args)
-    spawn("generator", [*trivas, "generate", "--live", "--shop-db", *rate_args, *env_args])
+    spawn("generator", [*trivas, "generate", "--live", "--shop-db", *rate_args, *(traffic_args or []), *env_args])
     spawn("app", app_command(settings, settings.app.port))
     wait_until(lambda: port_open("127.0.0.1", settings.app.port), 60, "the app to listen")
     console.print(f"[green]app[/]      http://localhost:{settings.app.port}")

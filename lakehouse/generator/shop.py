@@ -106,6 +106,11 @@ class ShopConfig:
     initial_stock: int = 40
     restock_every: timedelta = timedelta(minutes=3)
     seasonal: bool = True
+    payment_failure_share: float = 0.12  # chance that a payment attempt fails
+    # A payment-provider incident (event-time start, end) during which attempts fail at
+    # ``incident_failure_share``: the playground's way to show an alert end to end.
+    payment_incident: tuple[datetime, datetime] | None = None
+    incident_failure_share: float = 0.6
 
 
 class Shop:
@@ -247,7 +252,8 @@ class Shop:
         method = rng.choice(PAYMENT_METHODS)
         t += timedelta(seconds=rng.uniform(1, 8))
         attempts = 1
-        while rng.random() < 0.12 and attempts < 3:
+        failure_share = self._payment_failure_share(t)
+        while rng.random() < failure_share and attempts < 3:
             self._schedule(t, "payment_failed", {
                 "payment_id": f"pay-{self._uuid()[:12]}", "order_id": order_id, "amount": amount,
                 "currency": "EUR", "method": method, "provider": "stripe",
@@ -301,6 +307,12 @@ class Shop:
                     "ticket_id": ticket_id, "resolution": rng.choice(("solved", "refunded", "no_response")),
                     "satisfaction": rng.randint(1, 5),
                 })  # fmt: skip
+
+    def _payment_failure_share(self, at: datetime) -> float:
+        incident = self.config.payment_incident
+        if incident is not None and incident[0] <= at < incident[1]:
+            return self.config.incident_failure_share
+        return self.config.payment_failure_share
 
     def _ad_costs(self, at: datetime) -> None:
         for campaign in self.campaigns:

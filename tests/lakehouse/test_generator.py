@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -74,3 +74,20 @@ def test_every_malformed_record_names_the_reason_it_will_get(catalog) -> None:
         if d.expected_reason == "malformed_json":
             with pytest.raises(json.JSONDecodeError):
                 json.loads(d.value)
+
+
+@pytest.mark.unit
+def test_a_payment_incident_raises_the_failure_rate_only_inside_its_window() -> None:
+    start = utc(2026, 11, 30, 18)
+    incident = (start + timedelta(minutes=20), start + timedelta(minutes=40))
+    shop = Shop(ShopConfig(seed=3, events_per_second=40, payment_incident=incident), start)
+    attempts: dict[bool, list[int]] = {True: [0, 0], False: [0, 0]}
+    for event in shop.events(start + timedelta(minutes=60)):
+        if event["event_type"] in ("payment_failed", "payment_authorized"):
+            at = datetime.fromisoformat(event["event_time"])
+            inside = incident[0] <= at < incident[1] + timedelta(minutes=2)  # retries trail the window
+            attempts[inside][0] += event["event_type"] == "payment_failed"
+            attempts[inside][1] += 1
+    inside_rate = attempts[True][0] / attempts[True][1]
+    outside_rate = attempts[False][0] / attempts[False][1]
+    assert inside_rate > 0.35 > 0.15 > outside_rate  # above payment_failure_rate's max threshold
