@@ -147,7 +147,9 @@ class SilverGoldWriter:
             self.restore(spark, app_id)
         # The batch holds a stateful dedup: cache it so the writes below evaluate it once —
         # only the columns they read (the raw maps the contract checks used stay behind).
-        records = batch.select(*self.cached_columns).persist()
+        # The raw text is kept for the ledgers only (quarantine and late rows carry it).
+        kept = [F.when(F.col("route") != ROUTE_VALID, F.col("value")).alias("value") if c == "value" else c for c in self.cached_columns]
+        records = batch.select(*kept).persist()
         try:
             routes = {r["route"]: (r["records"], r["newest_arrival"]) for r in records.groupBy("route").agg(
                 F.count(F.lit(1)).alias("records"), F.max("kafka_timestamp").alias("newest_arrival")).collect()}  # fmt: skip

@@ -33,6 +33,9 @@ STREAMING_DEFAULTS = {
     # No per-file column statistics on the hot path: nothing here prunes files by them, and
     # collecting them costs a pass over every written row.
     "spark.databricks.delta.stats.collect": "false",
+    # A micro-batch is cached for a few seconds and read twice: compressing its columns cost
+    # more than it saved (the cache build was the hot path's longest task).
+    "spark.sql.inMemoryColumnarStorage.compressed": "false",
     # Spark 4.1.1's V2 Kafka micro-batch stream throws a NullPointerException while reporting
     # the progress of the first batch after a restart from a checkpoint (SPARK-55271 /
     # SPARK-57438, unfixed in 4.1.1); the V1 Kafka source has the same semantics without it.
