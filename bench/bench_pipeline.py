@@ -433,7 +433,9 @@ class PipelineRun:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def log_path(self, app: str) -> Path:
-        return self.phase.logs / f"pipeline-{app}.log"
+        from lakehouse.cli import pipeline_log_name
+
+        return self.phase.logs / f"{pipeline_log_name(self.phase.settings, app)}.log"
 
     def __enter__(self) -> PipelineRun:
         for app, jobs in self.apps:

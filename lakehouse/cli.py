@@ -289,6 +289,11 @@ def demo(
         console.print("stopped.")
 
 
+def pipeline_log_name(settings: Settings, application: str) -> str:
+    """``pipeline`` for a pipeline of one application, ``pipeline-<name>`` for each of several."""
+    return "pipeline" if len(settings.pipeline.applications) == 1 else f"pipeline-{application}"
+
+
 def _run_playground(
     settings: Settings,
     env: str | None,
@@ -332,15 +337,15 @@ def _run_playground(
     ensure_champions(
         settings.mlflow.tracking_uri, settings.mlflow.anomaly_model, settings.mlflow.refund_model
     )
-    for application in settings.pipeline.applications:  # the KPI path and the side queries
+    for application in settings.pipeline.applications:
         command = [*trivas, "pipeline", "run", "--app", application.name, *env_args]
-        spawn(f"pipeline-{application.name}", command)
+        spawn(pipeline_log_name(settings, application.name), command)
     _start_alerting(spawn, trivas, env_args)
     spawn("generator", [*trivas, "generate", "--live", "--shop-db", *rate_args, *(traffic_args or []), *env_args])
     spawn("app", app_command(settings, settings.app.port))
     wait_until(lambda: port_open("127.0.0.1", settings.app.port), 60, "the app to listen")
     console.print(f"[green]app[/]      http://localhost:{settings.app.port}")
-    console.print(f"[green]logs[/]     {logs}  (pipeline-kpi.log, pipeline-side.log, generator.log, app.log, kafka.log)")
+    console.print(f"[green]logs[/]     {logs}  (pipeline*.log, generator.log, alerts.log, app.log, kafka.log)")
     console.print(f"[green]tables[/]   {settings.path(settings.tables.root)}")
     console.print("Ctrl-C stops everything.")
     deadline = time.monotonic() + seconds if seconds else None

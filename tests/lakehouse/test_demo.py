@@ -130,7 +130,7 @@ def test_sigterm_stops_a_running_demo_and_everything_it_started(demo_env: dict[s
             lambda: demo.said("Ctrl-C stops everything."),
             600,
             "the demo to start",
-            Path(demo_env["TRIVAS_PATHS__LOGS"]) / "pipeline-side.log",
+            Path(demo_env["TRIVAS_PATHS__LOGS"]) / "pipeline.log",
         )
         # Without the shared data the refund-risk champion was trained on generated history,
         # and its side query scores the live orders.
@@ -139,7 +139,7 @@ def test_sigterm_stops_a_running_demo_and_everything_it_started(demo_env: dict[s
             lambda: refund_risk.exists() and len(read_pandas(settings, "gold.refund_risk")) > 0,
             300,
             "scored orders",
-            Path(demo_env["TRIVAS_PATHS__LOGS"]) / "pipeline-side.log",
+            Path(demo_env["TRIVAS_PATHS__LOGS"]) / "pipeline.log",
         )
         assert demo.process.poll() is None, "".join(demo.output[-40:])
         commands = " ".join(demo.started.values())
