@@ -815,11 +815,11 @@ class Jobs:
 def prepare_jobs(requested: Sequence[str], settings: Settings, env: dict[str, str]) -> Jobs:
     """Set up what each job needs the way ``trivas demo`` does: champions for detect and refund
     risk, PostgreSQL + Debezium for CDC; a job whose setup fails is skipped and recorded.
-    ``all`` is every job the pipeline has (``trivas demo`` runs them all)."""
+    ``all`` is every job of ``settings.pipeline.applications`` (what ``trivas demo`` runs)."""
     from spark_jobs.pipeline import STARTERS
 
-    if list(requested) == ["all"]:
-        requested = list(STARTERS)
+    if list(requested) == ["all"]:  # what trivas demo runs: every application's jobs
+        requested = [job for app in settings.pipeline.applications for job in app.jobs]
     jobs = Jobs([j for j in requested if j in STARTERS])
     jobs.skipped.update({j: "not a job of this pipeline (spark_jobs.pipeline.STARTERS)" for j in requested if j not in STARTERS})
     if {"detect", "refund_risk"} & set(jobs.ran):
@@ -1125,7 +1125,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--settle-timeout", type=float, default=120, help="seconds to wait for gold after a level")
     parser.add_argument("--producer-rate", type=float, default=2000, help="events/s one producer process is asked for")
     parser.add_argument(
-        "--jobs", default="all", help="the pipeline's --jobs; 'all' (default): every job of spark_jobs.pipeline, as trivas demo runs"
+        "--jobs", default="all", help="the pipeline's --jobs; 'all' (default): the jobs of settings.pipeline.applications, as trivas demo runs them"
     )
     parser.add_argument("--output", type=Path, default=RESULTS, help="the JSON (the PNG goes next to it)")
     return parser.parse_args()
