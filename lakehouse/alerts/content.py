@@ -238,7 +238,9 @@ def pagerduty_event(item: Item, notification: Notification, config: AlertsConfig
         "component": a.kpi,
         "group": item.context.labels.get("domain", ""),
         "class": a.rule,
-        "custom_details": {k: v for k, v in facts(item, config)} | {"event": item.event},
+        # Every link is in the details too: PagerDuty's links take absolute URLs only, and the
+        # runbook is a repository path unless runbook_base is set.
+        "custom_details": {k: v for k, v in facts(item, config)} | dict(links(item, config)) | {"event": item.event},
     }
     event["links"] = [{"href": u, "text": k} for k, u in links(item, config) if u.startswith(("http://", "https://"))]
     event["client"] = "trivas"

@@ -61,6 +61,7 @@ def test_drained_notify_job_delivers_spark_written_alerts(
     assert page["payload"]["custom_details"]["Error"] == "model registry unreachable"
     # The runbook is a repository path here (no docs_url): only the dashboard is a link.
     assert page["links"] == [{"href": "http://localhost:8501/", "text": "Dashboard"}] and page["payload"]["custom_details"]["Alert id"] == page["dedup_key"]
+    assert page["payload"]["custom_details"]["Runbook"] == "docs/runbooks.md#pipeline-job-failed"  # a repository path: in the details
     # ops.notifications was created by Spark from the registry and appended to by the router.
     delivered = read_table(spark, lake, "ops.notifications").where("status = 'delivered'").select("receiver", "response_code").collect()
     assert sorted((r["receiver"], r["response_code"]) for r in delivered) == [("pager", 200), ("slack", 200), ("slack", 200)]

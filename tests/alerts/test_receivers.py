@@ -190,6 +190,7 @@ def test_pagerduty_events_v2_trigger_and_resolve_share_the_dedup_key(
     assert payload["summary"] == "orders is stale: no update for 240 s (SLA 60 s)" and payload["severity"] == "critical"
     assert payload["custom_details"]["Lineage"] == "gold.kpi@v7 ← silver.events@v12"
     assert {"href": "https://github.com/trivas/trivas/blob/main/docs/runbooks.md#freshness-sla", "text": "Runbook"} in first["links"]
+    assert payload["custom_details"]["Runbook"].endswith("docs/runbooks.md#freshness-sla")
     assert second == {"routing_key": ROUTING_KEY, "event_action": "resolve", "dedup_key": alert.alert_id}
 
 
