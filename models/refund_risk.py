@@ -167,6 +167,11 @@ def _events(frame: pd.DataFrame | None, kind: str) -> pd.DataFrame:
     )
 
 
+def _with_prior(in_frame: pd.Series, prior: pd.Series) -> np.ndarray:
+    """Counts seen in the scored frame plus the training priors (a missing one counts 0)."""
+    return in_frame.fillna(0).to_numpy(float) + pd.to_numeric(prior, errors="coerce").fillna(0).to_numpy(float)
+
+
 def _customer_features(
     orders: pd.DataFrame, cancellations: pd.DataFrame | None, history: RefundHistory
 ) -> pd.DataFrame:
@@ -194,15 +199,9 @@ def _customer_features(
         on="event_time", by="customer_id", allow_exact_matches=False,
     )  # fmt: skip
     prior = history.customers.reindex(asof["customer_id"].to_numpy())
-    n_orders = asof["c_orders"].fillna(0).to_numpy() + pd.to_numeric(
-        prior["orders"], errors="coerce"
-    ).fillna(0).to_numpy(float)
-    n_cancels = asof["c_cancels"].fillna(0).to_numpy() + pd.to_numeric(
-        prior["cancellations"], errors="coerce"
-    ).fillna(0).to_numpy(float)
-    amount_sum = asof["c_amount"].fillna(0).to_numpy() + pd.to_numeric(
-        prior["amount_sum"], errors="coerce"
-    ).fillna(0).to_numpy(float)
+    n_orders = _with_prior(asof["c_orders"], prior["orders"])
+    n_cancels = _with_prior(asof["c_cancels"], prior["cancellations"])
+    amount_sum = _with_prior(asof["c_amount"], prior["amount_sum"])
     last_time = asof["last_time"].where(
         asof["last_time"].notna(), pd.to_datetime(prior["last_time"].to_numpy(), utc=True)
     )
@@ -273,12 +272,8 @@ def _sku_features(
         allow_exact_matches=False,
     )
     prior = history.skus.reindex(asof["sku"].to_numpy())
-    past_lines = asof["c_lines"].fillna(0).to_numpy() + pd.to_numeric(
-        prior["lines"], errors="coerce"
-    ).fillna(0).to_numpy(float)
-    past_cancels = asof["c_cancel"].fillna(0).to_numpy() + pd.to_numeric(
-        prior["cancel_lines"], errors="coerce"
-    ).fillna(0).to_numpy(float)
+    past_lines = _with_prior(asof["c_lines"], prior["lines"])
+    past_cancels = _with_prior(asof["c_cancel"], prior["cancel_lines"])
     asof["rate"] = (past_cancels + 0.2) / (
         past_lines + 10.0
     )  # shrunk towards 2 % for rare products

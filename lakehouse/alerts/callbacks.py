@@ -24,13 +24,14 @@ import hmac
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
 from pydantic import SecretStr
+
+from lakehouse.alerts.receivers import recent_timestamp
 
 log = logging.getLogger("trivas.alerts.callbacks")
 SLACK_PATH, PAGERDUTY_PATH = "/callbacks/slack", "/callbacks/pagerduty"
@@ -41,13 +42,7 @@ SLACK_TOLERANCE_S = 300
 
 def slack_signature_valid(secret: bytes, timestamp: str | None, body: bytes, signature: str | None, now: float | None = None) -> bool:
     """Slack's request signing (v0), in constant time, with a bounded clock skew."""
-    if not timestamp or not signature:
-        return False
-    try:
-        sent = int(timestamp)
-    except ValueError:
-        return False
-    if abs((time.time() if now is None else now) - sent) > SLACK_TOLERANCE_S:
+    if recent_timestamp(timestamp, now, SLACK_TOLERANCE_S) is None or not signature:
         return False
     expected = "v0=" + hmac.new(secret, b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected.encode(), signature.encode())

@@ -73,15 +73,20 @@ def verify_signature(
     tolerance_s: float = SIGNATURE_TOLERANCE_S,
 ) -> bool:  # fmt: skip
     """Whether a webhook's signature is the sender's (constant time) and recent enough."""
-    if not timestamp or not signature:
-        return False
-    try:
-        sent = int(timestamp)
-    except ValueError:
-        return False
-    if abs((time.time() if now is None else now) - sent) > tolerance_s:
+    sent = recent_timestamp(timestamp, now, tolerance_s)
+    if sent is None or not signature:
         return False
     return hmac.compare_digest(sign(secret, sent, body).encode(), signature.encode())
+
+
+def recent_timestamp(timestamp: str | None, now: float | None, tolerance_s: float) -> int | None:
+    """A signed request's Unix timestamp when it is within ``tolerance_s`` of now (replayed
+    or malformed ones are None): what every signature check tests before the digest."""
+    try:
+        sent = int(timestamp or "")
+    except ValueError:
+        return None
+    return sent if abs((time.time() if now is None else now) - sent) <= tolerance_s else None
 
 
 def http_outcome(response: httpx.Response) -> Outcome:
