@@ -46,7 +46,7 @@ def test_drained_notify_job_delivers_spark_written_alerts(
     anomaly = make_alert(first_seen_at=clock())
     ensure_table(spark, lake, ALERTS_TABLE, ALERTS_SCHEMA)
     AlertSink(lake).write(spark, [anomaly], "detect_kpi", 0)  # detect's MERGE
-    JobHealth(spark, lake).report("refund_risk", FAILED, 1, RuntimeError("model registry unreachable"))
+    JobHealth(spark, lake, ["refund_risk"]).report("refund_risk", FAILED, 1, RuntimeError("model registry unreachable"))
 
     pipeline.drain(spark, lake, catalog, kpi_contracts, ["notify"])
 
