@@ -134,7 +134,7 @@ def test_sigterm_stops_a_running_demo_and_everything_it_started(demo_env: dict[s
         )
         # Without the shared data the refund-risk champion was trained on generated history,
         # and its side query scores the live orders.
-        refund_risk = Path(table_location(settings, "gold.refund_risk")) / "_delta_log"
+        refund_risk = Path(table_location(settings, "gold.refund_risk")) / "_delta_log" / "00000000000000000000.json"
         wait_until(
             lambda: refund_risk.exists() and len(read_pandas(settings, "gold.refund_risk")) > 0,
             300,
