@@ -104,6 +104,7 @@ def stream_throughput(n_series: int = 200, n_windows: int = 1_440, workdir: Path
     import tempfile
     from datetime import UTC, datetime, timedelta
 
+    from lakehouse.alerts.lifecycle import ALERTS_TABLE
     from lakehouse.config import load_settings
     from lakehouse.contracts import contracts
     from lakehouse.runtime.spark import get_spark
@@ -155,7 +156,7 @@ def stream_throughput(n_series: int = 200, n_windows: int = 1_440, workdir: Path
         )
         KpiScorer.new(ENSEMBLE).score(frame)
         scoring = time.perf_counter() - scorer_started
-        alerts = gold.read_table(spark, settings, detect.ALERTS_TABLE).count()
+        alerts = gold.read_table(spark, settings, ALERTS_TABLE).count()
         return {"series": n_series, "windows": n_windows, "points": points, "seconds": seconds,
                 "points_per_second": points / seconds, "scoring_seconds": scoring, "alerts": alerts}  # fmt: skip
     finally:

@@ -433,9 +433,7 @@ class PipelineRun:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def log_path(self, app: str) -> Path:
-        from lakehouse.cli import pipeline_log_name
-
-        return self.phase.logs / f"{pipeline_log_name(self.phase.settings, app)}.log"
+        return self.phase.logs / f"{self.phase.settings.pipeline.log_name(app)}.log"
 
     def __enter__(self) -> PipelineRun:
         for app, jobs in self.apps:

@@ -289,11 +289,6 @@ def demo(
         console.print("stopped.")
 
 
-def pipeline_log_name(settings: Settings, application: str) -> str:
-    """``pipeline`` for a pipeline of one application, ``pipeline-<name>`` for each of several."""
-    return "pipeline" if len(settings.pipeline.applications) == 1 else f"pipeline-{application}"
-
-
 def _run_playground(
     settings: Settings,
     env: str | None,
@@ -339,7 +334,7 @@ def _run_playground(
     )
     for application in settings.pipeline.applications:
         command = [*trivas, "pipeline", "run", "--app", application.name, *env_args]
-        spawn(pipeline_log_name(settings, application.name), command)
+        spawn(settings.pipeline.log_name(application.name), command)
     _start_alerting(spawn, trivas, env_args)
     spawn("generator", [*trivas, "generate", "--live", "--shop-db", *rate_args, *(traffic_args or []), *env_args])
     spawn("app", app_command(settings, settings.app.port))

@@ -105,6 +105,10 @@ class Pipeline(_Frozen):
         Application(name="pipeline", jobs=["bronze", "silver_gold", "gold"])
     ]
 
+    def log_name(self, application: str) -> str:
+        """The log of an application: ``pipeline`` when there is one, ``pipeline-<name>`` else."""
+        return "pipeline" if len(self.applications) == 1 else f"pipeline-{application}"
+
     def application(self, name: str) -> Application:
         for app in self.applications:
             if app.name == name:

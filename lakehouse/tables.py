@@ -63,6 +63,13 @@ def qualified(settings: Settings, logical: str) -> str:
     return location if settings.tables.binding == "catalog" else f"delta.`{location}`"
 
 
+def has_commits(location: str | Path) -> bool:
+    """Whether a path-bound Delta table has a commit a reader can load: its ``_delta_log``
+    folder appears before the first commit is written."""
+    log = Path(location, "_delta_log")
+    return log.is_dir() and (any(log.glob("*.json")) or (log / "_last_checkpoint").exists())
+
+
 def table_exists(spark: SparkSession, settings: Settings, logical: str) -> bool:
     """True if the Delta table has been created."""
     from delta.tables import DeltaTable

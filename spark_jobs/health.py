@@ -17,15 +17,7 @@ from datetime import UTC, datetime
 
 from pyspark.sql import SparkSession
 
-from lakehouse.alerts.lifecycle import (
-    ALERTS_SCHEMA,
-    ALERTS_TABLE,
-    FIRING,
-    RESOLVED,
-    RULE_JOB_FAILED,
-    Alert,
-    alert_id,
-)
+from lakehouse.alerts.lifecycle import ALERTS_SCHEMA, ALERTS_TABLE, RULE_JOB_FAILED, AlertBook
 from lakehouse.alerts.sink import AlertSink
 from lakehouse.config import Settings
 from lakehouse.registry import JOB_STATUS, JOB_STATUS_SCHEMA, PIPELINE_WRITER
@@ -55,7 +47,7 @@ class JobHealth:
     jobs: Sequence[str]  # this runner's jobs: alerts of other applications' jobs are theirs
     writer: str = f"{PIPELINE_WRITER}_job_status"  # txnAppId of this runner's appends
     sink: AlertSink = field(init=False)
-    _open: dict[str, Alert] = field(default_factory=dict, init=False)
+    book: AlertBook = field(default_factory=AlertBook, init=False)
 
     def __post_init__(self) -> None:
         from lakehouse.tables import ensure_declared, ensure_table
@@ -64,8 +56,9 @@ class JobHealth:
         ensure_table(self.spark, self.settings, ALERTS_TABLE, ALERTS_SCHEMA)
         self.sink = AlertSink(self.settings)
         # Alerts a previous run left firing resolve once their job runs again.
-        open_alerts = self.sink.open_alerts(self.spark, [RULE_JOB_FAILED])
-        self._open = {a.dimension: a for a in open_alerts if a.dimension in self.jobs}
+        for alert in self.sink.open_alerts(self.spark, [RULE_JOB_FAILED]):
+            if alert.dimension in self.jobs:
+                self.book.open[(series_of(alert.dimension), RULE_JOB_FAILED)] = alert
 
     def report(
         self,
@@ -78,10 +71,13 @@ class JobHealth:
         """Record ``job``'s new state; a failure opens its alert, running again resolves it."""
         now = datetime.now(UTC)
         # The alert first: whoever sees the new state on the health view finds its alert too.
-        if state == FAILED:
-            self._fire(job, failures, now)
-        elif state == RUNNING and job in self._open:
-            self._resolve(job, now)
+        if state in (FAILED, RUNNING):
+            point = {"kpi": PIPELINE_KPI, "grain": JOB_GRAIN, "dimension": job, "window_start": now, "window_end": now}
+            self.book.observe(
+                series_of(job), RULE_JOB_FAILED, state == FAILED, point, now,
+                observed=float(failures), expected=0.0, upper=0.0, score=1.0, confidence=1.0,
+            )  # fmt: skip
+            self._write_alerts()
         row = (job, state, failures, error_summary(error), restart_at, now)
         try:
             frame = self.spark.createDataFrame([row], JOB_STATUS_SCHEMA)
@@ -92,30 +88,17 @@ class JobHealth:
         except Exception:  # noqa: BLE001 - reporting must never stop the runner
             log.exception("could not record job %s as %s", job, state)
 
-    def _fire(self, job: str, failures: int, now: datetime) -> None:
-        alert = self._open.get(job)
-        if alert is None:
-            alert = Alert(
-                alert_id=alert_id(PIPELINE_KPI, JOB_GRAIN, job, RULE_JOB_FAILED, now), kpi=PIPELINE_KPI, grain=JOB_GRAIN,
-                window_start=now, window_end=now, dimension=job, observed=float(failures), expected=0.0, lower=None,
-                upper=0.0, score=1.0, confidence=1.0, model_version=None, rule=RULE_JOB_FAILED, state=FIRING,
-                first_seen_at=now, updated_at=now,
-            )  # fmt: skip
-            self._open[job] = alert
-        else:
-            alert.observed, alert.window_end, alert.updated_at = float(failures), now, now
-        self._write(alert)
-
-    def _resolve(self, job: str, now: datetime) -> None:
-        alert = self._open.pop(job)
-        alert.state, alert.window_end, alert.updated_at = RESOLVED, now, now
-        self._write(alert)
-
-    def _write(self, alert: Alert) -> None:
+    def _write_alerts(self) -> None:
+        changed = self.book.take_changes()
         try:
-            self.sink.write(self.spark, [alert])
+            self.sink.write(self.spark, changed)
         except Exception:  # noqa: BLE001 - reporting must never stop the runner
-            log.exception("could not write the %s alert of job %s", alert.rule, alert.dimension)
+            log.exception("could not write the alerts of jobs %s", [a.dimension for a in changed])
+
+
+def series_of(job: str) -> str:
+    """The alert series of a job, in the ``kpi|grain|dimension`` form of KPI alerts."""
+    return f"{PIPELINE_KPI}|{JOB_GRAIN}|{job}"
 
 
 __all__ = [

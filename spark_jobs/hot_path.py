@@ -92,8 +92,11 @@ class SilverGoldWriter:
         self.measures = [k.name for k in contracts.of_kind("measure")]
         self.restored = False
         self.gold_holds: int | None = None  # the last batch id gold.kpi holds from this writer
+        # What the writes read of a batch (the raw maps the contract checks used stay behind);
+        # the raw text only for the ledgers (quarantine and late rows carry it).
+        ledger_text = F.when(F.col("route") != ROUTE_VALID, F.col("value")).alias("value")
         self.cached_columns = [
-            "route", "reason", "domain", "envelope", "value", "topic", "partition", "offset", "kafka_timestamp",
+            "route", "reason", "domain", "envelope", ledger_text, "topic", "partition", "offset", "kafka_timestamp",
             *[payload_struct_column(d) for d in catalog.domains],
         ]  # fmt: skip
 
@@ -145,11 +148,8 @@ class SilverGoldWriter:
         app_id = self.identity.app_id(spark)
         if not self.restored:
             self.restore(spark, app_id)
-        # The batch holds a stateful dedup: cache it so the writes below evaluate it once —
-        # only the columns they read (the raw maps the contract checks used stay behind).
-        # The raw text is kept for the ledgers only (quarantine and late rows carry it).
-        kept = [F.when(F.col("route") != ROUTE_VALID, F.col("value")).alias("value") if c == "value" else c for c in self.cached_columns]
-        records = batch.select(*kept).persist()
+        # The batch holds a stateful dedup: cache it so the writes below evaluate it once.
+        records = batch.select(*self.cached_columns).persist()
         try:
             routes = {r["route"]: (r["records"], r["newest_arrival"]) for r in records.groupBy("route").agg(
                 F.count(F.lit(1)).alias("records"), F.max("kafka_timestamp").alias("newest_arrival")).collect()}  # fmt: skip

@@ -68,6 +68,20 @@ def deployment(deployment_env: dict[str, str], catalog: Catalog) -> Settings:
     return settings
 
 
+@pytest.fixture()
+def lake(tmp_path: Path) -> Settings:
+    """An isolated deployment without Kafka: own tables, checkpoints and MLflow registry."""
+    return load_settings(
+        "test",
+        environ={
+            "TRIVAS_PATHS__VAR": str(tmp_path / "var"),
+            "TRIVAS_TABLES__ROOT": str(tmp_path / "lake"),
+            "TRIVAS_TABLES__CHECKPOINTS": str(tmp_path / "checkpoints"),
+            "TRIVAS_MLFLOW__TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        },
+    )
+
+
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     """One local SparkSession with Delta and Kafka for the whole test session."""

@@ -110,6 +110,13 @@ class Sender:
             self.secrets.append(value)
         return value
 
+    def required_secret(self, name: str) -> SecretStr:
+        """A secret the receiver cannot work without (its absence disables the receiver)."""
+        value = self.secret(name)
+        if value is None:
+            raise MissingSecret(f"a {self.spec.type} receiver needs {name}_env or {name}_file")
+        return value
+
     def attempt(self, notification: Notification) -> Outcome:
         try:
             return self._send(notification)
@@ -164,12 +171,9 @@ class SlackSender(Sender):
 
     def __init__(self, spec: ReceiverConfig, config: AlertsConfig) -> None:
         super().__init__(spec, config)
-        self.url = self.secret("url")
-        if self.url is None:
-            raise MissingSecret("a Slack receiver needs url_env or url_file")
+        self.url = self.required_secret("url")
 
     def _send(self, notification: Notification) -> Outcome:
-        assert self.url is not None
         body = {"text": text_body(notification, self.config)[:3000], "blocks": slack_blocks(notification, self.config)}
         return http_outcome(httpx.post(self.url.get_secret_value(), json=body, timeout=self.spec.timeout_s))
 
@@ -180,12 +184,9 @@ class PagerDutySender(Sender):
 
     def __init__(self, spec: ReceiverConfig, config: AlertsConfig) -> None:
         super().__init__(spec, config)
-        self.routing_key = self.secret("routing_key")
-        if self.routing_key is None:
-            raise MissingSecret("a PagerDuty receiver needs routing_key_env or routing_key_file")
+        self.routing_key = self.required_secret("routing_key")
 
     def _send(self, notification: Notification) -> Outcome:
-        assert self.routing_key is not None
         url = str(self.spec.option("url", PAGERDUTY_URL))
         verify: Any = self.spec.option("ca_file") or True
         outcome = Outcome(True, False, None)
@@ -202,12 +203,9 @@ class WebhookSender(Sender):
 
     def __init__(self, spec: ReceiverConfig, config: AlertsConfig) -> None:
         super().__init__(spec, config)
-        self.url, self.signing = self.secret("url"), self.secret("secret")
-        if self.url is None or self.signing is None:
-            raise MissingSecret("a webhook receiver needs url_env/url_file and secret_env/secret_file")
+        self.url, self.signing = self.required_secret("url"), self.required_secret("secret")
 
     def _send(self, notification: Notification) -> Outcome:
-        assert self.url is not None and self.signing is not None
         body = json.dumps(webhook_document(notification, self.config), sort_keys=True, default=str).encode()
         now = int(time.time())
         headers = {

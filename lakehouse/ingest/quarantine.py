@@ -44,7 +44,7 @@ from lakehouse.catalog import Catalog
 from lakehouse.config import Settings
 from lakehouse.ingest.settings import CollectorSettings
 from lakehouse.ingest.validation import EventValidator
-from lakehouse.tables import table_location
+from lakehouse.tables import has_commits, table_location
 
 QUARANTINE_TABLE = "silver.quarantine"
 LEDGER_TABLE = "ops.quarantine_replays"
@@ -101,7 +101,7 @@ def read_quarantine(settings: Settings) -> list[QuarantinedRecord]:
     from deltalake import DeltaTable
 
     path = _local_path(settings, QUARANTINE_TABLE)
-    if not Path(path, "_delta_log").exists():
+    if not has_commits(path):
         return []
     rows = DeltaTable(path).to_pyarrow_table().to_pylist()
     return [
@@ -142,7 +142,7 @@ def read_bronze_originals(
         if r.origin == "silver" and r.kafka_offset is not None
     }
     path = _local_path(settings, "bronze.events")
-    if not wanted or not Path(path, "_delta_log").exists():
+    if not wanted or not has_commits(path):
         return {}
     dataset = DeltaTable(path).to_pyarrow_dataset()
     offsets = sorted({offset for _, _, offset in wanted})
@@ -217,7 +217,7 @@ def replayed_ids(settings: Settings) -> set[str]:
     from deltalake import DeltaTable
 
     path = _local_path(settings, LEDGER_TABLE)
-    if not Path(path, "_delta_log").exists():
+    if not has_commits(path):
         return set()
     table = DeltaTable(path).to_pyarrow_table(columns=["quarantine_id"])
     return set(table.column("quarantine_id").to_pylist())

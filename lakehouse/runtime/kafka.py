@@ -21,22 +21,9 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from lakehouse.catalog import Catalog, topic_for
 from lakehouse.config import Settings
 from lakehouse.runtime.jars import java_executable, resolve_bundle
-from lakehouse.runtime.processes import Service, port_open
+from lakehouse.runtime.processes import Service, log4j2_properties, port_open
 
-LOG4J2 = """\
-status = warn
-appender.file.type = File
-appender.file.name = file
-appender.file.fileName = {log_file}
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
-rootLogger.appenderRef.file.ref = file
-logger.kafka.name = kafka
-logger.kafka.level = WARN
-logger.apache.name = org.apache.kafka
-logger.apache.level = WARN
-"""
+LOGGER_LEVELS = {"kafka": "WARN", "org.apache.kafka": "WARN"}
 
 
 @dataclass(frozen=True)
@@ -101,7 +88,7 @@ def start_local_broker(settings: Settings, catalog: Catalog) -> int:
     properties = data_dir / "server.properties"
     properties.write_text(server_properties(settings, log_dir))
     log4j = data_dir / "log4j2.properties"
-    log4j.write_text(LOG4J2.format(log_file=settings.path(settings.paths.logs) / "kafka.log"))
+    log4j.write_text(log4j2_properties(settings.path(settings.paths.logs) / "kafka.log", LOGGER_LEVELS))
     jars = resolve_bundle("kafka", settings.path(settings.paths.jar_cache))
     java = [
         java_executable(),

@@ -109,12 +109,12 @@ class Service:
         wait_until(ready_or_died, timeout_s, f"{self.name} to be ready", self.log_file)
         return process.pid
 
-    def stop(self, grace_s: float = 30.0) -> bool:
-        """Stop the process (SIGTERM, then SIGKILL after ``grace_s``); False if not running."""
+    def stop(self, grace_s: float = 30.0, signum: int = signal.SIGTERM) -> bool:
+        """Stop the process (``signum``, then SIGKILL after ``grace_s``); False if not running."""
         pid = self.pid()
         if pid is None:
             return False
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signum)
         deadline = time.monotonic() + grace_s
         while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -124,6 +124,24 @@ class Service:
                 time.sleep(0.1)
         self.pid_file.unlink(missing_ok=True)
         return True
+
+
+def log4j2_properties(log_file: Path, levels: Mapping[str, str]) -> str:
+    """A log4j2 configuration for a JVM service: INFO and above to ``log_file``, with the
+    given ``logger name → level`` overrides (the broker and Connect are noisy at INFO)."""
+    lines = [
+        "status = warn",
+        "appender.file.type = File",
+        "appender.file.name = file",
+        f"appender.file.fileName = {log_file}",
+        "appender.file.layout.type = PatternLayout",
+        "appender.file.layout.pattern = [%d] %p %m (%c)%n",
+        "rootLogger.level = INFO",
+        "rootLogger.appenderRef.file.ref = file",
+    ]
+    for index, (name, level) in enumerate(levels.items()):
+        lines += [f"logger.l{index}.name = {name}", f"logger.l{index}.level = {level}"]
+    return "\n".join(lines) + "\n"
 
 
 def pid_alive(pid: int) -> bool:

@@ -7,7 +7,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -27,7 +26,7 @@ from lakehouse.alerts.lifecycle import (
 )
 from lakehouse.alerts.routing import alert_labels
 from lakehouse.alerts.store import arrow_schema
-from lakehouse.config import Settings, load_settings
+from lakehouse.config import Settings
 from lakehouse.contracts import KpiContracts, contracts
 from lakehouse.tables import table_location
 
@@ -81,19 +80,6 @@ def context_of(alert: Alert, config: AlertsConfig, kpis: KpiContracts) -> AlertC
 
 def config_of(text: str) -> AlertsConfig:
     return parse_config(yaml.safe_load(text))
-
-
-@pytest.fixture()
-def lake(tmp_path: Path) -> Settings:
-    """Settings of a deployment whose tables live under ``tmp_path``."""
-    return load_settings(
-        "test",
-        environ={
-            "TRIVAS_PATHS__VAR": str(tmp_path / "var"),
-            "TRIVAS_TABLES__ROOT": str(tmp_path / "lake"),
-            "TRIVAS_TABLES__CHECKPOINTS": str(tmp_path / "checkpoints"),
-        },
-    )
 
 
 def write_alerts(settings: Settings, alerts: list[Alert]) -> None:

@@ -35,8 +35,8 @@ inhibit_rules:
 def test_drained_notify_job_delivers_spark_written_alerts(
     spark, lake: Settings, endpoints, catalog, kpi_contracts, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from lakehouse.alerts.sink import AlertSink
     from spark_jobs import pipeline
-    from spark_jobs.detect import AlertSink
     from spark_jobs.health import FAILED, JobHealth
 
     config_file = tmp_path / "alerts.yaml"
@@ -70,8 +70,8 @@ def test_drained_notify_job_delivers_spark_written_alerts(
 def test_continuous_notify_query_routes_new_alerts(spark, lake: Settings, endpoints, catalog, kpi_contracts, tmp_path, monkeypatch) -> None:
     import time
 
+    from lakehouse.alerts.sink import AlertSink
     from spark_jobs import pipeline
-    from spark_jobs.detect import AlertSink
 
     config_file = tmp_path / "alerts.yaml"
     config_file.write_text(NOTIFY_CONFIG)

@@ -66,6 +66,16 @@ def settle(router: AlertRouter) -> None:
     router.recorder.flush()
 
 
+def route_once(lake: Settings, kpi_contracts, clock: Clock) -> None:  # noqa: ANN001
+    """One router, one tick, every delivery it started finished and recorded, then stopped."""
+    router = router_of(lake, kpi_contracts, clock)
+    try:
+        router.tick()
+        settle(router)
+    finally:
+        router.close()
+
+
 def test_alert_to_every_receiver_with_its_audit_trail_and_resolution(lake: Settings, endpoints, kpi_contracts) -> None:
     clock = live_clock()
     alert = make_alert(first_seen_at=clock())
@@ -108,12 +118,7 @@ def test_a_failing_receiver_is_retried_and_delays_nobody(lake: Settings, endpoin
     endpoints["hook"].script = [hang]
     clock = live_clock()
     write_alerts(lake, [make_alert(first_seen_at=clock())])
-    router = router_of(lake, kpi_contracts, clock)
-    try:
-        router.tick()
-        settle(router)
-    finally:
-        router.close()
+    route_once(lake, kpi_contracts, clock)
     assert released_by_slack == [True] and len(slack.received) == 1
     assert len(endpoints["pager"].received) == 1 and len(endpoints["hook"].received) == 1  # both on a retry
     rows = audit(lake)
@@ -130,10 +135,7 @@ def test_restart_and_replayed_batches_send_nothing_twice(lake: Settings, endpoin
     clock = live_clock()
     alerts = [make_alert(first_seen_at=clock()), make_alert(kpi="revenue", first_seen_at=clock())]
     write_alerts(lake, alerts)
-    router = router_of(lake, kpi_contracts, clock)
-    router.tick()
-    settle(router)
-    router.close()
+    route_once(lake, kpi_contracts, clock)
     counts = {name: len(e.received) for name, e in endpoints.items()}
     assert counts == {"slack": 2, "pager": 2, "hook": 2}  # group_by kpi: one message per KPI
     # The router restarts; detect replays its batch (the same rows MERGEd again: a new version).
@@ -205,12 +207,7 @@ def test_secrets_never_reach_logs_or_the_audit_table(
     caplog.set_level(logging.DEBUG)
     clock = live_clock()
     write_alerts(lake, [make_alert(first_seen_at=clock())])
-    router = router_of(lake, kpi_contracts, clock)
-    try:
-        router.tick()
-        settle(router)
-    finally:
-        router.close()
+    route_once(lake, kpi_contracts, clock)
     rows = audit(lake)
     slack = rows[(rows["receiver"] == "slack") & (rows["status"] != "sending")]
     assert list(slack["status"]) == ["retrying", "retrying", "retrying", "failed"]
@@ -300,12 +297,7 @@ def test_notification_carries_the_kpi_rows_watermark_finality_and_lineage(lake: 
                         ("source_versions", pa.map_(pa.string(), pa.int64())), ("is_final", pa.bool_())])  # fmt: skip
     write_deltalake(table_location(lake, "gold.kpi"), pa.Table.from_pylist(kpi_rows, schema=schema))
     write_alerts(lake, [alert])
-    router = router_of(lake, kpi_contracts, clock)
-    try:
-        router.tick()
-        settle(router)
-    finally:
-        router.close()
+    route_once(lake, kpi_contracts, clock)
     [(_, hook)] = endpoints["hook"].received
     facts = hook["alerts"][0]["facts"]
     watermark = (start + timedelta(minutes=6)).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -21,7 +21,7 @@ import pytest
 from lakehouse import REPO_ROOT
 from lakehouse.config import load_settings
 from lakehouse.runtime.processes import free_port, port_open, wait_until
-from lakehouse.tables import read_pandas, table_location
+from lakehouse.tables import has_commits, read_pandas, table_location
 from tests.conftest import TEST_HASH_KEY
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -134,9 +134,9 @@ def test_sigterm_stops_a_running_demo_and_everything_it_started(demo_env: dict[s
         )
         # Without the shared data the refund-risk champion was trained on generated history,
         # and its side query scores the live orders.
-        refund_risk = Path(table_location(settings, "gold.refund_risk")) / "_delta_log" / "00000000000000000000.json"
+        refund_risk = table_location(settings, "gold.refund_risk")
         wait_until(
-            lambda: refund_risk.exists() and len(read_pandas(settings, "gold.refund_risk")) > 0,
+            lambda: has_commits(refund_risk) and len(read_pandas(settings, "gold.refund_risk")) > 0,
             300,
             "scored orders",
             Path(demo_env["TRIVAS_PATHS__LOGS"]) / "pipeline.log",

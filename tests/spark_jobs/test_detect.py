@@ -10,13 +10,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from lakehouse.config import Settings, load_settings
+from lakehouse.alerts import lifecycle
+from lakehouse.config import Settings
 from lakehouse.contracts import contracts as load_contracts
 from models import registry
 from spark_jobs import detect, gold
@@ -31,20 +31,6 @@ SERIES = {  # kpi -> (level, noise sd, is a count)
 
 
 # -- builders ----------------------------------------------------------------------------------
-
-
-@pytest.fixture()
-def lake(tmp_path: Path) -> Settings:
-    """An isolated deployment without Kafka: own tables, checkpoints and MLflow registry."""
-    return load_settings(
-        "test",
-        environ={
-            "TRIVAS_PATHS__VAR": str(tmp_path / "var"),
-            "TRIVAS_TABLES__ROOT": str(tmp_path / "lake"),
-            "TRIVAS_TABLES__CHECKPOINTS": str(tmp_path / "checkpoints"),
-            "TRIVAS_MLFLOW__TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-        },
-    )
 
 
 def normal_value(kpi: str, minute: int, rng: np.random.Generator) -> float:
@@ -116,16 +102,16 @@ def run_detect(spark, settings: Settings, clock: Callable[[], datetime]) -> None
 
 def alerts(spark, settings: Settings) -> set[tuple]:  # noqa: ANN001
     """(kpi, dimension, window_start minute, rule, state) of every alert."""
-    rows = gold.read_table(spark, settings, detect.ALERTS_TABLE).collect()
+    rows = gold.read_table(spark, settings, lifecycle.ALERTS_TABLE).collect()
     return {
         (r["kpi"], r["dimension"], int((r["window_start"].replace(tzinfo=UTC) - T0) / MINUTE), r["rule"], r["state"])
         for r in rows
-        if r["rule"] != detect.RULE_FRESHNESS
+        if r["rule"] != lifecycle.RULE_FRESHNESS
     }
 
 
 def alert_rows(spark, settings: Settings) -> pd.DataFrame:  # noqa: ANN001
-    return gold.read_table(spark, settings, detect.ALERTS_TABLE).toPandas()
+    return gold.read_table(spark, settings, lifecycle.ALERTS_TABLE).toPandas()
 
 
 @pytest.fixture()
@@ -141,15 +127,15 @@ def kpi_table(spark, lake: Settings) -> Settings:  # noqa: ANN001
 
 @pytest.mark.unit
 def test_alert_ids_are_deterministic_per_episode() -> None:
-    a = detect.alert_id("orders", "1m", "all", "anomaly_model", T0)
-    assert a == detect.alert_id("orders", "1m", "all", "anomaly_model", T0.astimezone(UTC))
-    assert a != detect.alert_id("orders", "1m", "all", "threshold_min", T0)
-    assert a != detect.alert_id("orders", "1m", "all", "anomaly_model", T0 + MINUTE)
+    a = lifecycle.alert_id("orders", "1m", "all", "anomaly_model", T0)
+    assert a == lifecycle.alert_id("orders", "1m", "all", "anomaly_model", T0.astimezone(UTC))
+    assert a != lifecycle.alert_id("orders", "1m", "all", "threshold_min", T0)
+    assert a != lifecycle.alert_id("orders", "1m", "all", "anomaly_model", T0 + MINUTE)
 
 
 @pytest.mark.unit
 def test_lifecycle_fires_extends_and_resolves() -> None:
-    book = detect.AlertBook()
+    book = lifecycle.AlertBook()
     now = T0 + timedelta(hours=1)
 
     def point(m: int) -> dict:
@@ -204,7 +190,7 @@ def test_open_windows_after_the_cursor_carry_their_elapsed_share() -> None:
 
 @pytest.mark.unit
 def test_open_window_alert_fires_updates_and_resolves_on_restatement() -> None:
-    book = detect.AlertBook()
+    book = lifecycle.AlertBook()
     opened = pd.DataFrame([kpi_row("orders", 5, 0.0, final=False, computed_at=T0 + 5 * MINUTE + timedelta(seconds=30))])
     opened["series_key"] = "orders|1m|all"
 
@@ -287,7 +273,7 @@ def test_detect_fires_resolves_and_follows_the_champion(spark, kpi_table: Settin
     assert len(revenue) == 1 and revenue.iloc[0]["model_version"] == v2.version == "2"
     assert revenue.iloc[0]["state"] == "resolved"  # window 51 is back in band
     assert len(found) == 6 and found["alert_id"].is_unique
-    assert (found["rule"] != detect.RULE_FRESHNESS).all()
+    assert (found["rule"] != lifecycle.RULE_FRESHNESS).all()
 
 
 @pytest.mark.spark

@@ -15,7 +15,7 @@ from lakehouse.contracts import contracts
 from lakehouse.registry import JOB_STATUS, PIPELINE_HEALTH
 from lakehouse.runtime import kafka
 from lakehouse.runtime.processes import wait_until
-from lakehouse.tables import table_location
+from lakehouse.tables import has_commits, table_location
 from models import refund_risk as rr
 from spark_jobs.health import RULE_JOB_FAILED
 from spark_jobs.pipeline import run_until_stopped
@@ -27,7 +27,7 @@ JOBS = ("bronze", "silver_gold", "refund_risk")
 
 
 def health(settings: Settings, table_reader) -> dict[str, dict]:  # noqa: ANN001
-    if not (Path(table_location(settings, JOB_STATUS)) / "_delta_log" / "00000000000000000000.json").exists():
+    if not has_commits(table_location(settings, JOB_STATUS)):
         return {}  # the runner has not created it yet (its first commit is still being written)
     frame = table_reader(settings, PIPELINE_HEALTH)
     return {row["job"]: row for row in frame.to_dict("records")}

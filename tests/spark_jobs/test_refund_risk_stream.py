@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from lakehouse.catalog import Catalog
-from lakehouse.config import Settings, load_settings
+from lakehouse.config import Settings
 from lakehouse.registry import SILVER_EVENTS, silver_events_schema
 from lakehouse.tables import ensure_declared, read_table
 from models import champion
@@ -27,19 +26,11 @@ T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture()
-def lake(tmp_path: Path) -> Settings:
+def lake(lake: Settings) -> Settings:
     # The real data is part of the workspace (../shared/data); without it this must fail, not
     # pass silently.
     assert rr.RETAIL_PATH.exists(), f"Online Retail data not found at {rr.RETAIL_PATH}"
-    return load_settings(
-        "test",
-        environ={
-            "TRIVAS_PATHS__VAR": str(tmp_path / "var"),
-            "TRIVAS_TABLES__ROOT": str(tmp_path / "lake"),
-            "TRIVAS_TABLES__CHECKPOINTS": str(tmp_path / "checkpoints"),
-            "TRIVAS_MLFLOW__TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-        },
-    )
+    return lake
 
 
 def order_event(order_id: str, minute: int, *, event_type: str = "order_placed", customer: str = "tok-c1", offset: int = 0, **payload) -> dict:  # noqa: ANN003

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from lakehouse.ingest.cdc.connect import (
     CONNECT_BUNDLE,
-    CONNECT_LOG4J2,
+    CONNECT_LOGGER_LEVELS,
     DEBEZIUM,
     DEBEZIUM_EXCLUDES,
     connect_jars,
@@ -80,7 +80,7 @@ from lakehouse.ingest.cdc.shop_database import (
 __all__ = [
     "CDC_CONF",
     "CONNECT_BUNDLE",
-    "CONNECT_LOG4J2",
+    "CONNECT_LOGGER_LEVELS",
     "CdcSettings",
     "CdcStatus",
     "DEBEZIUM",

@@ -14,7 +14,7 @@ from typing import Any
 from lakehouse.config import Settings
 from lakehouse.ingest.cdc.settings import CdcSettings, password
 from lakehouse.runtime.jars import java_executable, resolve_coordinates
-from lakehouse.runtime.processes import Service, pid_alive
+from lakehouse.runtime.processes import Service, log4j2_properties, pid_alive
 
 DEBEZIUM = "io.debezium:debezium-connector-postgres:3.6.1.Final"
 CONNECT_BUNDLE: tuple[str, ...] = (
@@ -51,24 +51,12 @@ def debezium_plugin_path(settings: Settings) -> Path:
     return plugins
 
 
-CONNECT_LOG4J2 = """\
-status = warn
-appender.file.type = File
-appender.file.name = file
-appender.file.fileName = {log_file}
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
-rootLogger.appenderRef.file.ref = file
-logger.kafka.name = org.apache.kafka
-logger.kafka.level = WARN
-logger.runtime.name = org.apache.kafka.connect.runtime.WorkerSourceTask
-logger.runtime.level = INFO
-logger.reflections.name = org.reflections
-logger.reflections.level = ERROR
-logger.jetty.name = org.eclipse.jetty
-logger.jetty.level = WARN
-"""
+CONNECT_LOGGER_LEVELS = {
+    "org.apache.kafka": "WARN",
+    "org.apache.kafka.connect.runtime.WorkerSourceTask": "INFO",
+    "org.reflections": "ERROR",
+    "org.eclipse.jetty": "WARN",
+}
 
 
 def connect_service(settings: Settings, cdc: CdcSettings) -> Service:
@@ -178,7 +166,7 @@ def start_connect(settings: Settings, cdc: CdcSettings) -> int:
     (folder / "connector.properties").write_text(connector_properties(settings, cdc, secrets_file))
     log4j = folder / "log4j2.properties"
     log4j.write_text(
-        CONNECT_LOG4J2.format(log_file=settings.path(settings.paths.logs) / "cdc-connect.log")
+        log4j2_properties(settings.path(settings.paths.logs) / "cdc-connect.log", CONNECT_LOGGER_LEVELS)
     )
     ensure_cdc_topics(settings, cdc)
     command = [

@@ -7,13 +7,12 @@ import pwd
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from lakehouse.config import Settings
 from lakehouse.ingest.cdc.settings import CdcSettings
-from lakehouse.runtime.processes import Service, pid_alive, port_open
+from lakehouse.runtime.processes import Service, port_open
 
 
 class PostgresMissingError(RuntimeError):
@@ -137,16 +136,7 @@ def start_postgres(settings: Settings, cdc: CdcSettings) -> int:
 
 def stop_postgres(settings: Settings, cdc: CdcSettings, grace_s: float = 30.0) -> bool:
     """Fast shutdown (SIGINT: disconnect clients, checkpoint); False if it was not running."""
-    service = postgres_service(settings, cdc)
-    pid = service.pid()
-    if pid is None:
-        return False
-    os.kill(pid, signal.SIGINT)
-    deadline = time.monotonic() + grace_s
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    service.stop(grace_s=5)  # SIGKILL if it did not go; removes the pid file
-    return True
+    return postgres_service(settings, cdc).stop(grace_s, signum=signal.SIGINT)
 
 
 def admin_connection(settings: Settings, cdc: CdcSettings, database: str = "postgres"):  # noqa: ANN201
