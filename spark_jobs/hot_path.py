@@ -21,6 +21,8 @@ applied to it again.
 from __future__ import annotations
 
 import logging
+import time
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 
 from pyspark.sql import DataFrame, SparkSession
@@ -149,17 +151,20 @@ class SilverGoldWriter:
         if not self.restored:
             self.restore(spark, app_id)
         # The batch holds a stateful dedup: cache it so the writes below evaluate it once.
+        clock = BatchClock()
         records = batch.select(*self.cached_columns).persist()
         try:
             routes = {r["route"]: (r["records"], r["newest_arrival"]) for r in records.groupBy("route").agg(
                 F.count(F.lit(1)).alias("records"), F.max("kafka_timestamp").alias("newest_arrival")).collect()}  # fmt: skip
+            clock.mark("read_judge_dedup")
             if not routes:
                 return
-            self.write_batch(spark, records, routes, app_id, batch_id)
+            self.write_batch(spark, records, routes, app_id, batch_id, clock)
+            log.info("hot path batch %d: %d records; %s", batch_id, sum(n for n, _ in routes.values()), clock)
         finally:
             records.unpersist()
 
-    def write_batch(self, spark: SparkSession, records: DataFrame, routes: dict, app_id: str, batch_id: int) -> None:
+    def write_batch(self, spark: SparkSession, records: DataFrame, routes: dict, app_id: str, batch_id: int, clock: BatchClock) -> None:
         route = F.col("route")
         pending = []
         silver_rows = None
@@ -176,9 +181,10 @@ class SilverGoldWriter:
             pending.append(in_background(append_idempotent, late, self.settings, LATE, app_id, batch_id))
         try:
             if silver_rows is not None and (self.gold_holds is None or batch_id > self.gold_holds):
-                self.write_gold(spark, silver_rows, routes[ROUTE_VALID][1], silver_write, app_id, batch_id)
+                self.write_gold(spark, silver_rows, routes[ROUTE_VALID][1], silver_write, app_id, batch_id, clock)
             for future in pending:
                 future.result()
+            clock.mark("ledgers")
         finally:
             if silver_rows is not None:
                 silver_rows.unpersist()
@@ -191,10 +197,14 @@ class SilverGoldWriter:
         finally:
             quarantined.unpersist()
 
-    def write_gold(self, spark: SparkSession, silver_rows: DataFrame, newest_arrival: datetime, silver_write, app_id: str, batch_id: int) -> None:  # noqa: ANN001
+    def write_gold(
+        self, spark: SparkSession, silver_rows: DataFrame, newest_arrival: datetime, silver_write: Future,
+        app_id: str, batch_id: int, clock: BatchClock,
+    ) -> None:  # fmt: skip
         """Add the batch to the book and append the KPI rows it changed, stamped with the
         ``silver.events`` version that holds the batch (so wait for that commit first)."""
         increments = batch_increments(silver_rows, self.contracts)
+        clock.mark("kpi_sums")
         evicted = self.book.missing(increments)
         if evicted:
             self.load_evicted(spark, evicted)
@@ -202,10 +212,29 @@ class SilverGoldWriter:
         if not rows:
             return
         silver_write.result()
+        clock.mark("silver_commit")
         versions = {SILVER_EVENTS: committed_version(spark, self.settings, SILVER_EVENTS)}
         frame = kpi_frame(spark, rows, self.contracts, self.book.watermark, datetime.now(UTC), versions)
         append_idempotent(frame, self.settings, KPI, app_id, batch_id)
+        clock.mark("gold_commit")
         self.gold_holds = batch_id
+
+
+class BatchClock:
+    """Where a micro-batch's time goes: seconds per part, in the pipeline log (the parts
+    Spark's progress cannot see inside ``foreachBatch``)."""
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+        self.parts: dict[str, float] = {}
+
+    def mark(self, part: str) -> None:
+        now = time.perf_counter()
+        self.parts[part] = self.parts.get(part, 0.0) + now - self.last
+        self.last = now
+
+    def __str__(self) -> str:
+        return ", ".join(f"{part} {seconds:.2f}s" for part, seconds in self.parts.items())
 
 
 def ensure_hot_path_tables(spark: SparkSession, settings: Settings) -> None:

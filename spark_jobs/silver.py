@@ -17,70 +17,24 @@ from pyspark.sql import functions as F
 
 from lakehouse.catalog import Catalog
 from lakehouse.privacy import apply_pii_policy, scrub_raw_json
-from lakehouse.quality import (
-    FUTURE_TOLERANCE,
-    lateness_exceeded,
-    payload_struct_column,
-    record_judgement,
-    rejection_reason,
-)
+from lakehouse.quality import FUTURE_TOLERANCE, judged, lateness_exceeded, payload_struct_column
 from lakehouse.registry import LATE_SCHEMA, QUARANTINE_SCHEMA, silver_events_schema
 
 ROUTE_VALID, ROUTE_LATE, ROUTE_QUARANTINE = "valid", "late", "quarantine"
 __all__ = ["LATE_SCHEMA", "QUARANTINE_SCHEMA"]
 
 
-def parse_envelope(bronze: DataFrame, catalog: Catalog, text: Column | None = None) -> DataFrame:
-    """Bronze rows + ``value_map``/``payload_map`` (the record and its payload parsed once as
-    ``map<string,string>``; null when not a JSON object), the typed ``envelope`` struct,
-    ``event_time_text``, ``domain`` and one parsed ``payload_<domain>`` struct per domain
-    (null for records of other domains). ``text`` is what is parsed (default ``value``)."""
-    value_map = F.from_json(F.col("value") if text is None else text, "map<string,string>")
-    parsed = bronze.withColumn("value_map", value_map)
-    fields = []
-    for spec in catalog.envelope:
-        raw = F.col("value_map")[spec.name]
-        # Timestamps stay text until the zone is checked; try_cast never fails a query.
-        typed = raw if spec.type == "string" else raw.try_cast(spec.spark_type())
-        fields.append(typed.alias(spec.name))
-    parsed = parsed.withColumn(
-        "envelope", F.struct(*fields, F.col("value_map")["payload"].alias("payload"))
-    ).withColumn("event_time_text", F.col("value_map")["event_time"])
-    parsed = parsed.withColumn("payload_map", F.from_json("envelope.payload", "map<string,string>"))
-    domain_of_type = F.coalesce(
-        *[
-            F.when(F.col("envelope.event_type") == F.lit(e.event_type), F.lit(e.domain))
-            for e in catalog.event_types.values()
-        ]
-    )
-    parsed = parsed.withColumn("domain", domain_of_type)
-    for domain in catalog.domains:
-        parsed = parsed.withColumn(
-            payload_struct_column(domain),
-            F.when(
-                F.col("domain") == F.lit(domain),
-                F.from_json("envelope.payload", catalog.payload_schema(domain)),
-            ),
-        )
-    return parsed
-
-
 def classify(bronze: DataFrame, catalog: Catalog, topic_prefix: str) -> DataFrame:
-    """Judge and parse bronze rows; add ``reason`` (null when valid) and ``route``.
-
-    The contract judges each record first (one Python pass); a valid record spelled in a
-    form Spark cannot cast (``10:58Z``, ``1.0`` for an integer) is parsed from its canonical
-    text, so silver accepts every spelling the collector accepts. ``value`` stays as read.
-    """
-    judged = bronze.withColumn("judgement", record_judgement(catalog, topic_prefix))
-    text = F.coalesce(F.col("judgement.canonical"), F.col("value"))
-    parsed = parse_envelope(judged, catalog, text).withColumn("reason", rejection_reason(F.col("judgement"), catalog))
+    """Judge and read bronze rows in one pass (:func:`lakehouse.quality.judged`: ``reason``,
+    the typed ``envelope``, ``domain``, ``payload_<domain>``), then add ``route``: refused
+    records go to quarantine, valid ones later than their type allows to the late ledger.
+    ``value`` stays as read."""
     route = (
         F.when(F.col("reason").isNotNull(), F.lit(ROUTE_QUARANTINE))
         .when(lateness_exceeded(catalog), F.lit(ROUTE_LATE))
         .otherwise(F.lit(ROUTE_VALID))
     )
-    return parsed.withColumn("route", route)
+    return judged(bronze, catalog, topic_prefix).withColumn("route", route)
 
 
 def dedup_delay(catalog: Catalog, margin: timedelta) -> timedelta:
