@@ -10,6 +10,7 @@ spellings to Kafka directly gets the same verdicts from silver, and the same val
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from pyspark.sql import Row
@@ -17,9 +18,10 @@ from pyspark.sql import functions as F
 
 from lakehouse.catalog import topic_for
 from lakehouse.event_contract import RecordRules, strict_loads
+from lakehouse.quality import Judge
 from spark_jobs import silver
 
-from .contract_cases import ARRIVAL, CASES
+from .contract_cases import ARRIVAL, CASES, order, text
 
 pytestmark = pytest.mark.spark
 PREFIX = "raw"
@@ -85,3 +87,27 @@ def test_a_producer_writing_to_kafka_directly_gets_the_same_verdicts_and_values(
 
 def _offset(name: str) -> int:
     return next(i for i, c in enumerate(CASES) if c.name == name)
+
+
+def test_the_judge_reads_typed_values_and_what_a_refused_record_claims(catalog) -> None:  # noqa: ANN001
+    """One parse per record (no Spark): a valid record's values come out typed (zone-aware
+    times, integers from ``2.0``); a refused one keeps the envelope it claimed, for its
+    quarantine row — even when strict JSON refuses it (duplicate keys)."""
+    judge = Judge(catalog, PREFIX)
+    topic = topic_for(PREFIX, "orders")
+    spelled = order(event_time="2026-11-28T10:00Z", payload_items=[{"sku": "S", "quantity": 2.0, "unit_price": 1}])
+    reason, envelope, domain, payload = judge.judge(text(spelled), topic, ARRIVAL)
+    assert (reason, domain) == (None, "orders")
+    assert envelope["event_time"] == datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+    assert envelope["schema_version"] == 1 and payload["amount"] == 42.5
+    assert payload["items"] == [{"sku": "S", "quantity": 2, "unit_price": 1.0}]
+    assert isinstance(payload["items"][0]["quantity"], int)
+
+    reason, envelope, _, payload = judge.judge(text(order(payload_country=49)), topic, ARRIVAL)
+    assert reason == "type_mismatch:country" and payload is None
+    assert (envelope["event_type"], envelope["source"]) == ("order_placed", "sdk:test")
+
+    duplicated = text(order()).replace('"source"', '"event_type": "order_placed", "source"', 1)
+    reason, envelope, _, _ = judge.judge(duplicated, topic, ARRIVAL)
+    assert reason == "duplicate_key:event_type" and envelope["event_type"] == "order_placed"
+    assert judge.judge("not json", topic, ARRIVAL)[:2] == ("malformed_json", None)
