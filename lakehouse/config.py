@@ -73,6 +73,10 @@ class Streaming(_Frozen):
     bronze_trigger_seconds: float
     hot_path_trigger_seconds: float
     side_trigger_seconds: float
+    # "turns": the side jobs of spark_jobs.pipeline.TURN_JOBS drain what is there one at a time
+    # (availableNow), each at most once per side_trigger_seconds; "continuous": each side job
+    # is always on.
+    side_schedule: Literal["turns", "continuous"] = "turns"
     watermark_margin_seconds: int
     session_gap_seconds: int
     starting_offsets: Literal["earliest", "latest"]

@@ -22,7 +22,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,6 +52,10 @@ from spark_jobs.maintenance import TableMaintenance
 log = logging.getLogger("trivas.pipeline")
 JOBS = ("bronze", "silver_gold", "gold")
 KPI_PATH = ("bronze", "silver_gold")
+# Side jobs that may take turns (settings.streaming.side_schedule): each start reads what its
+# sources hold and rebuilds nothing costly. detect keeps per-series model state and its
+# freshness watchdog, notify its delivery loop: those two stay always on.
+TURN_JOBS = ("gold", "refund_risk", "cdc")
 FRESHNESS_TABLE = FRESHNESS
 RUNNER = "pipeline"  # the runner's name when the jobs are not split into applications
 
@@ -249,6 +254,7 @@ class RunningJob:
     failures: int = 0
     restart_at: float | None = None
     state: str = STARTING
+    last_turn: float = -float("inf")  # when its last turn began (side jobs taking turns)
 
     def failed(self) -> StreamingQuery | None:
         return next((q for q in self.queries if not q.isActive), None)
@@ -289,11 +295,15 @@ def run_until_stopped(
     prepare_tables(spark, settings, catalog, jobs)
     health = JobHealth(spark, settings, jobs, writer_id(runner, "job_status"))
     running: dict[str, RunningJob] = {}
+    in_turns = settings.streaming.side_schedule == "turns"
     for job in [j for j in STARTERS if j in jobs]:
         if job in KPI_PATH:
             running[job] = RunningJob(
                 job, STARTERS[job](spark, settings, catalog, contracts, False)
             )
+            health.report(job, STARTING)
+        elif in_turns and job in TURN_JOBS:  # started by SideTurns, one at a time
+            running[job] = RunningJob(job, [])
             health.report(job, STARTING)
         else:  # a side job that cannot start is retried by supervise()
             running[job] = RunningJob(job, [], restart_at=time.monotonic())
@@ -310,10 +320,15 @@ def run_until_stopped(
     if settings.maintenance.enabled:
         maintenance.start()
     next_snapshot = time.monotonic() + freshness_every_s
+    taking_turns = [running[j] for j in running if in_turns and j in TURN_JOBS]
+    turns = SideTurns(taking_turns, settings.streaming.side_trigger_seconds) if taking_turns else None
     try:
         while not stop.is_set():
             for job in running.values():
-                supervise(job, spark, settings, catalog, contracts, health)
+                if turns is None or job.name not in TURN_JOBS:
+                    supervise(job, spark, settings, catalog, contracts, health)
+            if turns is not None:
+                turns.step(spark, settings, catalog, contracts, health)
             if time.monotonic() >= next_snapshot:
                 # A monotonically increasing txnVersion across restarts: milliseconds since epoch.
                 record_freshness(
@@ -326,6 +341,77 @@ def run_until_stopped(
         for job in running.values():
             job.stop()
             health.report(job.name, STOPPED, job.failures)
+
+
+class SideTurns:
+    """Side jobs take turns: one at a time drains what its sources hold (``availableNow``) and
+    stops, then the next one whose turn is due; a job's turns begin at most once per
+    ``every_s``.
+
+    Why: on a small machine every micro-batch of every query costs a second or more of fixed
+    work (planning, source and Delta log reads, commits). Side queries that are always on hold
+    the cores in parallel and starve the KPI hot path; taking turns bounds them to one job's
+    work at a time, and each turn works on everything that arrived since the last (few, large
+    batches instead of many small ones). Their results lag by up to one round of turns. A
+    failed turn is reported like a failed query and retried after its backoff; the KPI path
+    never waits for a side job.
+    """
+
+    def __init__(self, jobs: Iterable[RunningJob], every_s: float) -> None:
+        self.queue = deque(jobs)
+        self.every_s = every_s
+        self.current: RunningJob | None = None
+
+    def step(
+        self, spark: SparkSession, settings: Settings, catalog: Catalog, contracts: KpiContracts, health: JobHealth
+    ) -> None:
+        """End the current turn if its queries have stopped; else begin the next due one."""
+        now = time.monotonic()
+        if self.current is not None:
+            if any(q.isActive for q in self.current.queries):
+                return
+            self.end_turn(self.current, health, now)
+            self.current = None
+        for _ in range(len(self.queue)):
+            job = self.queue[0]
+            self.queue.rotate(-1)
+            if self.due(job, now):
+                self.begin_turn(job, spark, settings, catalog, contracts, health, now)
+                return
+
+    def due(self, job: RunningJob, now: float) -> bool:
+        if job.restart_at is not None and now < job.restart_at:
+            return False
+        return now - job.last_turn >= self.every_s
+
+    def begin_turn(
+        self, job: RunningJob, spark: SparkSession, settings: Settings, catalog: Catalog,
+        contracts: KpiContracts, health: JobHealth, now: float,
+    ) -> None:  # fmt: skip
+        job.last_turn, job.restart_at = now, None
+        try:
+            job.queries = STARTERS[job.name](spark, settings, catalog, contracts, True)
+        except Exception as error:  # noqa: BLE001 - a side job that cannot start waits and tries again
+            log.exception("side job %s could not start", job.name)
+            job.queries = []
+            _failed(job, error, health, now)
+            return
+        self.current = job
+
+    def end_turn(self, job: RunningJob, health: JobHealth, now: float) -> None:
+        error = next((q.exception() for q in job.queries if q.exception() is not None), None)
+        job.queries = []
+        if error is not None:
+            log.error("side job %s failed its turn: %s", job.name, error)
+            _failed(job, error, health, now)
+            return
+        job.failures = 0
+        if job.state != RUNNING:
+            _set_state(job, RUNNING, health)
+
+    def stop(self) -> None:
+        if self.current is not None:
+            self.current.stop()
 
 
 def supervise(
