@@ -242,6 +242,29 @@ def pipeline_run(
 # -- app and demo -------------------------------------------------------------------------------
 
 
+@app.command()
+def rollup(
+    every: float = typer.Option(0, help="run again every SECONDS (0 = once)"),
+    full: bool = typer.Option(False, "--full", help="recompute every hour and day (after a backfill)"),
+    env: str = typer.Option(None),
+) -> None:
+    """Roll gold.kpi up into hourly and daily rows (gold.kpi_rollup), off the hot path."""
+    from lakehouse.contracts import contracts
+    from lakehouse.rollup import roll_up
+
+    settings = _settings(env)
+    while True:
+        run = roll_up(settings, contracts(), full=full)
+        console.print(
+            f"gold.kpi_rollup ← gold.kpi@v{run.kpi_version}: {run.hours} hourly and {run.days} daily rows "
+            f"from {run.first_hour or '–'} in {run.seconds:.2f}s"
+        )
+        if not every:
+            return
+        full = False
+        time.sleep(every)
+
+
 def app_command(settings: Settings, port: int) -> list[str]:
     """The command line that serves the Streamlit app."""
     return [
@@ -336,6 +359,7 @@ def _run_playground(
         command = [*trivas, "pipeline", "run", "--app", application.name, *env_args]
         spawn(settings.pipeline.log_name(application.name), command)
     _start_alerting(spawn, trivas, env_args)
+    spawn("rollup", [*trivas, "rollup", "--every", "60", *env_args])
     spawn("generator", [*trivas, "generate", "--live", "--shop-db", *rate_args, *(traffic_args or []), *env_args])
     spawn("app", app_command(settings, settings.app.port))
     wait_until(lambda: port_open("127.0.0.1", settings.app.port), 60, "the app to listen")
