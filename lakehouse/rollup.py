@@ -167,9 +167,9 @@ def roll_up(settings: Settings, contracts: KpiContracts, full: bool = False) -> 
         return RollupRun(snapshot.version(), 0, 0, None, time.monotonic() - started)
     first_hour, last_hour = span
     end_hour = last_hour + timedelta(hours=1)
-    in_hours = minute & (pc.field("window_start") >= _scalar(first_hour)) & (pc.field("window_start") < _scalar(end_hour))
-    minutes = KPI_CURRENT_VIEW.arrow(dataset.to_table(filter=in_hours)).to_pandas()
-    hourly = aggregate(minutes, contracts, HOUR)
+    hourly = pd.concat(
+        [hours_of(dataset, contracts, start, end) for start, end in day_chunks(first_hour, end_hour)], ignore_index=True
+    )
     first_day = pd.Timestamp(first_hour).floor("1D").to_pydatetime()
     end_day = pd.Timestamp(last_hour).floor("1D").to_pydatetime() + timedelta(days=1)
     kept_hours = read_rollup(settings, HOUR, first_day, end_day)
@@ -186,6 +186,23 @@ def roll_up(settings: Settings, contracts: KpiContracts, full: bool = False) -> 
     else:
         write_deltalake(rollup_location, _arrow_frame(rows), mode="append")
     return RollupRun(snapshot.version(), len(hourly), len(daily), first_hour, time.monotonic() - started)
+
+
+def day_chunks(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """[start, end) cut at midnights: a first run over a month reads one day at a time."""
+    chunks, cursor = [], start
+    while cursor < end:
+        midnight = pd.Timestamp(cursor).floor("1D").to_pydatetime() + timedelta(days=1)
+        chunks.append((cursor, min(midnight, end)))
+        cursor = chunks[-1][1]
+    return chunks
+
+
+def hours_of(dataset: object, contracts: KpiContracts, start: datetime, end: datetime) -> pd.DataFrame:
+    """Hourly rows of [start, end) from the current 1-minute rows of ``gold.kpi``."""
+    in_hours = (pc.field("grain") == MINUTE_GRAIN) & (pc.field("window_start") >= _scalar(start)) & (pc.field("window_start") < _scalar(end))
+    minutes = KPI_CURRENT_VIEW.arrow(dataset.to_table(filter=in_hours)).to_pandas()  # type: ignore[attr-defined]
+    return aggregate(minutes, contracts, HOUR)
 
 
 def read_rollup(settings: Settings, grain: str, since: datetime, until: datetime, kpis: Iterable[str] | None = None) -> pd.DataFrame:
