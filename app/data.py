@@ -659,7 +659,7 @@ def record_counts(settings: Settings, tables: list[str]) -> dict[str, int]:
         if table is None:
             counts[logical] = 0
             continue
-        actions = table.get_add_actions(flatten=True).to_pydict()
+        actions = pa.table(table.get_add_actions(flatten=True)).to_pydict()
         counts[logical] = int(sum(n or 0 for n in actions.get("num_records", [])))
     return counts
 

@@ -39,3 +39,22 @@ def write_kpi_rows(settings: Settings, rows: list[dict] | pd.DataFrame, mode: st
     """Append rows to ``gold.kpi`` with delta-rs, in the schema Spark gives the table."""
     frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
     write_deltalake(table_location(settings, "gold.kpi"), pa.Table.from_pandas(frame, schema=KPI_ARROW_SCHEMA, preserve_index=False), mode=mode)
+
+
+def arrow_of(schema) -> pa.Schema:  # noqa: ANN001 - a Spark StructType
+    """The Arrow schema Spark's Delta writer gives a declared table (maps included)."""
+    from pyspark.sql import types as T
+
+    from lakehouse.alerts.store import _ARROW
+
+    def arrow_type(data_type: T.DataType) -> pa.DataType:
+        if isinstance(data_type, T.MapType):
+            return pa.map_(arrow_type(data_type.keyType), arrow_type(data_type.valueType))
+        return _ARROW[type(data_type)]
+
+    return pa.schema([pa.field(f.name, arrow_type(f.dataType), f.nullable) for f in schema.fields])
+
+
+def write_table(settings: Settings, logical: str, schema, rows: list[dict]) -> None:  # noqa: ANN001
+    """Append ``rows`` to a declared table with delta-rs, in the schema Spark gives it."""
+    write_deltalake(table_location(settings, logical), pa.Table.from_pylist(rows, schema=arrow_of(schema)), mode="append")

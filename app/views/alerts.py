@@ -47,7 +47,7 @@ if len(recent):
         read, _ = data.cached.kpi_minutes(settings, *around, [alert.kpi], alert.dimension)
         frame = read.frame
         if len(frame):
-            line = alt.Chart(frame).mark_line().encode(x=alt.X("window_start:T", title="window (UTC)"), y=alt.Y("value:Q", title=alert.kpi))
+            line = alt.Chart(frame[["window_start", "value"]]).mark_line().encode(x=alt.X("window_start:T", title="window (UTC)"), y=alt.Y("value:Q", title=alert.kpi))
             band = pd.DataFrame([{"window_start": alert.window_start, "lower": alert.lower, "upper": alert.upper, "observed": alert.observed}])
             marks = [line, alt.Chart(band).mark_rule(color="red").encode(x="window_start:T")]
             if alert.lower is not None and alert.upper is not None:

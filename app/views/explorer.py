@@ -58,14 +58,14 @@ def chart() -> None:
     if not len(frame):
         st.info("no data in this range yet")
     else:
-        layers = [alt.Chart(frame).mark_line(point=grain in ("1h", "1d")).encode(
+        layers = [alt.Chart(frame[["window_start", "dimension", "value"]]).mark_line(point=grain in ("1h", "1d")).encode(
             x=alt.X("window_start:T", title="window (UTC)"), y=alt.Y("value:Q", title=f"{kpi} ({contract.unit})"),
             color=alt.Color("dimension:N", legend=alt.Legend(orient="bottom")), tooltip=["window_start:T", "dimension:N", "value:Q"])]  # fmt: skip
         band = alerts.dropna(subset=["lower", "upper"]) if len(alerts) else alerts
         if len(band):
-            layers.insert(0, alt.Chart(band).mark_area(opacity=0.2, color="orange").encode(x="window_start:T", y="lower:Q", y2="upper:Q"))
+            layers.insert(0, alt.Chart(band[["window_start", "lower", "upper"]]).mark_area(opacity=0.2, color="orange").encode(x="window_start:T", y="lower:Q", y2="upper:Q"))
         if len(alerts):
-            layers.append(alt.Chart(alerts).mark_rule(color="red", strokeDash=[4, 2]).encode(x="window_start:T", tooltip=["rule:N", "state:N", "observed:Q", "expected:Q"]))
+            layers.append(alt.Chart(alerts[["window_start", "rule", "state", "observed", "expected"]]).mark_rule(color="red", strokeDash=[4, 2]).encode(x="window_start:T", tooltip=["rule:N", "state:N", "observed:Q", "expected:Q"]))
         if len(restated):
             layers.append(alt.Chart(restated).mark_point(shape="diamond", size=90, color="purple", filled=True).encode(
                 x="window_start:T", y="value:Q", tooltip=["window_start:T", "first_value:Q", "value:Q"]))  # fmt: skip

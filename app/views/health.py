@@ -23,7 +23,7 @@ def health() -> None:
     key = data.clock(now, 5)
     jobs = data.cached.job_states(settings)
     st.subheader("Jobs")
-    st.dataframe(jobs.frame, hide_index=True, width="stretch")
+    st.table(jobs.frame.set_index("job") if len(jobs.frame) else jobs.frame)
     ui.footer(jobs, data.table_freshness(jobs.tables[0], 3600, now), key="jobs")
     progress = data.cached.query_progress(settings, key - timedelta(minutes=MINUTES))
     frame = progress.frame

@@ -36,7 +36,7 @@ def quality() -> None:
         st.altair_chart(alt.Chart(by_type).mark_bar().encode(x=alt.X("bucket:T", title="5 min (UTC)"), y="rows:Q", color="event_type:N"), width="stretch")
         ui.footer(late, data.table_freshness(late.tables[0], 3600, now), "raw topics (silver_gold)", key="late")
     st.subheader("Sample records (PII-scrubbed)")
-    st.dataframe(data.scrubbed_samples(q), hide_index=True, width="stretch")
+    st.table(data.scrubbed_samples(q).set_index("reason"))
     left, right = st.columns(2)
     with left:
         st.subheader("Duplicates dropped")
