@@ -275,29 +275,49 @@ def read_range(settings: Settings, logical: str, time_column: str, since: dateti
     return Read(frame, query, (state,))
 
 
+def minutes_query(since: datetime, until: datetime | None, kpis: list[str] | None, dimension: str | None) -> str:
+    """The SQL over ``gold.kpi_current`` that :func:`kpi_minutes` answers."""
+    where = [f"window_start >= {_sql_time(since)}"]
+    if until is not None:
+        where.append(f"window_start < {_sql_time(until)}")
+    if kpis is not None:
+        where.append("kpi IN (" + ", ".join(f"'{k}'" for k in kpis) + ")")
+    if dimension is not None:
+        where.append(f"dimension LIKE '{dimension}%'" if dimension.endswith("=") else f"dimension = '{dimension}'")
+    return f"SELECT * FROM {KPI_CURRENT} WHERE " + " AND ".join(where)
+
+
+def select(frame: pd.DataFrame, kpis: list[str] | None, dimension: str | None) -> pd.DataFrame:
+    """The rows of some KPIs (None: all) and one dimension (a value, every value of a
+    dimension as ``name=``, or None: all) of KPI rows."""
+    if not len(frame):
+        return frame
+    keep = np.ones(len(frame), bool)
+    if kpis is not None:
+        keep &= frame["kpi"].isin(kpis).to_numpy()
+    if dimension is not None:
+        column = frame["dimension"].astype(str)
+        keep &= (column.str.startswith(dimension) if dimension.endswith("=") else column == dimension).to_numpy()
+    return frame[keep]
+
+
 def kpi_minutes(settings: Settings, since: datetime, until: datetime | None = None,
                 kpis: list[str] | None = None, dimension: str | None = TOTAL) -> tuple[Read, pd.DataFrame]:  # fmt: skip
     """Current 1-minute ``gold.kpi`` rows in [since, until) (``gold.kpi_current``) and the raw
     update log they come from (for restatements). ``dimension``: a value, ``name=`` for every
     value of a dimension, or None for all."""
     state, table = table_state(settings, KPI)
-    condition = pc.field("window_start") >= _ts(since)
-    where = [f"window_start >= {_sql_time(since)}"]
-    if until is not None:
-        condition &= pc.field("window_start") < _ts(until)
-        where.append(f"window_start < {_sql_time(until)}")
-    if kpis is not None:
-        condition &= pc.field("kpi").isin(kpis)
-        where.append("kpi IN (" + ", ".join(f"'{k}'" for k in kpis) + ")")
-    if dimension is not None and not dimension.endswith("="):
-        condition &= pc.field("dimension") == dimension
-        where.append(f"dimension = '{dimension}'")
-    query = f"SELECT * FROM {KPI_CURRENT} WHERE " + " AND ".join(where)
-    if dimension is not None and dimension.endswith("="):
-        query += f" AND dimension LIKE '{dimension}%'"
+    query = minutes_query(since, until, kpis, dimension)
     if table is None:
         empty = _empty(KPI_CURRENT_VIEW_COLUMNS)
         return Read(empty, query, (state,)), empty
+    condition = pc.field("window_start") >= _ts(since)
+    if until is not None:
+        condition &= pc.field("window_start") < _ts(until)
+    if kpis is not None:
+        condition &= pc.field("kpi").isin(kpis)
+    if dimension is not None and not dimension.endswith("="):
+        condition &= pc.field("dimension") == dimension
     log = table.to_pyarrow_dataset().to_table(filter=condition)
     if dimension is not None and dimension.endswith("="):
         log = log.filter(pc.starts_with(log["dimension"], dimension))
@@ -346,7 +366,9 @@ def kpi_over_range(settings: Settings, contracts: KpiContracts, kpis: list[str],
     # The rollup job runs every minute; what it has not seen yet comes from the minute rows.
     tail_start = covered.replace(minute=0, second=0, microsecond=0) if grain == "1h" else covered.replace(hour=0, minute=0, second=0, microsecond=0)
     tail_start = max(tail_start, since)
-    minutes, _ = kpi_minutes(settings, tail_start, until, kpis, dimension)
+    # One read of every KPI's minutes since the tail's start, shared by every chart of a render.
+    every, _ = cached.kpi_minutes(settings, tail_start, until, None, None)
+    minutes = Read(select(every.frame, kpis, dimension), minutes_query(tail_start, until, kpis, dimension), every.tables)
     tail = aggregate(minutes.frame, contracts, grain)
     head = rolled.frame[pd.to_datetime(rolled.frame["window_start"], utc=True) < tail_start] if len(rolled.frame) else rolled.frame
     frame = pd.concat([f for f in (head, tail) if len(f)], ignore_index=True) if len(head) or len(tail) else tail

@@ -61,7 +61,7 @@ headline()
 @st.fragment(run_every=max(settings.app.refresh_seconds, 10))
 def breakdowns() -> None:
     now = ui.now()
-    key = data.clock(now, 10)
+    key = data.clock(now, settings.app.refresh_seconds)  # the tiles' key: their minute read is shared
     midnight = key.replace(hour=0, minute=0, second=0, microsecond=0)
     left, right = st.columns(2)
     with left:
