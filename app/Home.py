@@ -11,6 +11,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from app import auth, ui
+
 VIEWS = Path(__file__).parent / "views"
 PAGES = [
     st.Page(VIEWS / "overview.py", title="Overview", icon=":material/dashboard:", default=True),
@@ -22,5 +24,15 @@ PAGES = [
     st.Page(VIEWS / "models.py", title="Models", icon=":material/model_training:", url_path="models"),
 ]
 
+ADMIN_PAGES = [st.Page(VIEWS / "accounts.py", title="Accounts", icon=":material/group:", url_path="accounts")]
+
 st.set_page_config(page_title="trivas", layout="wide")
-st.navigation(PAGES, position="top").run()
+user = auth.sign_in(ui.settings())
+if user is None:
+    st.stop()
+st.session_state[auth.SESSION_KEY] = user
+with st.sidebar:
+    st.caption(f"signed in as **{user.name}** ({user.role})")
+    if user.via != "anonymous":
+        st.button("Sign out", on_click=auth.sign_out)
+st.navigation(PAGES + (ADMIN_PAGES if auth.can(auth.ADMIN) else []), position="top").run()

@@ -242,6 +242,36 @@ def pipeline_run(
 # -- app and demo -------------------------------------------------------------------------------
 
 
+accounts_app = typer.Typer(help="Accounts of the app (roles viewer, approver, admin).", no_args_is_help=True)
+app.add_typer(accounts_app, name="accounts")
+
+
+@accounts_app.command("add")
+def accounts_add(
+    name: str = typer.Argument(..., help="login, or the e-mail an OIDC provider reports"),
+    role: str = typer.Option("viewer", help="viewer | approver | admin"),
+    oidc: bool = typer.Option(False, "--oidc", help="no password: the person signs in through OIDC"),
+    env: str = typer.Option(None),
+) -> None:
+    """Add or change an account (the password is asked for and stored only as an scrypt hash)."""
+    from lakehouse.accounts import save_account
+
+    settings = _settings(env)
+    password = None if oidc else typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    account = save_account(settings.path(settings.app.accounts_file), name, role, password)
+    console.print(f"{account.name}: {account.role} ({settings.app.accounts_file})")
+
+
+@accounts_app.command("list")
+def accounts_list(env: str = typer.Option(None)) -> None:
+    """The accounts and their roles (never a password)."""
+    from lakehouse.accounts import load_accounts
+
+    settings = _settings(env)
+    for account in load_accounts(settings.path(settings.app.accounts_file)).values():
+        console.print(f"{account.name}\t{account.role}\t{'password' if account.password_hash else 'oidc'}")
+
+
 @app.command()
 def rollup(
     every: float = typer.Option(0, help="run again every SECONDS (0 = once)"),
@@ -361,9 +391,14 @@ def _run_playground(
     _start_alerting(spawn, trivas, env_args)
     spawn("rollup", [*trivas, "rollup", "--every", "60", *env_args])
     spawn("generator", [*trivas, "generate", "--live", "--shop-db", *rate_args, *(traffic_args or []), *env_args])
+    from lakehouse.accounts import demo_accounts
+
+    passwords = demo_accounts(settings.path(settings.app.accounts_file))
     spawn("app", app_command(settings, settings.app.port))
     wait_until(lambda: port_open("127.0.0.1", settings.app.port), 60, "the app to listen")
     console.print(f"[green]app[/]      http://localhost:{settings.app.port}")
+    if passwords:  # shown once: the file keeps only their hashes
+        console.print("[green]accounts[/] " + " · ".join(f"{role} / {pw}" for role, pw in passwords.items()) + "  (shown once)")
     console.print(f"[green]logs[/]     {logs}  (pipeline*.log, generator.log, alerts.log, app.log, kafka.log)")
     console.print(f"[green]tables[/]   {settings.path(settings.tables.root)}")
     console.print("Ctrl-C stops everything.")

@@ -133,6 +133,8 @@ class Privacy(_Frozen):
 class App(_Frozen):
     port: int
     refresh_seconds: float
+    # Local accounts (hashed passwords, roles); OIDC through st.login when .streamlit/secrets.toml has [auth].
+    accounts_file: str = "var/app/accounts.yaml"
 
 
 class Generator(_Frozen):

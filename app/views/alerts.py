@@ -8,7 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app import data, ui
+from app import auth, commands, data, ui
 from lakehouse.alerts.content import runbook_path
 from lakehouse.alerts.lifecycle import FIRING
 from lakehouse.alerts.store import alert_from_row
@@ -40,6 +40,9 @@ if len(recent):
     choice = st.selectbox("alert", range(len(recent)), format_func=lambda i: describe(recent.iloc[i]))
     row = recent.iloc[choice]
     alert = alert_from_row(row.to_dict())
+    if auth.can(auth.APPROVER) and alert.state == FIRING and st.button("Acknowledge", key=f"ack-{alert.alert_id}"):
+        command = commands.acknowledge(settings, alert.alert_id)
+        st.success(f"acknowledged as {auth.current().name} (command {command[:8]}); the router records it in ops.notifications")
     contract = contracts.kpis.get(alert.kpi)
     st.markdown(f"**runbook** [{runbook_path(alert, contract.runbook if contract else None)}]({runbook_path(alert, contract.runbook if contract else None)})")
     if contract is not None:

@@ -272,3 +272,54 @@ def test_every_page_in_a_browser(app_env: dict[str, str], tmp_path: Path) -> Non
             browser.quit()
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.mark.integration
+def test_a_viewer_sees_no_approve_or_admin_controls(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from app import ui
+    from lakehouse import REPO_ROOT
+    from lakehouse.accounts import ADMIN, APPROVER, VIEWER, save_account
+    from lakehouse.config import settings as process_settings
+    from lakehouse.tables import read_pandas
+
+    for name, value in app_env.items():
+        monkeypatch.setenv(name, value)
+    process_settings.cache_clear()
+    ui.settings.cache_clear()
+    settings = load_settings("test", environ=app_env)
+    accounts = settings.path(settings.app.accounts_file)
+    for role in (VIEWER, APPROVER, ADMIN):
+        save_account(accounts, f"{role}-1", role, f"pw-{role}")
+    seed(settings, outside_midnight(datetime.now(UTC)))
+
+    def signed_in(role: str, password: str | None = None) -> AppTest:
+        app = AppTest.from_file(str(REPO_ROOT / "app" / "Home.py"), default_timeout=60)
+        app.run()
+        assert not app.metric  # nothing is shown before signing in
+        app.text_input[0].input(f"{role}-1")
+        app.text_input[1].input(password or f"pw-{role}")
+        app.button[0].click().run()
+        return app
+
+    try:
+        assert signed_in(VIEWER, "wrong").error[0].value == "unknown account or wrong password"
+        viewer = signed_in(VIEWER)
+        viewer.switch_page("views/alerts.py").run()
+        assert not viewer.exception and not [b for b in viewer.button if b.label in ("Acknowledge",)]
+        with pytest.raises(ValueError, match="Could not find a navigation page"):
+            viewer.switch_page("views/accounts.py")  # not in a viewer's navigation at all
+        approver = signed_in(APPROVER)
+        approver.switch_page("views/alerts.py").run()
+        acknowledge = [b for b in approver.button if b.label == "Acknowledge"]
+        assert len(acknowledge) == 1
+        acknowledge[0].click().run()
+        commands = read_pandas(settings, "ops.alert_commands")
+        assert commands[["alert_id", "author", "source"]].to_dict("records") == [{"alert_id": "a1", "author": "approver-1", "source": "app"}]
+        admin = signed_in(ADMIN)
+        admin.switch_page("views/accounts.py").run()
+        assert not admin.exception and admin.title[0].value == "Accounts"
+    finally:
+        process_settings.cache_clear()
+        ui.settings.cache_clear()
