@@ -8,7 +8,16 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from lakehouse.accounts import ADMIN, APPROVER, VIEWER, allows, authenticate, load_accounts, role_of
+from lakehouse.accounts import (
+    ADMIN,
+    APPROVER,
+    VIEWER,
+    accounts_path,
+    allows,
+    authenticate,
+    load_accounts,
+    role_of,
+)
 from lakehouse.config import Settings
 
 SESSION_KEY = "trivas_user"
@@ -31,7 +40,7 @@ def oidc_configured() -> bool:
 
 def sign_in(settings: Settings) -> User | None:
     """The signed-in user; draws the sign-in form (and returns None) while there is none."""
-    accounts = load_accounts(settings.path(settings.app.accounts_file))
+    accounts = load_accounts(accounts_path(settings))
     if oidc_configured():
         if not st.user.is_logged_in:
             st.button("Log in", on_click=st.login, type="primary")

@@ -595,9 +595,19 @@ def topic_lags(document: dict, source: dict) -> list[dict]:
     ]  # fmt: skip
 
 
+def registry_exists(tracking_uri: str) -> bool:
+    """False for a local sqlite registry that was never created (without importing MLflow,
+    and without letting MLflow create an empty one)."""
+    if tracking_uri.startswith("sqlite:///"):
+        return Path(tracking_uri.removeprefix("sqlite:///")).exists()
+    return True
+
+
 def model_registry(tracking_uri: str, model_name: str) -> dict[str, pd.DataFrame]:
     """Registered versions with their aliases and metrics, and the promotion history (the
     versions' runs, oldest first), from the MLflow registry (read-only calls)."""
+    if not registry_exists(tracking_uri):
+        return {"versions": pd.DataFrame(columns=["version", "aliases", "created", "run_id", "status"]), "metrics": pd.DataFrame()}
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)

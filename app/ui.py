@@ -71,6 +71,28 @@ def kpi_sources(kpi: str) -> str:
     return ", ".join(kpi_tables(kpi)[1:])
 
 
+@st.cache_resource
+def band_cache():  # noqa: ANN201 - app.bands.BandCache, one per server
+    from app.bands import BandCache
+
+    return BandCache()
+
+
+def band_line(kpi: str, unit: str) -> str:
+    """``expected 12–28 at 16:05 (champion v3)`` for a tile, or why there is no band yet."""
+    from app.bands import latest_band
+
+    cache = band_cache()
+    bands = cache.get(settings())
+    band = latest_band(bands, kpi)
+    if band is None:
+        return f"band: {cache.error}" if cache.error else "band: warming up (champion model)"
+    return (
+        f"expected {data.format_value(band['lower'], unit)}–{data.format_value(band['upper'], unit)} at "
+        f"{pd.Timestamp(band['window_start']):%H:%M} (champion v{bands.model_version})"
+    )
+
+
 def title(text: str) -> None:
     st.title(text)
     st.caption(f"environment `{settings().env}` · tables `{settings().tables.root}` · times in UTC")

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import yaml
 
+from lakehouse.config import Settings
+
 VIEWER, APPROVER, ADMIN = "viewer", "approver", "admin"
 ROLES = (VIEWER, APPROVER, ADMIN)
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
@@ -31,6 +33,13 @@ class Account:
     name: str
     role: str
     password_hash: str | None = None
+
+
+def accounts_path(settings: Settings) -> Path:
+    """The account file: ``app.accounts_file``, by default ``<paths.var>/app/accounts.yaml``."""
+    if settings.app.accounts_file:
+        return settings.path(settings.app.accounts_file)
+    return settings.path(settings.paths.var) / "app" / "accounts.yaml"
 
 
 def allows(role: str, needed: str) -> bool:

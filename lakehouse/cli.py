@@ -254,21 +254,21 @@ def accounts_add(
     env: str = typer.Option(None),
 ) -> None:
     """Add or change an account (the password is asked for and stored only as an scrypt hash)."""
-    from lakehouse.accounts import save_account
+    from lakehouse.accounts import accounts_path, save_account
 
     settings = _settings(env)
     password = None if oidc else typer.prompt("password", hide_input=True, confirmation_prompt=True)
-    account = save_account(settings.path(settings.app.accounts_file), name, role, password)
+    account = save_account(accounts_path(settings), name, role, password)
     console.print(f"{account.name}: {account.role} ({settings.app.accounts_file})")
 
 
 @accounts_app.command("list")
 def accounts_list(env: str = typer.Option(None)) -> None:
     """The accounts and their roles (never a password)."""
-    from lakehouse.accounts import load_accounts
+    from lakehouse.accounts import accounts_path, load_accounts
 
     settings = _settings(env)
-    for account in load_accounts(settings.path(settings.app.accounts_file)).values():
+    for account in load_accounts(accounts_path(settings)).values():
         console.print(f"{account.name}\t{account.role}\t{'password' if account.password_hash else 'oidc'}")
 
 
@@ -390,10 +390,11 @@ def _run_playground(
         spawn(settings.pipeline.log_name(application.name), command)
     _start_alerting(spawn, trivas, env_args)
     spawn("rollup", [*trivas, "rollup", "--every", "60", *env_args])
+    _send_history(settings, trivas, env_args, rate_args, logs)
     spawn("generator", [*trivas, "generate", "--live", "--shop-db", *rate_args, *(traffic_args or []), *env_args])
-    from lakehouse.accounts import demo_accounts
+    from lakehouse.accounts import accounts_path, demo_accounts
 
-    passwords = demo_accounts(settings.path(settings.app.accounts_file))
+    passwords = demo_accounts(accounts_path(settings))
     spawn("app", app_command(settings, settings.app.port))
     wait_until(lambda: port_open("127.0.0.1", settings.app.port), 60, "the app to listen")
     console.print(f"[green]app[/]      http://localhost:{settings.app.port}")
@@ -410,6 +411,30 @@ def _run_playground(
                     f"{name} exited with {child.returncode}; see {logs / (name + '.log')}"
                 )
         time.sleep(1)
+
+
+def history_runs(now: datetime, hours: float) -> list[tuple[datetime, float]]:
+    """(start, seconds) of the history the demo sends first: the same hours a week ago, then
+    the last hours up to ``now`` (older first: event time moves forward, nothing is late)."""
+    if hours <= 0:
+        return []
+    span = timedelta(hours=hours)
+    return [(now - timedelta(days=7) - span, span.total_seconds()), (now - span, span.total_seconds())]
+
+
+def _send_history(settings: Settings, trivas: list[str], env_args: list[str], rate_args: list[str], logs: Path) -> None:
+    """On an empty lakehouse, send recent history at full speed before live traffic starts."""
+    from lakehouse.tables import has_commits, table_location
+
+    runs = history_runs(datetime.now(UTC), settings.generator.history_hours)
+    if not runs or (settings.tables.binding == "path" and has_commits(table_location(settings, "gold.kpi"))):
+        return
+    console.print(f"[green]history[/]  sending the last {settings.generator.history_hours:g} h and the same hours a week ago…")
+    with (logs / "generator-history.log").open("ab") as log_file:
+        for index, (start, seconds) in enumerate(runs):
+            command = [*trivas, "generate", "--fast", "--start", start.isoformat(), "--duration", str(seconds),
+                       "--seed", str(settings.generator.seed + 1 + index), *rate_args, *env_args]  # fmt: skip
+            subprocess.run(command, stdout=log_file, stderr=subprocess.STDOUT, check=True)
 
 
 def _start_alerting(spawn, trivas: list[str], env_args: list[str]) -> None:  # noqa: ANN001 - demo's spawn

@@ -39,6 +39,20 @@ with contract_column.container(border=True):
     )
 
 
+def model_band(frame: pd.DataFrame) -> pd.DataFrame:
+    """The champion's expected band of the shown windows (1-minute total series), else the
+    band detect recorded at each alerting window."""
+    bands = ui.band_cache().get(settings)
+    if grain == "1m" and dimension == data.TOTAL and bands is not None and len(bands.frame):
+        mine = bands.frame[(bands.frame["kpi"] == kpi)].dropna(subset=["lower", "upper"])
+        shown = mine[pd.to_datetime(mine["window_start"], utc=True) >= pd.to_datetime(frame["window_start"], utc=True).min()]
+        if len(shown):
+            return shown[["window_start", "lower", "upper"]]
+    alerts = data.cached.alerts_since(settings, data.clock(ui.now(), 5) - span).frame
+    at_alerts = alerts[alerts["kpi"] == kpi].dropna(subset=["lower", "upper"]) if len(alerts) else alerts
+    return at_alerts[["window_start", "lower", "upper"]] if len(at_alerts) else pd.DataFrame()
+
+
 @st.fragment(run_every=max(settings.app.refresh_seconds, 5))
 def chart() -> None:
     now = ui.now()
@@ -61,9 +75,9 @@ def chart() -> None:
         layers = [alt.Chart(frame[["window_start", "dimension", "value"]]).mark_line(point=grain in ("1h", "1d")).encode(
             x=alt.X("window_start:T", title="window (UTC)"), y=alt.Y("value:Q", title=f"{kpi} ({contract.unit})"),
             color=alt.Color("dimension:N", legend=alt.Legend(orient="bottom")), tooltip=["window_start:T", "dimension:N", "value:Q"])]  # fmt: skip
-        band = alerts.dropna(subset=["lower", "upper"]) if len(alerts) else alerts
+        band = model_band(frame)
         if len(band):
-            layers.insert(0, alt.Chart(band[["window_start", "lower", "upper"]]).mark_area(opacity=0.2, color="orange").encode(x="window_start:T", y="lower:Q", y2="upper:Q"))
+            layers.insert(0, alt.Chart(band).mark_area(opacity=0.2, color="orange").encode(x="window_start:T", y="lower:Q", y2="upper:Q"))
         if len(alerts):
             layers.append(alt.Chart(alerts[["window_start", "rule", "state", "observed", "expected"]]).mark_rule(color="red", strokeDash=[4, 2]).encode(x="window_start:T", tooltip=["rule:N", "state:N", "observed:Q", "expected:Q"]))
         if len(restated):
@@ -71,7 +85,8 @@ def chart() -> None:
                 x="window_start:T", y="value:Q", tooltip=["window_start:T", "first_value:Q", "value:Q"]))  # fmt: skip
         st.altair_chart(alt.layer(*layers), width="stretch")
     st.caption(
-        f"{len(frame)} rows · grain {grain} · {len(alerts)} alerts (red rules; orange: the detector's expected band at alerting windows) · "
+        f"{len(frame)} rows · grain {grain} · {len(alerts)} alerts (red rules) · orange: the champion model's expected band "
+        f"(1-minute totals; else the band detect recorded at alerting windows) · "
         f"{len(restated)} restated windows (purple: value changed after it was first shown as final)"
     )
     ui.footer(read, data.freshness_of(frame, contract.freshness_sla.total_seconds(), now), ui.kpi_sources(kpi), key="explorer")

@@ -50,7 +50,7 @@ def headline() -> None:
                 if tile.window_start else "no data yet"
             )  # fmt: skip
             fresh = data.Freshness(tile.computed_at, tile.watermark, tile.lag_seconds, tile.freshness_sla_seconds)
-            st.caption(f"{window}  \n{ui.badge(fresh)}  \n{tile.lineage}")
+            st.caption(f"{window}  \n{ui.band_line(kpi, contract.unit)}  \n{ui.badge(fresh)}  \n{tile.lineage}")
             with st.popover("query", key=f"tile-{kpi}"):
                 st.code(f"-- the live window\n{recent.query}\n{period_read.query}", language="sql")
 

@@ -41,7 +41,7 @@ def serve_app(env: dict[str, str], log: Path, nice: int = 0) -> tuple[subprocess
     return server, port
 
 
-def page_text_when(browser, done: Callable[[str], bool], timeout: float = 90) -> str:  # noqa: ANN001
+def page_text_when(browser, done: Callable[[str], bool], timeout: float = 90, interval: float = 0.1) -> str:  # noqa: ANN001
     """The page's text once ``done(text)`` holds (a fragment rerun removes and redraws
     elements, so one read can catch a chart half drawn: poll until everything is there)."""
     deadline = time.monotonic() + timeout
@@ -53,7 +53,7 @@ def page_text_when(browser, done: Callable[[str], bool], timeout: float = 90) ->
             text = ""
         if done(text):
             return text
-        time.sleep(0.05)
+        time.sleep(interval)
     return text
 
 

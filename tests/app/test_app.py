@@ -280,7 +280,7 @@ def test_a_viewer_sees_no_approve_or_admin_controls(app_env: dict[str, str], mon
 
     from app import ui
     from lakehouse import REPO_ROOT
-    from lakehouse.accounts import ADMIN, APPROVER, VIEWER, save_account
+    from lakehouse.accounts import ADMIN, APPROVER, VIEWER, accounts_path, save_account
     from lakehouse.config import settings as process_settings
     from lakehouse.tables import read_pandas
 
@@ -289,7 +289,7 @@ def test_a_viewer_sees_no_approve_or_admin_controls(app_env: dict[str, str], mon
     process_settings.cache_clear()
     ui.settings.cache_clear()
     settings = load_settings("test", environ=app_env)
-    accounts = settings.path(settings.app.accounts_file)
+    accounts = accounts_path(settings)
     for role in (VIEWER, APPROVER, ADMIN):
         save_account(accounts, f"{role}-1", role, f"pw-{role}")
     seed(settings, outside_midnight(datetime.now(UTC)))
@@ -323,3 +323,22 @@ def test_a_viewer_sees_no_approve_or_admin_controls(app_env: dict[str, str], mon
     finally:
         process_settings.cache_clear()
         ui.settings.cache_clear()
+
+
+@pytest.mark.unit
+def test_bands_are_scored_before_each_window_is_learnt() -> None:
+    from app.bands import Bands, latest_band, score_history
+    from models.scorer import BASELINE, KpiScorer
+
+    start = datetime(2026, 11, 28, 0, 0, tzinfo=UTC)
+    values = [10.0 + (i % 3) for i in range(240)] + [60.0]  # four steady hours, then a spike
+    history = pd.DataFrame([kpi_row("orders", start + timedelta(minutes=i), v) for i, v in enumerate(values)])
+    history = pd.concat([history, pd.DataFrame([kpi_row("orders", start + timedelta(minutes=241), 99.0, is_final=False)])])
+    bands = score_history(KpiScorer.new(BASELINE), history)
+    assert len(bands) == 241  # final windows only: an open window has no band
+    spike = bands.iloc[-1]
+    assert not spike["lower"] <= 60.0 <= spike["upper"]  # its band came before it was learnt
+    assert spike["upper"] < 60.0
+    newest = latest_band(Bands(bands, "3", datetime.now(UTC)), "orders")
+    assert newest is not None and newest["window_start"] == start + timedelta(minutes=240)
+    assert latest_band(None, "orders") is None
