@@ -1,7 +1,11 @@
 """The app's only data access: reads Delta tables with delta-rs (no JVM), never writes.
 
 Page files hold layout; the queries and the tile arithmetic live here, as plain functions
-that tests call without Streamlit.
+that tests call without Streamlit, and behind ``st.cache_data`` in :class:`cached` for the
+pages. Each read returns its rows with the exact query behind them and the state of the
+tables it read (version, last commit, writer): what every chart's query popover, freshness
+badge and lineage overlay show. Ranges longer than :data:`MINUTE_RANGE_LIMIT` read the hourly
+and daily ``gold.kpi_rollup`` (:mod:`lakehouse.rollup`), never the minute rows.
 """
 
 from __future__ import annotations
@@ -66,21 +70,6 @@ def _utc(value: object) -> datetime | None:
         return None
     moment = pd.Timestamp(value).to_pydatetime()
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def read_kpis(settings: Settings, since: datetime) -> pd.DataFrame:
-    """The current total-dimension ``gold.kpi`` rows (``gold.kpi_current``) of windows
-    starting at or after ``since``: the window filter runs first, then latest per key."""
-    location = table_location(settings, KPI)
-    try:
-        table = DeltaTable(location)
-    except Exception:  # noqa: BLE001 - no table yet: the pipeline has not started
-        return pd.DataFrame()
-    dataset = table.to_pyarrow_dataset()
-    # Delta "timestamp" columns are UTC instants: compare with a UTC scalar.
-    since_utc = pa.scalar(since.astimezone(UTC), type=pa.timestamp("us", "UTC"))
-    condition = (pc.field("dimension") == TOTAL) & (pc.field("window_start") >= since_utc)
-    return KPI_CURRENT_VIEW.arrow(dataset.to_table(filter=condition)).to_pandas()
 
 
 def format_value(value: float | None, unit: str) -> str:
@@ -163,10 +152,6 @@ def kpi_series(frame: pd.DataFrame, kpi: str) -> pd.DataFrame:
     return rows[["window_start", "value", "is_final", "computed_at", "watermark"]]
 
 
-def recent(now: datetime, minutes: int) -> datetime:
-    return now - timedelta(minutes=minutes)
-
-
 # -- the multipage app's reads ---------------------------------------------------------------
 # Every read returns a :class:`Read`: the rows, the exact query behind them (shown in each
 # chart's "query" popover) and the state of the tables it read (version, last commit, writer:
@@ -175,6 +160,7 @@ def recent(now: datetime, minutes: int) -> datetime:
 DAY = timedelta(days=1)
 WEEK = timedelta(days=7)
 MINUTE_RANGE_LIMIT = timedelta(days=2)  # longer ranges read gold.kpi_rollup, never minute rows
+KPI_CURRENT_VIEW_COLUMNS = KPI_SCHEMA.fieldNames()
 
 
 @dataclass(frozen=True)
@@ -382,9 +368,6 @@ def rolled_through(rollup: pd.DataFrame, since: datetime) -> datetime:
         return since
     newest = _utc(pd.to_datetime(rollup["computed_at"], utc=True).max())
     return max(newest or since, since)
-
-
-KPI_CURRENT_VIEW_COLUMNS = KPI_SCHEMA.fieldNames()
 
 
 def restated_windows(log: pd.DataFrame) -> pd.DataFrame:
@@ -635,6 +618,26 @@ def model_registry(tracking_uri: str, model_name: str) -> dict[str, pd.DataFrame
     return {"versions": pd.DataFrame(rows), "metrics": pd.DataFrame(metrics)}
 
 
+def record_counts(settings: Settings, tables: list[str]) -> dict[str, int]:
+    """Rows of each table from its Delta log (file statistics: no data file is read)."""
+    counts = {}
+    for logical in tables:
+        _, table = table_state(settings, logical)
+        if table is None:
+            counts[logical] = 0
+            continue
+        actions = pa.table(table.get_add_actions(flatten=True)).to_pydict()
+        counts[logical] = int(sum(n or 0 for n in actions.get("num_records", [])))
+    return counts
+
+
+def duplicates_dropped(counts: dict[str, int]) -> int:
+    """Records bronze received that silver neither accepted, quarantined nor recorded late:
+    the retried and duplicated deliveries the hot path deduplicated."""
+    kept = counts.get(SILVER_EVENTS, 0) + counts.get(QUARANTINE, 0) + counts.get(LATE, 0)
+    return max(counts.get(BRONZE_EVENTS, 0) - kept, 0)
+
+
 def last_batches(settings: Settings, since: datetime) -> pd.DataFrame:
     """Each query's newest batch in ``ops.freshness`` (id, time, watermark), by query name."""
     frame = read_range(settings, FRESHNESS, "recorded_at", since, columns=["query", "batch_id", "watermark", "recorded_at"]).frame
@@ -681,26 +684,5 @@ class cached:  # noqa: N801 - a namespace of the cached readers
     last_batches = staticmethod(_cached(last_batches))
     table_states = staticmethod(_cached(lambda settings, names: [table_state(settings, n)[0] for n in names]))
     model_registry = staticmethod(_cached(model_registry))
+    record_counts = staticmethod(_cached(record_counts))
 
-
-def record_counts(settings: Settings, tables: list[str]) -> dict[str, int]:
-    """Rows of each table from its Delta log (file statistics: no data file is read)."""
-    counts = {}
-    for logical in tables:
-        _, table = table_state(settings, logical)
-        if table is None:
-            counts[logical] = 0
-            continue
-        actions = pa.table(table.get_add_actions(flatten=True)).to_pydict()
-        counts[logical] = int(sum(n or 0 for n in actions.get("num_records", [])))
-    return counts
-
-
-def duplicates_dropped(counts: dict[str, int]) -> int:
-    """Records bronze received that silver neither accepted, quarantined nor recorded late:
-    the retried and duplicated deliveries the hot path deduplicated."""
-    kept = counts.get(SILVER_EVENTS, 0) + counts.get(QUARANTINE, 0) + counts.get(LATE, 0)
-    return max(counts.get(BRONZE_EVENTS, 0) - kept, 0)
-
-
-cached.record_counts = staticmethod(_cached(record_counts))

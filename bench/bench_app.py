@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from deltalake import write_deltalake
+from deltalake import DeltaTable, write_deltalake
 
 from lakehouse.config import load_settings
 from lakehouse.contracts import TOTAL, KpiContracts, contracts
@@ -193,23 +193,29 @@ def main() -> None:
     parser.add_argument("--loads", type=int, default=10)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "app.json"))
     parser.add_argument("--mode", choices=["browser", "apptest", "both"], default="both")
+    parser.add_argument("--lake", help="reuse a deployment folder a previous run generated (kept with --keep)")
+    parser.add_argument("--keep", help="generate into this folder and keep it (for --lake)")
     parser.add_argument("--screenshots", default=str(Path(__file__).parent / "results" / "app"))
     args = parser.parse_args()
     from tests.app.browser import serve_app
 
     shots = Path(args.screenshots)
     shots.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = args.lake or args.keep or scratch
         env = {"TRIVAS_ENV": "test", "TRIVAS_TABLES__ROOT": f"{folder}/lake", "TRIVAS_PATHS__VAR": f"{folder}/var",
                "TRIVAS_PATHS__LOGS": f"{folder}/logs", "TRIVAS_MLFLOW__TRACKING_URI": f"sqlite:///{folder}/mlflow.db"}  # fmt: skip
         settings = load_settings("test", environ=env)
         now = datetime.now(UTC)
-        started = time.perf_counter()
-        table = month_of_kpis(contracts(), now, args.days)
-        write_month(settings, table)
-        generated = time.perf_counter() - started
-        run = roll_up(settings, contracts())
-        print(f"{table.num_rows:,} gold.kpi rows ({args.days} days) written in {generated:.1f}s; rollup: {run.hours:,} hourly + {run.days:,} daily rows in {run.seconds:.1f}s")
+        if args.lake:  # generated earlier: the month ends when that run was
+            rows, run = DeltaTable(table_location(settings, "gold.kpi")).count(), None
+        else:
+            started = time.perf_counter()
+            table = month_of_kpis(contracts(), now, args.days)
+            write_month(settings, table)
+            generated, rows = time.perf_counter() - started, table.num_rows
+            run = roll_up(settings, contracts())
+            print(f"{rows:,} gold.kpi rows ({args.days} days) written in {generated:.1f}s; rollup: {run.hours:,} hourly + {run.days:,} daily rows in {run.seconds:.1f}s")
         browser_times, server_times = {}, {}
         if args.mode in ("apptest", "both"):
             server_times = apptest_times(env, args.loads)
@@ -228,9 +234,9 @@ def main() -> None:
         "app_render_ms_server_apptest": summary(server_times),
         "load_average_at_end": load_average,
         "target_ms": 1500,
-        "gold_kpi_rows": table.num_rows,
+        "gold_kpi_rows": rows,
         "days": args.days,
-        "rollup_first_run_s": round(run.seconds, 1),
+        "rollup_first_run_s": round(run.seconds, 1) if run else None,
         "measured_at": now.isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "nice": os.nice(0)},
         "method": "browser: headless Debian chromium (selenium), navigation → the page's last chart markers shown, app read cache "

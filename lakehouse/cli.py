@@ -300,7 +300,7 @@ def app_command(settings: Settings, port: int) -> list[str]:
     return [
         sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app" / "Home.py"),
         "--server.port", str(port), "--server.headless", "true", "--server.address", "127.0.0.1",
-        "--browser.gatherUsageStats", "false",
+        "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
     ]  # fmt: skip
 
 

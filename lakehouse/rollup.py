@@ -167,9 +167,8 @@ def roll_up(settings: Settings, contracts: KpiContracts, full: bool = False) -> 
         return RollupRun(snapshot.version(), 0, 0, None, time.monotonic() - started)
     first_hour, last_hour = span
     end_hour = last_hour + timedelta(hours=1)
-    hourly = pd.concat(
-        [hours_of(dataset, contracts, start, end) for start, end in day_chunks(first_hour, end_hour)], ignore_index=True
-    )
+    chunks = [hours_of(dataset, contracts, start, end) for start, end in day_chunks(first_hour, end_hour)]
+    hourly = pd.concat([c for c in chunks if len(c)] or chunks[:1], ignore_index=True)
     first_day = pd.Timestamp(first_hour).floor("1D").to_pydatetime()
     end_day = pd.Timestamp(last_hour).floor("1D").to_pydatetime() + timedelta(days=1)
     kept_hours = read_rollup(settings, HOUR, first_day, end_day)

@@ -34,7 +34,7 @@ def serve_app(env: dict[str, str], log: Path, nice: int = 0) -> tuple[subprocess
     """``streamlit run app/Home.py`` on a free port, listening when this returns."""
     port = free_port()
     command = [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app" / "Home.py"), "--server.port", str(port),
-               "--server.headless", "true", "--browser.gatherUsageStats", "false"]  # fmt: skip
+               "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]  # fmt: skip
     server = subprocess.Popen(["nice", "-n", str(nice), *command] if nice else command,
                               env={**os.environ, **env}, stdout=log.open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
     wait_until(lambda: port_open("127.0.0.1", port), 60, "streamlit to listen", log)
