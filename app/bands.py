@@ -10,6 +10,7 @@ result a tile says the band is warming up. Nothing is written.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -74,11 +75,11 @@ class BandCache:
 
     def _compute(self, settings: Settings) -> None:
         try:
-            from app.data import TOTAL, kpi_minutes, registry_exists
+            from app.data import TOTAL, kpi_minutes, registry_exists, shown_uri
 
             name, uri = settings.mlflow.anomaly_model, settings.mlflow.tracking_uri
             if not registry_exists(uri):
-                self.error = f"no model registry at {uri}"
+                self.error = f"no model registry at {shown_uri(uri)}"
                 return
             from models.champion import alias_version, load_anomaly_version
             from models.registry import CHAMPION
@@ -94,7 +95,8 @@ class BandCache:
             with self._lock:
                 self._bands, self.error = Bands(frame, version, now), None
         except Exception as exc:  # noqa: BLE001 - a band is an overlay: its failure must not break a page
-            self.error = f"{type(exc).__name__}: {exc}"
+            self.error = f"unavailable ({type(exc).__name__}; see the app log)"
+            logging.getLogger("trivas.app").exception("expected bands failed")
         finally:
             with self._lock:
                 self._running = False

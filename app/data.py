@@ -578,6 +578,16 @@ def topic_lags(document: dict, source: dict) -> list[dict]:
     ]  # fmt: skip
 
 
+def shown_uri(uri: str) -> str:
+    """A URI fit for the screen: any user and password in it masked."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
 def registry_exists(tracking_uri: str) -> bool:
     """False for a local sqlite registry that was never created (without importing MLflow,
     and without letting MLflow create an empty one)."""

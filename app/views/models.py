@@ -21,4 +21,4 @@ for name in (settings.mlflow.anomaly_model, settings.mlflow.refund_model):
     st.dataframe(versions, hide_index=True, width="stretch")
     if len(metrics):
         st.dataframe(metrics, hide_index=True, width="stretch")
-    st.caption(f"registry `{settings.mlflow.tracking_uri}` (read-only calls)")
+    st.caption(f"registry `{data.shown_uri(settings.mlflow.tracking_uri)}` (read-only calls)")

@@ -342,3 +342,9 @@ def test_bands_are_scored_before_each_window_is_learnt() -> None:
     newest = latest_band(Bands(bands, "3", datetime.now(UTC)), "orders")
     assert newest is not None and newest["window_start"] == start + timedelta(minutes=240)
     assert latest_band(None, "orders") is None
+
+
+@pytest.mark.unit
+def test_uris_on_screen_hide_credentials() -> None:
+    assert data.shown_uri("https://user:s3cret@mlflow.example/api") == "https://***@mlflow.example/api"
+    assert data.shown_uri("sqlite:///var/mlflow/mlflow.db") == "sqlite:///var/mlflow/mlflow.db"
