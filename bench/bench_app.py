@@ -44,11 +44,11 @@ PER_MINUTE = {  # a mid-sized shop's daily mean per minute
 # Marker texts of each page's last charts: the page counts as rendered when all are shown.
 PAGES = {
     "overview": ("", ("ticket volume · today", "Stock-outs by warehouse today", "lineage: gold.kpi_rollup")),
-    "explorer": ("explorer", ("contract · orders", "rows · grain")),
+    "explorer": ("explorer", ("contract · orders", "rows · grain", "lineage: gold.kpi@")),
     "alerts": ("alerts", ("firing now", "lineage: gold.alerts")),
-    "quality": ("quality", ("Contract versions in use", "Quarantined:")),
+    "quality": ("quality", ("Contract versions in use", "Quarantined:", "lineage: silver.late")),
     "lineage": ("lineage", ("freshness: a table's last commit",)),
-    "health": ("health", ("Kafka consumer lag per topic", "lag: the brokers")),
+    "health": ("health", ("Kafka consumer lag per topic", "lag: the brokers", "lineage: ops.pipeline_health")),
     "models": ("models", ("trivas-refund-risk",)),
 }
 
