@@ -242,12 +242,65 @@ def pipeline_run(
 # -- app and demo -------------------------------------------------------------------------------
 
 
+accounts_app = typer.Typer(help="Accounts of the app (roles viewer, approver, admin).", no_args_is_help=True)
+app.add_typer(accounts_app, name="accounts")
+
+
+@accounts_app.command("add")
+def accounts_add(
+    name: str = typer.Argument(..., help="login, or the e-mail an OIDC provider reports"),
+    role: str = typer.Option("viewer", help="viewer | approver | admin"),
+    oidc: bool = typer.Option(False, "--oidc", help="no password: the person signs in through OIDC"),
+    env: str = typer.Option(None),
+) -> None:
+    """Add or change an account (the password is asked for and stored only as an scrypt hash)."""
+    from lakehouse.accounts import accounts_path, save_account
+
+    settings = _settings(env)
+    password = None if oidc else typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    account = save_account(accounts_path(settings), name, role, password)
+    console.print(f"{account.name}: {account.role} ({settings.app.accounts_file})")
+
+
+@accounts_app.command("list")
+def accounts_list(env: str = typer.Option(None)) -> None:
+    """The accounts and their roles (never a password)."""
+    from lakehouse.accounts import accounts_path, load_accounts
+
+    settings = _settings(env)
+    for account in load_accounts(accounts_path(settings)).values():
+        console.print(f"{account.name}\t{account.role}\t{'password' if account.password_hash else 'oidc'}")
+
+
+@app.command()
+def rollup(
+    every: float = typer.Option(0, help="run again every SECONDS (0 = once)"),
+    full: bool = typer.Option(False, "--full", help="recompute every hour and day (after a backfill)"),
+    env: str = typer.Option(None),
+) -> None:
+    """Roll gold.kpi up into hourly and daily rows (gold.kpi_rollup), off the hot path."""
+    from lakehouse.contracts import contracts
+    from lakehouse.rollup import roll_up
+
+    settings = _settings(env)
+    while True:
+        run = roll_up(settings, contracts(), full=full)
+        console.print(
+            f"gold.kpi_rollup ← gold.kpi@v{run.kpi_version}: {run.hours} hourly and {run.days} daily rows "
+            f"from {run.first_hour or '–'} in {run.seconds:.2f}s"
+        )
+        if not every:
+            return
+        full = False
+        time.sleep(every)
+
+
 def app_command(settings: Settings, port: int) -> list[str]:
     """The command line that serves the Streamlit app."""
     return [
         sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app" / "Home.py"),
         "--server.port", str(port), "--server.headless", "true", "--server.address", "127.0.0.1",
-        "--browser.gatherUsageStats", "false",
+        "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
     ]  # fmt: skip
 
 
@@ -336,10 +389,17 @@ def _run_playground(
         command = [*trivas, "pipeline", "run", "--app", application.name, *env_args]
         spawn(settings.pipeline.log_name(application.name), command)
     _start_alerting(spawn, trivas, env_args)
+    spawn("rollup", [*trivas, "rollup", "--every", "60", *env_args])
+    _send_history(settings, trivas, env_args, rate_args, logs)
     spawn("generator", [*trivas, "generate", "--live", "--shop-db", *rate_args, *(traffic_args or []), *env_args])
+    from lakehouse.accounts import accounts_path, demo_accounts
+
+    passwords = demo_accounts(accounts_path(settings))
     spawn("app", app_command(settings, settings.app.port))
     wait_until(lambda: port_open("127.0.0.1", settings.app.port), 60, "the app to listen")
     console.print(f"[green]app[/]      http://localhost:{settings.app.port}")
+    if passwords:  # shown once: the file keeps only their hashes
+        console.print("[green]accounts[/] " + " · ".join(f"{role} / {pw}" for role, pw in passwords.items()) + "  (shown once)")
     console.print(f"[green]logs[/]     {logs}  (pipeline*.log, generator.log, alerts.log, app.log, kafka.log)")
     console.print(f"[green]tables[/]   {settings.path(settings.tables.root)}")
     console.print("Ctrl-C stops everything.")
@@ -351,6 +411,30 @@ def _run_playground(
                     f"{name} exited with {child.returncode}; see {logs / (name + '.log')}"
                 )
         time.sleep(1)
+
+
+def history_runs(now: datetime, hours: float) -> list[tuple[datetime, float]]:
+    """(start, seconds) of the history the demo sends first: the same hours a week ago, then
+    the last hours up to ``now`` (older first: event time moves forward, nothing is late)."""
+    if hours <= 0:
+        return []
+    span = timedelta(hours=hours)
+    return [(now - timedelta(days=7) - span, span.total_seconds()), (now - span, span.total_seconds())]
+
+
+def _send_history(settings: Settings, trivas: list[str], env_args: list[str], rate_args: list[str], logs: Path) -> None:
+    """On an empty lakehouse, send recent history at full speed before live traffic starts."""
+    from lakehouse.tables import has_commits, table_location
+
+    runs = history_runs(datetime.now(UTC), settings.generator.history_hours)
+    if not runs or (settings.tables.binding == "path" and has_commits(table_location(settings, "gold.kpi"))):
+        return
+    console.print(f"[green]history[/]  sending the last {settings.generator.history_hours:g} h and the same hours a week ago…")
+    with (logs / "generator-history.log").open("ab") as log_file:
+        for index, (start, seconds) in enumerate(runs):
+            command = [*trivas, "generate", "--fast", "--start", start.isoformat(), "--duration", str(seconds),
+                       "--seed", str(settings.generator.seed + 1 + index), *rate_args, *env_args]  # fmt: skip
+            subprocess.run(command, stdout=log_file, stderr=subprocess.STDOUT, check=True)
 
 
 def _start_alerting(spawn, trivas: list[str], env_args: list[str]) -> None:  # noqa: ANN001 - demo's spawn

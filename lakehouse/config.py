@@ -137,11 +137,16 @@ class Privacy(_Frozen):
 class App(_Frozen):
     port: int
     refresh_seconds: float
+    # Local accounts (hashed passwords, roles); OIDC through st.login when .streamlit/secrets.toml has [auth].
+    accounts_file: str = ""  # empty: <paths.var>/app/accounts.yaml
 
 
 class Generator(_Frozen):
     seed: int
     events_per_second: float
+    # `trivas demo` on an empty lakehouse first sends this many hours of history (and the same
+    # hours a week earlier), at full speed, before live traffic: the first screen has data.
+    history_hours: float = 1.0
     duplicate_fraction: float
     out_of_order_fraction: float
     late_fraction: float

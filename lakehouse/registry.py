@@ -45,6 +45,7 @@ HOT_PATH_QUERY = "silver_gold"
 SESSIONS_QUERY = "gold_sessions"
 ORDER_PAYMENTS_QUERY = "gold_order_payments"
 PIPELINE_WRITER = "pipeline"  # the pipeline runner itself (ops tables)
+ROLLUP_WRITER = "kpi_rollup"  # the scheduled rollup job (lakehouse.rollup), off the hot path
 
 BRONZE_EVENTS = "bronze.events"
 SILVER_EVENTS = "silver.events"
@@ -52,6 +53,7 @@ QUARANTINE = "silver.quarantine"
 LATE = "silver.late"
 KPI = "gold.kpi"
 KPI_CURRENT = "gold.kpi_current"
+KPI_ROLLUP = "gold.kpi_rollup"
 SESSIONS = "gold.sessions"
 ORDER_PAYMENTS = "gold.order_payments"
 FRESHNESS = "ops.freshness"
@@ -120,6 +122,27 @@ KPI_SCHEMA = T.StructType(
         T.StructField("computed_at", T.TimestampType(), False),
         T.StructField("source_versions", T.MapType(T.StringType(), T.LongType()), True),
         T.StructField("is_final", T.BooleanType(), False),
+    ]
+)
+# Hourly and daily KPI rows rolled up from gold.kpi's current 1-minute rows: additive values
+# and ratio numerators/denominators are summed, ratios recomputed (lakehouse.rollup).
+KPI_ROLLUP_SCHEMA = T.StructType(
+    [
+        T.StructField("kpi", T.StringType(), False),
+        T.StructField("grain", T.StringType(), False),
+        T.StructField("window_start", T.TimestampType(), False),
+        T.StructField("window_end", T.TimestampType(), False),
+        T.StructField("dimension", T.StringType(), False),
+        T.StructField("value", T.DoubleType(), True),
+        T.StructField("numerator", T.DoubleType(), True),
+        T.StructField("denominator", T.DoubleType(), True),
+        T.StructField("minutes", T.LongType(), False),
+        T.StructField("final_minutes", T.LongType(), False),
+        T.StructField("unit", T.StringType(), False),
+        T.StructField("watermark", T.TimestampType(), True),
+        T.StructField("computed_at", T.TimestampType(), False),
+        T.StructField("kpi_version", T.LongType(), False),
+        T.StructField("rolled_at", T.TimestampType(), False),
     ]
 )
 SESSIONS_SCHEMA = T.StructType(
@@ -291,6 +314,8 @@ def registry() -> dict[str, TableSpec | ViewSpec]:
         # The change data feed lets detect read each appended update once.
         TableSpec(KPI, KPI_SCHEMA, HOT_PATH_QUERY, "KPI updates (append-only; see gold.kpi_current)",
                   properties={"delta.enableChangeDataFeed": "true"}),
+        TableSpec(KPI_ROLLUP, KPI_ROLLUP_SCHEMA, ROLLUP_WRITER,
+                  "hourly and daily KPI rows rolled up from gold.kpi_current (a scheduled job)"),
         TableSpec(SESSIONS, SESSIONS_SCHEMA, SESSIONS_QUERY, "closed visitor sessions"),
         TableSpec(ORDER_PAYMENTS, ORDER_PAYMENTS_SCHEMA, ORDER_PAYMENTS_QUERY, "orders joined with payment attempts"),
         TableSpec(FRESHNESS, FRESHNESS_SCHEMA, PIPELINE_WRITER, "progress of every streaming query"),

@@ -51,6 +51,7 @@ def demo_env() -> Iterator[dict[str, str]]:
         "TRIVAS_TABLES__CHECKPOINTS": str(base / "checkpoints"),
         "TRIVAS_MLFLOW__TRACKING_URI": f"sqlite:///{base / 'mlflow' / 'mlflow.db'}",
         "TRIVAS_GENERATOR__EVENTS_PER_SECOND": "20",
+        "TRIVAS_GENERATOR__HISTORY_HOURS": "0.05",  # three minutes of history (and last week's), sent first
     }
     try:
         yield env
@@ -142,6 +143,7 @@ def test_sigterm_stops_a_running_demo_and_everything_it_started(demo_env: dict[s
             Path(demo_env["TRIVAS_PATHS__LOGS"]) / "pipeline.log",
         )
         assert demo.process.poll() is None, "".join(demo.output[-40:])
+        assert demo.said("sending the last 0.05 h"), "".join(demo.output[-40:])  # history before live traffic
         commands = " ".join(demo.started.values())
         for component in (
             "kafka.Kafka",
@@ -149,6 +151,7 @@ def test_sigterm_stops_a_running_demo_and_everything_it_started(demo_env: dict[s
             "ConnectStandalone",
             "pipeline run",
             "generate --live",
+            "rollup --every",
             "streamlit run",
         ):
             assert component in commands, f"{component} never started"

@@ -1,0 +1,98 @@
+"""What every chart carries, drawn the same way on every page: a freshness badge (watermark,
+age, SLA colour), a lineage overlay (tables and versions, the job that wrote them, its last
+batch) and a popover with the exact query behind the number. Layout only: data comes from
+:mod:`app.data`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from functools import cache
+
+import pandas as pd
+import streamlit as st
+
+from app import data
+from lakehouse.config import Settings
+from lakehouse.config import settings as load_settings
+from lakehouse.contracts import KpiContracts
+from lakehouse.contracts import contracts as load_contracts
+
+COLOURS = {"fresh": "green", "stale": "red", "no data": "gray"}
+
+
+@cache
+def settings() -> Settings:
+    return load_settings()
+
+
+@cache
+def contracts() -> KpiContracts:
+    return load_contracts()
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def badge(fresh: data.Freshness) -> str:
+    """``● fresh updated 3s ago · SLA 60s · watermark 12:30:00``, coloured by status."""
+    colour = COLOURS[fresh.status]
+    age = f"updated {fresh.age_seconds:.0f}s ago" if fresh.age_seconds is not None else "nothing written yet"
+    watermark = f"{fresh.watermark:%H:%M:%S}" if fresh.watermark else "–"
+    return f":{colour}[● {fresh.status}] {age} · SLA {fresh.sla_seconds:.0f}s · watermark {watermark}"
+
+
+def lineage_line(read: data.Read, extra: str = "") -> str:
+    """``lineage: gold.kpi@v12 (job silver_gold, batch #41 at 12:30:01) ← silver.orders``."""
+    batches = data.cached.last_batches(settings(), data.clock(now(), 10) - timedelta(hours=1))
+    parts = []
+    for table in read.tables:
+        job = table.writer or "?"
+        batch = batches.loc[job] if job in batches.index else None
+        ran = f", batch #{int(batch['batch_id'])} at {pd.Timestamp(batch['recorded_at']):%H:%M:%S}" if batch is not None else ""
+        committed = f", committed {table.committed_at:%H:%M:%S}" if table.committed_at else ""
+        parts.append(f"{table.label} (job {job}{ran}{committed})")
+    return "lineage: " + " + ".join(parts) + (f" ← {extra}" if extra else "")
+
+
+def footer(read: data.Read, fresh: data.Freshness, lineage: str = "", key: str = "") -> None:
+    """Freshness badge, lineage overlay and the query popover under a chart."""
+    left, right = st.columns([6, 1])
+    left.caption(f"{badge(fresh)}  \n{lineage_line(read, lineage)}")
+    with right.popover("query", key=f"query-{key}" if key else None):
+        st.code(read.query, language="sql")
+        st.caption("read with delta-rs (no JVM), read-only")
+
+
+def kpi_sources(kpi: str) -> str:
+    """The silver tables (and views) a KPI is computed from, for lineage overlays."""
+    from lakehouse.lineage import kpi_tables
+
+    return ", ".join(kpi_tables(kpi)[1:])
+
+
+@st.cache_resource
+def band_cache():  # noqa: ANN201 - app.bands.BandCache, one per server
+    from app.bands import BandCache
+
+    return BandCache()
+
+
+def band_line(kpi: str, unit: str) -> str:
+    """``expected 12–28 at 16:05 (champion v3)`` for a tile, or why there is no band yet."""
+    from app.bands import latest_band
+
+    cache = band_cache()
+    bands = cache.get(settings())
+    band = latest_band(bands, kpi)
+    if band is None:
+        return f"band: {cache.error}" if cache.error else "band: warming up (champion model)"
+    return (
+        f"expected {data.format_value(band['lower'], unit)}–{data.format_value(band['upper'], unit)} at "
+        f"{pd.Timestamp(band['window_start']):%H:%M} (champion v{bands.model_version})"
+    )
+
+
+def title(text: str) -> None:
+    st.title(text)
+    st.caption(f"environment `{settings().env}` · tables `{settings().tables.root}` · times in UTC")

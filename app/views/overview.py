@@ -1,0 +1,96 @@
+"""Overview: today so far vs the same period last week per headline KPI (with its live
+window, freshness and lineage), the funnel, revenue by country, ad spend and ROAS, stock-outs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from app import data, ui
+
+settings, contracts = ui.settings(), ui.contracts()
+HEADLINE = [k for k in data.TILE_ORDER if k in contracts.kpis and contracts[k].kind != "rollup"]
+
+ui.title("trivas · overview")
+
+
+def change(today: float | None, last_week: float | None) -> str | None:
+    if today is None or not last_week:
+        return None
+    return f"{(today - last_week) / abs(last_week):+.1%} vs last week"
+
+
+@st.fragment(run_every=settings.app.refresh_seconds)
+def headline() -> None:
+    now = ui.now()
+    key = data.clock(now, settings.app.refresh_seconds)
+    recent, _ = data.cached.kpi_minutes(settings, key - timedelta(minutes=90), None, None, data.TOTAL)
+    tiles = {t.kpi: t for t in data.kpi_tiles(recent.frame, contracts, now)}
+    periods, period_read = data.cached.period_comparison(settings, contracts, HEADLINE, key)
+    periods = periods.set_index("kpi")
+    if not len(recent.frame):
+        st.info("No KPI rows in the last 90 minutes: is the pipeline running? (`trivas pipeline run`)")
+    columns = st.columns(4)
+    for index, kpi in enumerate(HEADLINE):
+        tile, contract = tiles[kpi], contracts[kpi]
+        today, last_week = periods.loc[kpi, "today"], periods.loc[kpi, "last_week"]
+        spark = data.kpi_series(recent.frame, kpi)
+        with columns[index % 4].container(border=True):
+            st.metric(
+                f"{tile.label} · today", data.format_value(today, contract.unit), change(today, last_week),
+                help=f"{contract.description} Last week, same period: {data.format_value(last_week, contract.unit)}.",
+                chart_data=list(spark["value"].fillna(0).tail(60)) if len(spark) else None,
+            )  # fmt: skip
+            state = "final" if tile.is_final else "open, partial"
+            window = (
+                f"now {data.format_value(tile.value, contract.unit)} in {tile.window_start:%H:%M}–{tile.window_end:%H:%M} ({state})"
+                if tile.window_start else "no data yet"
+            )  # fmt: skip
+            fresh = data.Freshness(tile.computed_at, tile.watermark, tile.lag_seconds, tile.freshness_sla_seconds)
+            st.caption(f"{window}  \n{ui.band_line(kpi, contract.unit)}  \n{ui.badge(fresh)}  \n{tile.lineage}")
+            with st.popover("query", key=f"tile-{kpi}"):
+                st.code(f"-- the live window\n{recent.query}\n{period_read.query}", language="sql")
+
+
+headline()
+
+
+@st.fragment(run_every=max(settings.app.refresh_seconds, 10))
+def breakdowns() -> None:
+    now = ui.now()
+    key = data.clock(now, settings.app.refresh_seconds)  # the tiles' key: their minute read is shared
+    midnight = key.replace(hour=0, minute=0, second=0, microsecond=0)
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Funnel today")
+        funnel = data.cached.session_funnel(settings, midnight)
+        orders, _ = data.cached.period_comparison(settings, contracts, ["orders"], key)
+        steps = pd.concat([funnel.frame, pd.DataFrame([{"step": "ordered", "sessions": orders["today"].iloc[0] or 0}])], ignore_index=True)
+        chart = alt.Chart(steps).mark_bar().encode(x=alt.X("sessions:Q", title="sessions (orders for the last step)"), y=alt.Y("step:N", sort=None, title=None))
+        st.altair_chart(chart, width="stretch")
+        state = funnel.tables[0]
+        ui.footer(funnel, data.table_freshness(state, 3600, now), "silver.web_events (closed sessions); orders from gold.kpi", key="funnel")
+    with right:
+        st.subheader("Revenue by country today")
+        by_country = data.cached.breakdown(settings, contracts, "revenue", "country", key)
+        st.altair_chart(alt.Chart(by_country.frame).mark_bar().encode(x=alt.X("value:Q", title="EUR"), y=alt.Y("country:N", sort="-x")), width="stretch")
+        ui.footer(by_country, data.freshness_of(by_country.frame, contracts["revenue"].freshness_sla.total_seconds(), now), ui.kpi_sources("revenue"), key="country")
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Ad spend by channel and ROAS today")
+        spend = data.cached.breakdown(settings, contracts, "ad_spend", "channel", key)
+        roas, _ = data.cached.period_comparison(settings, contracts, ["roas"], key)
+        st.altair_chart(alt.Chart(spend.frame).mark_bar().encode(x=alt.X("value:Q", title="ad spend EUR"), y=alt.Y("channel:N", sort="-x")), width="stretch")
+        st.caption(f"ROAS today (blended over channels): **{data.format_value(roas['today'].iloc[0], 'ratio')}**")
+        ui.footer(spend, data.freshness_of(spend.frame, contracts["ad_spend"].freshness_sla.total_seconds(), now), ui.kpi_sources("ad_spend"), key="ads")
+    with right:
+        st.subheader("Stock-outs by warehouse today")
+        stockouts = data.cached.breakdown(settings, contracts, "stockouts", "warehouse", key)
+        st.altair_chart(alt.Chart(stockouts.frame).mark_bar().encode(x=alt.X("value:Q", title="stock-outs"), y=alt.Y("warehouse:N", sort="-x")), width="stretch")
+        ui.footer(stockouts, data.freshness_of(stockouts.frame, contracts["stockouts"].freshness_sla.total_seconds(), now), ui.kpi_sources("stockouts"), key="stockouts")
+
+
+breakdowns()
