@@ -109,6 +109,14 @@ def incident_window(begin: datetime, spec: str) -> tuple[datetime, datetime]:
         raise typer.BadParameter(f"expected AFTER_S:MINUTES, got {spec!r}") from None
 
 
+def idle_campaign_incident(begin: datetime, spec: str) -> tuple[str, datetime, datetime]:
+    """``AFTER_S:MINUTES[:CAMPAIGN]`` → (campaign, start, end) of an idle-campaign incident."""
+    after, _, rest = spec.partition(":")
+    minutes, _, campaign = rest.partition(":")
+    start, end = incident_window(begin, f"{after}:{minutes}")
+    return campaign or "cmp-00", start, end
+
+
 @app.command()
 def generate(
     rate: float = typer.Option(
@@ -131,6 +139,11 @@ def generate(
         help="AFTER_S:MINUTES — payments fail 60 %% of the time for MINUTES, AFTER_S seconds in "
         "(payment_failure_rate breaks its threshold: an alert, then its resolve)",
     ),
+    idle_campaign: str = typer.Option(
+        None,
+        help="AFTER_S:MINUTES[:CAMPAIGN] — a campaign (default cmp-00) keeps spending while none of its "
+        "visitors buys, for MINUTES, AFTER_S seconds in (the action policies propose to pause it)",
+    ),
     env: str = typer.Option(None),
 ) -> None:
     """Playground traffic: a simulated shop with duplicates, late, out-of-order and malformed records."""
@@ -148,6 +161,7 @@ def generate(
             seed=seed if seed is not None else conf.seed,
             events_per_second=rate or conf.events_per_second,
             payment_incident=incident_window(begin, payment_incident) if payment_incident else None,
+            idle_campaign=idle_campaign_incident(begin, idle_campaign) if idle_campaign else None,
         ),
         begin,
     )
