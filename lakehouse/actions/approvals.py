@@ -11,10 +11,17 @@ import pandas as pd
 
 from lakehouse.actions.config import ActionsConfig
 from lakehouse.actions.roles import APPROVE as MAY_APPROVE
-from lakehouse.actions.roles import KILL_SWITCH
+from lakehouse.actions.roles import KILL_SWITCH, load_accounts, require, role_of
 from lakehouse.actions.roles import ROLLBACK as MAY_ROLL_BACK
-from lakehouse.actions.roles import load_accounts, require, role_of
-from lakehouse.actions.store import APPROVE, KILL_OFF, KILL_ON, REJECT, ROLLBACK, CommandLog, requests_log
+from lakehouse.actions.store import (
+    APPROVE,
+    KILL_OFF,
+    KILL_ON,
+    REJECT,
+    ROLLBACK,
+    CommandLog,
+    requests_log,
+)
 from lakehouse.config import Settings
 
 PERMISSION = {APPROVE: MAY_APPROVE, REJECT: MAY_APPROVE, ROLLBACK: MAY_ROLL_BACK, KILL_ON: KILL_SWITCH, KILL_OFF: KILL_SWITCH}

@@ -149,6 +149,12 @@ class Executor:
         path, body = self.change(target, previous, reason)
         return f"POST {path} {body} (now {previous})"
 
+    def landed(self, target: str, previous: dict[str, Any], reason: str) -> bool:
+        """Whether the target now shows the change (after calls that got no answer)."""
+        _, body = self.change(target, previous, reason)
+        current = self.state(target)
+        return all(body.get(k) == v for k, v in current.items() if k in body) and any(k in body for k in current)
+
 
 class CampaignStatus(Executor):
     """Pause an ad campaign; rollback: the previous status."""
@@ -206,6 +212,9 @@ class RefundReview(Executor):
     def change(self, target: str, state: dict[str, Any], reason: str) -> tuple[str, dict[str, Any]]:
         return "/review-queue", {"order_id": target, "reason": reason}
 
+    def landed(self, target: str, previous: dict[str, Any], reason: str) -> bool:
+        return self.state(target)["queued"]
+
     def restoring(self, target: str, previous: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         if previous.get("queued"):
             return "/review-queue", {"order_id": target, "reason": previous.get("reason", "restored")}
@@ -241,6 +250,9 @@ class IncidentEscalation(Executor):
 
     def plan(self, target: str, previous: dict[str, Any], reason: str) -> str:
         return f"page on-call via PagerDuty ({self.policy.name}): {reason}"
+
+    def landed(self, target: str, previous: dict[str, Any], reason: str) -> bool:
+        return False  # PagerDuty cannot be asked; a retry with the dedup_key is harmless
 
 
 COMMERCE_EXECUTORS: dict[str, type[Executor]] = {

@@ -15,6 +15,7 @@ change is made, as a slow API that did the work).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import json
 import threading
@@ -72,7 +73,7 @@ def create_sandbox(state: PlatformState | None = None) -> FastAPI:
     state = state or seeded_state()
     api = FastAPI(title="trivas sandbox commerce platform")
 
-    def mutate(request_key: str | None, method: str, path: str, body: dict[str, Any], change) -> JSONResponse:  # noqa: ANN001
+    async def mutate(request_key: str | None, method: str, path: str, body: dict[str, Any], change) -> JSONResponse:  # noqa: ANN001
         if not request_key:
             return JSONResponse({"error": "Idempotency-Key header required"}, status_code=400)
         if len(request_key) > 255:
@@ -97,7 +98,7 @@ def create_sandbox(state: PlatformState | None = None) -> FastAPI:
                 state.faults.delay -= 1
                 delay_s = state.faults.delay_s
         if delay:
-            time.sleep(delay_s)  # the work is done; the answer is late
+            await asyncio.sleep(delay_s)  # the work is done; the answer is late
         return JSONResponse(answer, status_code=status)
 
     def campaign_change(campaign_id: str, **values: Any):  # noqa: ANN202
@@ -127,7 +128,7 @@ def create_sandbox(state: PlatformState | None = None) -> FastAPI:
         if body.get("status") not in ("active", "paused"):
             return JSONResponse({"error": "status must be active or paused"}, status_code=400)
         change = campaign_change(campaign_id, status=body["status"])
-        return mutate(idempotency_key, "POST", request.url.path, body, change)
+        return await mutate(idempotency_key, "POST", request.url.path, body, change)
 
     @api.post("/campaigns/{campaign_id}/bid")
     async def set_bid(campaign_id: str, request: Request, idempotency_key: str | None = Header(None)) -> JSONResponse:
@@ -135,7 +136,7 @@ def create_sandbox(state: PlatformState | None = None) -> FastAPI:
         bid = body.get("bid")
         if not isinstance(bid, int | float) or bid <= 0:
             return JSONResponse({"error": "bid must be a positive number"}, status_code=400)
-        return mutate(idempotency_key, "POST", request.url.path, body, campaign_change(campaign_id, bid=float(bid)))
+        return await mutate(idempotency_key, "POST", request.url.path, body, campaign_change(campaign_id, bid=float(bid)))
 
     @api.get("/storefront/products/{sku}")
     def product(sku: str) -> JSONResponse:
@@ -154,7 +155,7 @@ def create_sandbox(state: PlatformState | None = None) -> FastAPI:
             found["visible"] = body["visible"]
             return 200, dict(found)
 
-        return mutate(idempotency_key, "POST", request.url.path, body, change)
+        return await mutate(idempotency_key, "POST", request.url.path, body, change)
 
     @api.get("/review-queue")
     def review_queue() -> list[dict[str, Any]]:
@@ -177,7 +178,7 @@ def create_sandbox(state: PlatformState | None = None) -> FastAPI:
             state.review_queue[body["order_id"]] = {"order_id": body["order_id"], "reason": body["reason"]}
             return 201, {"order_id": body["order_id"], "queued": True, "reason": body["reason"]}
 
-        return mutate(idempotency_key, "POST", request.url.path, body, change)
+        return await mutate(idempotency_key, "POST", request.url.path, body, change)
 
     @api.post("/review-queue/{order_id}/remove")
     async def dequeue(order_id: str, request: Request, idempotency_key: str | None = Header(None)) -> JSONResponse:
@@ -185,7 +186,7 @@ def create_sandbox(state: PlatformState | None = None) -> FastAPI:
             state.review_queue.pop(order_id, None)
             return 200, {"order_id": order_id, "queued": False}
 
-        return mutate(idempotency_key, "POST", request.url.path, {}, change)
+        return await mutate(idempotency_key, "POST", request.url.path, {}, change)
 
     @api.post("/v2/enqueue")
     async def pagerduty(request: Request) -> JSONResponse:
@@ -204,7 +205,7 @@ def create_sandbox(state: PlatformState | None = None) -> FastAPI:
             return 202, {"status": "success", "message": "Event processed", "dedup_key": key}
 
         body = {k: v for k, v in event.items() if k != "routing_key"}
-        return mutate(f"pd:{key}:{action}", "POST", request.url.path, body, change)
+        return await mutate(f"pd:{key}:{action}", "POST", request.url.path, body, change)
 
     @api.get("/incidents/{dedup_key}")
     def incident(dedup_key: str) -> dict[str, Any]:

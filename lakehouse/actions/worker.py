@@ -227,8 +227,18 @@ class ActionWorker:
         outcome = executor.apply(target, previous, request["reason"], key)
         event = EXECUTED if outcome.ok else FAILED
         detail = f"{outcome.attempts} attempt(s)" + (f": {outcome.detail}" if outcome.detail else "")
+        if outcome.code is None and self._landed(executor, target, previous, request["reason"]):
+            # No answer, yet the change is there (the platform did it, its answer was lost).
+            event, detail = EXECUTED, detail + "; the change is visible on the platform"
         self._record([audit_row(event, "worker", request, detail=detail, previous=previous, response=outcome.response,
                                 code=outcome.code, key=key)], done)  # fmt: skip
+
+    @staticmethod
+    def _landed(executor, target: str, previous: dict[str, Any], reason: str) -> bool:  # noqa: ANN001 - Executor
+        try:
+            return executor.landed(target, previous, reason)
+        except (httpx.HTTPError, KeyError, LookupError):
+            return False
 
     @staticmethod
     def _plan(executor, target: str, reason: str) -> str:  # noqa: ANN001 - Executor

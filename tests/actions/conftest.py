@@ -131,3 +131,13 @@ def evidence_of(events: list[dict], **frames: pd.DataFrame) -> Evidence:
 
 def scores(*rows: tuple[str, float], at: datetime = T0, reason: str = "customer_history") -> pd.DataFrame:
     return pd.DataFrame([{"order_id": o, "event_time": at, "refund_risk": r, "model_version": "3", "reason": reason} for o, r in rows])
+
+
+def idle_evidence(campaign: str = IDLE, spend: float = 30.0, at: datetime = T0) -> Evidence:
+    """One campaign that spent ``spend`` in the last minutes with no conversion; another that converted."""
+    ads = pd.DataFrame([
+        {"event_type": "ad_cost", "event_time": at - timedelta(minutes=2), "campaign_id": campaign, "channel": "social", "amount": spend},
+        {"event_type": "ad_cost", "event_time": at - timedelta(minutes=2), "campaign_id": "cmp-00", "channel": "search", "amount": spend},
+    ])  # fmt: skip
+    orders = pd.DataFrame([{"event_type": "order_placed", "event_time": at - timedelta(minutes=1), "order_id": "o-1", "campaign_id": "cmp-00"}])
+    return Evidence(now=at, ad_events=ads, orders=orders)
