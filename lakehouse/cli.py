@@ -40,6 +40,9 @@ def _mount_alerts() -> None:
 
     app.add_typer(alerts_app, name="alerts")
     app.add_typer(oncall_app, name="oncall")
+    from lakehouse.actions.cli import actions_app
+
+    app.add_typer(actions_app, name="actions")
 
 
 _mount_alerts()

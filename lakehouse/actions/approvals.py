@@ -58,3 +58,38 @@ def latest_per_request(audit: pd.DataFrame) -> pd.DataFrame:
     """The latest audit row of each request (pure)."""
     rows = audit[audit["request_id"].notna()].sort_values("recorded_at", kind="stable")
     return rows.drop_duplicates("request_id", keep="last")
+
+
+PENDING = "pending"
+
+
+def status_of(request: dict, events: set[str]) -> str:
+    """What a request is waiting for or what became of it (pure): the furthest step recorded;
+    ``pending`` while an approver has to decide."""
+    for event in ("rolled_back", "executed", "failed", "dry_run", "executing", "rejected", "expired", "approved"):
+        if event in events:
+            return event
+    if request["status"] == "suppressed":
+        return "suppressed"
+    return PENDING if request["needs_approval"] else "proposed"
+
+
+def overview(settings: Settings) -> pd.DataFrame:
+    """Every request with its status and last change, newest first (CLI and app)."""
+    from lakehouse.actions.store import audit_log
+
+    requests = requests_log(settings).read().copy()
+    audit = audit_log(settings).read()
+    events = audit.groupby("request_id")["event"].agg(set).to_dict() if len(audit) else {}
+    updated = audit.groupby("request_id")["recorded_at"].max().to_dict() if len(audit) else {}
+    requests["state"] = [status_of(r, events.get(r["request_id"], set())) for r in requests.to_dict("records")]
+    requests["updated_at"] = [updated.get(k, p) for k, p in zip(requests["request_id"], requests["proposed_at"], strict=True)]
+    return requests.sort_values("proposed_at", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def trail_of(settings: Settings, request_id: str) -> pd.DataFrame:
+    """The audit trail of one request, oldest first."""
+    from lakehouse.actions.store import audit_log
+
+    audit = audit_log(settings).read()
+    return audit[audit["request_id"] == request_id].sort_values("recorded_at", kind="stable").reset_index(drop=True)
