@@ -30,7 +30,7 @@ from lakehouse.alerts.store import DeltaLog, arrow_schema
 from lakehouse.config import Settings
 
 ACTION_REQUESTS, ACTION_COMMANDS, AUDIT_LOG = "ops.action_requests", "ops.action_commands", "ops.audit_log"
-ACT_WRITER, COMMANDS_WRITER, WORKER_WRITER = "act", "action_commands", "action_worker"
+ACT_WRITER, COMMANDS_WRITER, WORKER_WRITER = "act_policies", "action_commands", "action_worker"
 APPROVE, REJECT, ROLLBACK, KILL_ON, KILL_OFF = "approve", "reject", "rollback", "kill_switch_on", "kill_switch_off"
 COMMAND_KINDS = (APPROVE, REJECT, ROLLBACK, KILL_ON, KILL_OFF)
 
