@@ -3,6 +3,7 @@ and the sandbox platform."""
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import logging
@@ -143,10 +144,8 @@ def work(
             return
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             worker.run(stop)
-        except KeyboardInterrupt:
-            pass
     finally:
         worker.close()
 
