@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 from lakehouse import REPO_ROOT
 from lakehouse.actions.engine import ProposalBook
 from lakehouse.actions.store import CommandLog
-from tests.actions.conftest import IDLE, accounts, config, idle_evidence, platform, sandbox, worker  # noqa: F401 - fixtures
+from tests.actions.conftest import IDLE, idle_evidence
 
 PAGE = str(REPO_ROOT / "app" / "pages" / "Actions.py")
 
