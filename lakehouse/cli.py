@@ -218,7 +218,7 @@ def generate(
 def pipeline_run(
     jobs: str = typer.Option(
         None,
-        help="comma-separated subset of bronze,silver_gold,gold,detect,refund_risk,cdc,notify "
+        help="comma-separated subset of bronze,silver_gold,gold,detect,refund_risk,cdc,notify,act "
         "(default: the --app's jobs, else bronze,silver_gold,gold)",
     ),
     app_name: str = typer.Option(
@@ -282,9 +282,13 @@ def demo(
     payment_incident: str = typer.Option(
         None, help="AFTER_S:MINUTES — a payment-provider incident in the traffic (see `trivas generate`)"
     ),
+    idle_campaign: str = typer.Option(
+        "0:120:cmp-00",
+        help="AFTER_S:MINUTES[:CAMPAIGN] — a campaign spending with no conversions (the actions' incident; '' = none)",
+    ),
     env: str = typer.Option(None),
 ) -> None:
-    """The playground: broker, traffic, pipeline and app; Ctrl-C stops everything."""
+    """The playground: broker, traffic, pipeline, actions and app; Ctrl-C stops everything."""
     settings = _settings(env)
     logs = settings.path(settings.paths.logs)
     logs.mkdir(parents=True, exist_ok=True)
@@ -296,6 +300,7 @@ def demo(
     stop_on_signals()
     try:
         traffic = ["--payment-incident", payment_incident] if payment_incident else []
+        traffic += ["--idle-campaign", idle_campaign] if idle_campaign else []
         _run_playground(settings, env, rate, seconds, children, traffic)
     except KeyboardInterrupt:
         console.print("stopping…")
@@ -332,11 +337,12 @@ def _run_playground(
     env_args = ["--env", env] if env else []
     rate_args = ["--rate", str(rate)] if rate else []
 
-    def spawn(name: str, command: list[str]) -> None:
+    def spawn(name: str, command: list[str], extra_env: dict[str, str] | None = None) -> None:
         log_file = (logs / f"{name}.log").open("ab")
         with recording_child():
             children[name] = subprocess.Popen(
-                command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+                command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, **extra_env} if extra_env else None,
             )
 
     console.print(
@@ -353,20 +359,24 @@ def _run_playground(
         command = [*trivas, "pipeline", "run", "--app", application.name, *env_args]
         spawn(settings.pipeline.log_name(application.name), command)
     _start_alerting(spawn, trivas, env_args)
+    _start_actions(spawn, trivas, env_args)
     spawn("generator", [*trivas, "generate", "--live", "--shop-db", *rate_args, *(traffic_args or []), *env_args])
     spawn("app", app_command(settings, settings.app.port))
     wait_until(lambda: port_open("127.0.0.1", settings.app.port), 60, "the app to listen")
     console.print(f"[green]app[/]      http://localhost:{settings.app.port}")
-    console.print(f"[green]logs[/]     {logs}  (pipeline*.log, generator.log, alerts.log, app.log, kafka.log)")
+    console.print(f"[green]logs[/]     {logs}  (pipeline*.log, generator.log, alerts.log, actions.log, app.log, kafka.log)")
     console.print(f"[green]tables[/]   {settings.path(settings.tables.root)}")
     console.print("Ctrl-C stops everything.")
     deadline = time.monotonic() + seconds if seconds else None
+    feed = _action_feed(settings)
     while deadline is None or time.monotonic() < deadline:
         for name, child in children.items():
             if child.poll() is not None:
                 raise RuntimeError(
                     f"{name} exited with {child.returncode}; see {logs / (name + '.log')}"
                 )
+        for line in feed():
+            console.print(line)
         time.sleep(1)
 
 
@@ -374,6 +384,55 @@ def _start_alerting(spawn, trivas: list[str], env_args: list[str]) -> None:  # n
     """The alert router with a local SMTP server and webhook inbox (``trivas alerts inbox``)."""
     spawn("alerts", [*trivas, "alerts", "run", "--local-receivers", *env_args])
     console.print("[green]alerts[/]   router → local SMTP + webhook inbox: `trivas alerts inbox`")
+
+
+def _start_actions(spawn, trivas: list[str], env_args: list[str]) -> None:  # noqa: ANN001 - demo's spawn
+    """The sandbox commerce platform and the action worker acting on it (escalations page the
+    sandbox's PagerDuty endpoint); the act job runs in the pipeline."""
+    from lakehouse.runtime.processes import free_port, port_open, wait_until
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    spawn("sandbox", [*trivas, "actions", "sandbox", "--port", str(port)])
+    wait_until(lambda: port_open("127.0.0.1", port), 30, "the sandbox platform to listen")
+    worker_env = {"TRIVAS_ACTIONS_PLATFORM_URL": url, "TRIVAS_ALERTS_PAGERDUTY_URL": f"{url}/v2/enqueue",
+                  "TRIVAS_ALERTS_PAGERDUTY_ROUTING_KEY": "playground-routing-key"}  # fmt: skip
+    spawn("actions", [*trivas, "actions", "work", *env_args], worker_env)
+    console.print(f"[green]actions[/]  sandbox platform {url} · worker · approve in the app's Actions page or `trivas actions list`")
+
+
+def _action_feed(settings: Settings):  # noqa: ANN202 - a callable returning new lines
+    """New audit-log steps as console lines (what the actions did, or would do in dry run);
+    a failing read only skips a beat."""
+    from rich.markup import escape
+
+    from lakehouse.actions.config import load_actions_config
+    from lakehouse.actions.store import audit_log
+
+    log = audit_log(settings)
+    approvals_needed = {p.name for p in load_actions_config().policies if p.needs_approval}
+    seen: set[str] = set()
+    version: list[int | None] = [None]
+
+    def new_lines() -> list[str]:
+        try:
+            current = log.version()
+            if current is None or current == version[0]:
+                return []
+            version[0] = current
+            rows = log.read().sort_values("recorded_at", kind="stable")
+        except Exception:  # noqa: BLE001 - the feed is a courtesy; the worker's log has it all
+            return []
+        lines = []
+        for row in rows[~rows["audit_id"].isin(seen)].itertuples(index=False):
+            seen.add(row.audit_id)
+            waits = row.event == "proposed" and row.policy in approvals_needed
+            hint = f" — approve: trivas actions approve {row.request_id[:12]} --user april" if waits else ""
+            detail = f" · {str(row.detail)[:80]}" if isinstance(row.detail, str) and row.detail else ""
+            lines.append(f"[cyan]action[/]   {row.event}: {row.policy} → {row.action} {row.target} ({row.actor}){escape(detail + hint)}")
+        return lines
+
+    return new_lines
 
 
 def _stop_playground(settings: Settings, children: dict[str, subprocess.Popen[bytes]]) -> None:

@@ -120,5 +120,6 @@ def run(
     config = config or load_actions_config()
     evaluation = PolicyEvaluation(settings, catalog, config, *([clock] if clock else []))
     events = read_delta_stream(spark, settings, SILVER_EVENTS).where(F.col("domain").isin(*DOMAINS)).select("event_time")
-    trigger = settings.streaming.side_trigger_seconds
+    every = config.evaluation.trigger
+    trigger = every.total_seconds() if every is not None else settings.streaming.side_trigger_seconds
     return [start_foreach_batch(events, settings, ACT_QUERY, evaluation, trigger, available_now=available_now)]

@@ -146,6 +146,12 @@ class Worker(_Strict):
     poll: Duration = timedelta(seconds=1)
 
 
+class Evaluation(_Strict):
+    """How often the act job evaluates the policies (its trigger; none: the side-query trigger)."""
+
+    trigger: Duration | None = None
+
+
 class ActionsConfig(_Strict):
     """The whole of ``conf/actions.yaml``."""
 
@@ -156,6 +162,7 @@ class ActionsConfig(_Strict):
     accounts_file: str = "conf/accounts.yaml"
     accounts_file_env: str | None = None
     worker: Worker = Worker()
+    evaluation: Evaluation = Evaluation()
     policies: tuple[Policy, ...] = ()
 
     @model_validator(mode="after")

@@ -208,10 +208,19 @@ class ActionWorker:
             for row in rows:
                 done[row["event"]] = done.get(row["event"], 0) + 1
 
+    def _executor(self, request: dict[str, Any]):  # noqa: ANN202 - Executor, or an error message
+        try:
+            return self.executors.for_policy(self.config.policy(request["policy"]), json.loads(request["evidence"]))
+        except LookupError as error:  # e.g. the escalation receiver's secret is not set
+            return f"no executor: {error}"
+
     def _execute(self, request: dict[str, Any], trail: Trail, done: dict[str, int]) -> None:
-        policy = self.config.policy(request["policy"])
-        executor = self.executors.for_policy(policy, json.loads(request["evidence"]))
         key, target = request["request_id"], request["target"]
+        executor = self._executor(request)
+        if isinstance(executor, str):
+            self._record([audit_row(FAILED, "worker", request, detail=executor, key=key)], done)
+            return
+        policy = self.config.policy(request["policy"])
         if request["dry_run"] or self.config.dry_run_for(policy):
             self._record([audit_row(DRY_RUN, "worker", request, detail=self._plan(executor, target, request["reason"]), key=key)], done)
             return
@@ -262,8 +271,10 @@ class ActionWorker:
                 continue
             if f"{request['request_id']}:{ROLLBACK_FAILED}:{command.command_id}" in trail.ids:
                 continue  # this command's rollback failed: a new command tries again
-            policy = self.config.policy(request["policy"])
-            executor = self.executors.for_policy(policy, json.loads(request["evidence"]))
+            executor = self._executor(request)
+            if isinstance(executor, str):
+                rows.append(audit_row(ROLLBACK_FAILED, command.actor, request, step=command.command_id, detail=executor))
+                continue
             previous = json.loads(trail.events[EXECUTING]["previous_state"])
             outcome = executor.restore(request["target"], previous, request["request_id"])
             key = request["request_id"] + ROLLBACK_SUFFIX

@@ -150,6 +150,8 @@ def test_sigterm_stops_a_running_demo_and_everything_it_started(demo_env: dict[s
             "pipeline run",
             "generate --live",
             "streamlit run",
+            "actions sandbox",
+            "actions work",
         ):
             assert component in commands, f"{component} never started"
         stop_and_check(demo, signal.SIGTERM, demo_env)
