@@ -114,13 +114,17 @@ class KeyedLog(DeltaLog):
             )
         return int(metrics["num_target_rows_inserted"])
 
-    def ensure(self) -> None:
-        """Create the (empty) table if it does not exist."""
-        if self.table() is None:
-            from deltalake import write_deltalake
-
-            empty = pa.Table.from_pylist([], schema=arrow_schema(self.spark_schema))
-            write_deltalake(self.location, empty, mode="append", configuration=self.properties or None)
+    def insert_new_by(self, rows: list[dict[str, Any]], column: str) -> dict[str, int]:
+        """:meth:`insert_new`, counting the rows that went in by ``column``."""
+        if not rows:
+            return {}
+        present = set(self.read()[self.key])
+        fresh = [r for r in rows if r[self.key] not in present]
+        self.insert_new(rows)
+        counts: dict[str, int] = {}
+        for row in fresh:
+            counts[row[column]] = counts.get(row[column], 0) + 1
+        return counts
 
 
 def requests_log(settings: Settings) -> KeyedLog:

@@ -164,7 +164,7 @@ class ActionWorker:
         history = trails(self.audit.read())
         rows = [audit_row(PROPOSED, f"policy:{r['policy']}", r, detail=r["reason"], at=now)
                 for r in proposals if r["request_id"] not in history]  # fmt: skip
-        rows += self._orphans(commands, {r["request_id"] for r in proposals}, history, now)
+        rows += self._orphans(commands, {r["request_id"] for r in proposals}, now)
         for request in proposals:
             trail = history.get(request["request_id"], Trail())
             if not trail.has(*DECIDED):
@@ -193,7 +193,7 @@ class ActionWorker:
                     audit_row(REJECTED, "worker", request, detail="its policy is no longer configured", at=now)]  # fmt: skip
         return judge(request, commands, self.accounts, now)
 
-    def _orphans(self, commands: list[Command], known: set[str], history: dict[str, Trail], now: datetime) -> list[dict[str, Any]]:
+    def _orphans(self, commands: list[Command], known: set[str], now: datetime) -> list[dict[str, Any]]:
         """Commands about requests that do not exist (a forged or mistyped id): refused, audited."""
         rows = []
         for command in commands:
@@ -203,10 +203,9 @@ class ActionWorker:
         return rows
 
     def _record(self, rows: list[dict[str, Any]], done: dict[str, int]) -> None:
-        inserted = self.audit.insert_new(rows)
-        if inserted:
-            for row in rows:
-                done[row["event"]] = done.get(row["event"], 0) + 1
+        """Append audit rows (those already there are skipped); ``done`` counts the new ones."""
+        for event, count in self.audit.insert_new_by(rows, "event").items():
+            done[event] = done.get(event, 0) + count
 
     def _executor(self, request: dict[str, Any]):  # noqa: ANN202 - Executor, or an error message
         try:
