@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -82,6 +83,7 @@ AUDIT_SCHEMA = T.StructType(
     ]
 )
 AUDIT_PROPERTIES = {"delta.appendOnly": "true"}
+MERGE_ATTEMPTS = 3
 
 
 class KeyedLog(DeltaLog):
@@ -96,23 +98,32 @@ class KeyedLog(DeltaLog):
     def insert_new(self, rows: list[dict[str, Any]]) -> int:
         """Insert the rows whose key is not in the table yet; returns how many went in."""
         from deltalake import DeltaTable, write_deltalake
-        from deltalake.exceptions import TableNotFoundError
+        from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
         if not rows:
             return 0
         frame = pa.Table.from_pylist(rows, schema=arrow_schema(self.spark_schema))
         with self.lock:
-            try:
-                table = DeltaTable(self.location)
-            except TableNotFoundError:
-                write_deltalake(self.location, frame.slice(0, 0), mode="append", configuration=self.properties or None)
-                table = DeltaTable(self.location)
-            metrics = (
-                table.merge(source=frame, predicate=f"t.{self.key} = s.{self.key}", source_alias="s", target_alias="t")
-                .when_not_matched_insert_all()
-                .execute()
-            )
-        return int(metrics["num_target_rows_inserted"])
+            for attempt in range(MERGE_ATTEMPTS):
+                try:
+                    table = DeltaTable(self.location)
+                except TableNotFoundError:
+                    write_deltalake(self.location, frame.slice(0, 0), mode="append", configuration=self.properties or None)
+                    table = DeltaTable(self.location)
+                try:
+                    metrics = (
+                        table.merge(source=frame, predicate=f"t.{self.key} = s.{self.key}", source_alias="s", target_alias="t")
+                        .when_not_matched_insert_all()
+                        .execute()
+                    )
+                    return int(metrics["num_target_rows_inserted"])
+                except CommitFailedError:
+                    # A concurrent commit (the pipeline's compaction of this table) won: the
+                    # MERGE is idempotent, so it runs again on the new version.
+                    if attempt == MERGE_ATTEMPTS - 1:
+                        raise
+                    time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def insert_new_by(self, rows: list[dict[str, Any]], column: str) -> dict[str, int]:
         """:meth:`insert_new`, counting the rows that went in by ``column``."""
