@@ -35,6 +35,7 @@ import pandas as pd
 
 from lakehouse.actions.config import ActionsConfig, load_actions_config
 from lakehouse.actions.executors import ROLLBACK_SUFFIX, Executors
+from lakehouse.actions.proposals import idempotency_key
 from lakehouse.actions.roles import APPROVE as MAY_APPROVE
 from lakehouse.actions.roles import KILL_SWITCH, Account, allows, load_accounts, role_of
 from lakehouse.actions.roles import ROLLBACK as MAY_ROLL_BACK
@@ -186,12 +187,22 @@ class ActionWorker:
         return self.config.killed() or kill_switch_on(commands if commands is not None else self.commands.commands(), self.accounts)
 
     def _decide(self, request: dict[str, Any], commands: list[Command], now: datetime) -> list[dict[str, Any]]:
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return [audit_row(REFUSED, "worker", request, detail=refusal, at=now),
+                    audit_row(REJECTED, "worker", request, detail="refused before any decision", at=now)]  # fmt: skip
+        return judge(request, commands, self.accounts, now)
+
+    def _refusal(self, request: dict[str, Any]) -> str | None:
+        """Why a request cannot be acted on at all (an unknown policy, a forged key), or None."""
         try:
             self.config.policy(request["policy"])
         except KeyError:
-            return [audit_row(REFUSED, "worker", request, detail=f"unknown policy {request['policy']!r}", at=now),
-                    audit_row(REJECTED, "worker", request, detail="its policy is no longer configured", at=now)]  # fmt: skip
-        return judge(request, commands, self.accounts, now)
+            return f"unknown policy {request['policy']!r}"
+        window = pd.Timestamp(request["window_start"]).to_pydatetime()
+        if request["request_id"] != idempotency_key(request["policy"], request["target"], window):
+            return "forged idempotency key: it is not the key of (policy, target, window)"
+        return None
 
     def _orphans(self, commands: list[Command], known: set[str], now: datetime) -> list[dict[str, Any]]:
         """Commands about requests that do not exist (a forged or mistyped id): refused, audited."""

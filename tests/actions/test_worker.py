@@ -118,6 +118,31 @@ def test_an_unknown_policy_is_refused_never_executed(lake, config, worker, platf
     assert platform.get(f"/campaigns/{IDLE}").json()["status"] == "active"
 
 
+def test_a_request_with_a_forged_key_is_refused(lake, config, worker, platform):
+    from dataclasses import replace
+
+    from lakehouse.actions.engine import propose
+
+    (row,) = [r for r in propose(config, idle_evidence(), {}, datetime.now(UTC)).rows if r.policy == "pause-idle-campaign"]
+    forged = replace(row, request_id="act-" + "0" * 32, needs_approval=False)  # written around the act job
+    ProposalBook(lake).write([forged])
+    worker.tick()
+    assert events_of(lake, forged.request_id) == ["proposed", "refused", "rejected"]
+    assert "forged idempotency key" in audit_log(lake).read().query("event == 'refused'").iloc[0]["detail"]
+    assert platform.get("/_sandbox/calls").json()["calls"] == {}
+
+
+def test_the_platform_refuses_a_key_reused_with_other_parameters(platform):
+    first = platform.post("/campaigns/cmp-01/bid", json={"bid": 1.2}, headers={"Idempotency-Key": "k-1"})
+    again = platform.post("/campaigns/cmp-01/bid", json={"bid": 1.2}, headers={"Idempotency-Key": "k-1"})
+    other = platform.post("/campaigns/cmp-01/bid", json={"bid": 9.0}, headers={"Idempotency-Key": "k-1"})
+    missing = platform.post("/campaigns/cmp-01/bid", json={"bid": 9.0})
+    assert (first.status_code, again.status_code, other.status_code, missing.status_code) == (200, 200, 422, 400)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert platform.get("/campaigns/cmp-01").json()["bid"] == 1.2
+    assert platform.get("/_sandbox/calls").json() == {"calls": {"k-1": 3}, "applied": {"k-1": 1}}
+
+
 def test_an_approval_after_expiry_never_executes(lake, config, worker, platform):
     key = pending_pause(lake, config, now=datetime.now(UTC) - timedelta(hours=1))  # expired 30 min ago
     CommandLog(lake).add(APPROVE, "april", "approver", key, "too late")
