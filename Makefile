@@ -25,6 +25,7 @@ bench: setup
 	$(BIN)/python bench/bench_models.py
 	$(BIN)/python bench/bench_alerts.py
 	$(BIN)/python bench/bench_app.py
+	$(BIN)/python bench/bench_actions.py
 
 lint: setup
 	$(BIN)/ruff check lakehouse spark_jobs models app tests bench

@@ -22,6 +22,7 @@ PAGES = [
     st.Page(VIEWS / "lineage.py", title="Lineage", icon=":material/account_tree:", url_path="lineage"),
     st.Page(VIEWS / "health.py", title="Pipeline health", icon=":material/monitor_heart:", url_path="health"),
     st.Page(VIEWS / "models.py", title="Models", icon=":material/model_training:", url_path="models"),
+    st.Page(VIEWS / "actions.py", title="Actions", icon=":material/bolt:", url_path="actions"),
 ]
 
 ADMIN_PAGES = [st.Page(VIEWS / "accounts.py", title="Accounts", icon=":material/group:", url_path="accounts")]

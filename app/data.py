@@ -696,3 +696,38 @@ class cached:  # noqa: N801 - a namespace of the cached readers
     model_registry = staticmethod(_cached(model_registry))
     record_counts = staticmethod(_cached(record_counts))
 
+
+
+def recent(now: datetime, minutes: int) -> datetime:
+    return now - timedelta(minutes=minutes)
+
+
+# -- actions (``ops.action_requests``, ``ops.audit_log``; commands go through lakehouse.actions.approvals)
+
+
+def action_overview(settings: Settings) -> pd.DataFrame:
+    """Every proposed action with its state, newest first (empty before the first proposal)."""
+    from lakehouse.actions.approvals import overview
+
+    return overview(settings)
+
+
+def action_trail(settings: Settings, request_id: str) -> pd.DataFrame:
+    """The audit trail of one action, oldest first."""
+    from lakehouse.actions.approvals import trail_of
+
+    return trail_of(settings, request_id)
+
+
+def audit_trail(settings: Settings, limit: int = 200) -> pd.DataFrame:
+    """The newest rows of ``ops.audit_log``."""
+    from lakehouse.actions.store import audit_log
+
+    frame = audit_log(settings).read()
+    return frame.sort_values("recorded_at", ascending=False, kind="stable").head(limit)
+
+
+def evidence_series(evidence: dict) -> pd.DataFrame:
+    """The numeric facts of a proposal's evidence, as ``fact, value`` rows for its chart."""
+    rows = [(k, float(v)) for k, v in sorted(evidence.items()) if isinstance(v, int | float) and not isinstance(v, bool)]
+    return pd.DataFrame(rows, columns=["fact", "value"])

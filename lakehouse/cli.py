@@ -40,6 +40,9 @@ def _mount_alerts() -> None:
 
     app.add_typer(alerts_app, name="alerts")
     app.add_typer(oncall_app, name="oncall")
+    from lakehouse.actions.cli import actions_app
+
+    app.add_typer(actions_app, name="actions")
 
 
 _mount_alerts()
@@ -109,6 +112,14 @@ def incident_window(begin: datetime, spec: str) -> tuple[datetime, datetime]:
         raise typer.BadParameter(f"expected AFTER_S:MINUTES, got {spec!r}") from None
 
 
+def idle_campaign_incident(begin: datetime, spec: str) -> tuple[str, datetime, datetime]:
+    """``AFTER_S:MINUTES[:CAMPAIGN]`` → (campaign, start, end) of an idle-campaign incident."""
+    after, _, rest = spec.partition(":")
+    minutes, _, campaign = rest.partition(":")
+    start, end = incident_window(begin, f"{after}:{minutes}")
+    return campaign or "cmp-00", start, end
+
+
 @app.command()
 def generate(
     rate: float = typer.Option(
@@ -131,6 +142,11 @@ def generate(
         help="AFTER_S:MINUTES — payments fail 60 %% of the time for MINUTES, AFTER_S seconds in "
         "(payment_failure_rate breaks its threshold: an alert, then its resolve)",
     ),
+    idle_campaign: str = typer.Option(
+        None,
+        help="AFTER_S:MINUTES[:CAMPAIGN] — a campaign (default cmp-00) keeps spending while none of its "
+        "visitors buys, for MINUTES, AFTER_S seconds in (the action policies propose to pause it)",
+    ),
     env: str = typer.Option(None),
 ) -> None:
     """Playground traffic: a simulated shop with duplicates, late, out-of-order and malformed records."""
@@ -148,6 +164,7 @@ def generate(
             seed=seed if seed is not None else conf.seed,
             events_per_second=rate or conf.events_per_second,
             payment_incident=incident_window(begin, payment_incident) if payment_incident else None,
+            idle_campaign=idle_campaign_incident(begin, idle_campaign) if idle_campaign else None,
         ),
         begin,
     )
@@ -201,7 +218,7 @@ def generate(
 def pipeline_run(
     jobs: str = typer.Option(
         None,
-        help="comma-separated subset of bronze,silver_gold,gold,detect,refund_risk,cdc,notify "
+        help="comma-separated subset of bronze,silver_gold,gold,detect,refund_risk,cdc,notify,act "
         "(default: the --app's jobs, else bronze,silver_gold,gold)",
     ),
     app_name: str = typer.Option(
@@ -318,9 +335,13 @@ def demo(
     payment_incident: str = typer.Option(
         None, help="AFTER_S:MINUTES — a payment-provider incident in the traffic (see `trivas generate`)"
     ),
+    idle_campaign: str = typer.Option(
+        "0:120:cmp-00",
+        help="AFTER_S:MINUTES[:CAMPAIGN] — a campaign spending with no conversions (the actions' incident; '' = none)",
+    ),
     env: str = typer.Option(None),
 ) -> None:
-    """The playground: broker, traffic, pipeline and app; Ctrl-C stops everything."""
+    """The playground: broker, traffic, pipeline, actions and app; Ctrl-C stops everything."""
     settings = _settings(env)
     logs = settings.path(settings.paths.logs)
     logs.mkdir(parents=True, exist_ok=True)
@@ -332,6 +353,7 @@ def demo(
     stop_on_signals()
     try:
         traffic = ["--payment-incident", payment_incident] if payment_incident else []
+        traffic += ["--idle-campaign", idle_campaign] if idle_campaign else []
         _run_playground(settings, env, rate, seconds, children, traffic)
     except KeyboardInterrupt:
         console.print("stopping…")
@@ -368,11 +390,12 @@ def _run_playground(
     env_args = ["--env", env] if env else []
     rate_args = ["--rate", str(rate)] if rate else []
 
-    def spawn(name: str, command: list[str]) -> None:
+    def spawn(name: str, command: list[str], extra_env: dict[str, str] | None = None) -> None:
         log_file = (logs / f"{name}.log").open("ab")
         with recording_child():
             children[name] = subprocess.Popen(
-                command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+                command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, **extra_env} if extra_env else None,
             )
 
     console.print(
@@ -391,6 +414,7 @@ def _run_playground(
     _start_alerting(spawn, trivas, env_args)
     spawn("rollup", [*trivas, "rollup", "--every", "60", *env_args])
     _send_history(settings, trivas, env_args, rate_args, logs)
+    _start_actions(spawn, trivas, env_args)
     spawn("generator", [*trivas, "generate", "--live", "--shop-db", *rate_args, *(traffic_args or []), *env_args])
     from lakehouse.accounts import accounts_path, demo_accounts
 
@@ -400,16 +424,19 @@ def _run_playground(
     console.print(f"[green]app[/]      http://localhost:{settings.app.port}")
     if passwords:  # shown once: the file keeps only their hashes
         console.print("[green]accounts[/] " + " · ".join(f"{role} / {pw}" for role, pw in passwords.items()) + "  (shown once)")
-    console.print(f"[green]logs[/]     {logs}  (pipeline*.log, generator.log, alerts.log, app.log, kafka.log)")
+    console.print(f"[green]logs[/]     {logs}  (pipeline*.log, generator.log, alerts.log, actions.log, app.log, kafka.log)")
     console.print(f"[green]tables[/]   {settings.path(settings.tables.root)}")
     console.print("Ctrl-C stops everything.")
     deadline = time.monotonic() + seconds if seconds else None
+    feed = _action_feed(settings)
     while deadline is None or time.monotonic() < deadline:
         for name, child in children.items():
             if child.poll() is not None:
                 raise RuntimeError(
                     f"{name} exited with {child.returncode}; see {logs / (name + '.log')}"
                 )
+        for line in feed():
+            console.print(line)
         time.sleep(1)
 
 
@@ -441,6 +468,55 @@ def _start_alerting(spawn, trivas: list[str], env_args: list[str]) -> None:  # n
     """The alert router with a local SMTP server and webhook inbox (``trivas alerts inbox``)."""
     spawn("alerts", [*trivas, "alerts", "run", "--local-receivers", *env_args])
     console.print("[green]alerts[/]   router → local SMTP + webhook inbox: `trivas alerts inbox`")
+
+
+def _start_actions(spawn, trivas: list[str], env_args: list[str]) -> None:  # noqa: ANN001 - demo's spawn
+    """The sandbox commerce platform and the action worker acting on it (escalations page the
+    sandbox's PagerDuty endpoint); the act job runs in the pipeline."""
+    from lakehouse.runtime.processes import free_port, port_open, wait_until
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    spawn("sandbox", [*trivas, "actions", "sandbox", "--port", str(port)])
+    wait_until(lambda: port_open("127.0.0.1", port), 30, "the sandbox platform to listen")
+    worker_env = {"TRIVAS_ACTIONS_PLATFORM_URL": url, "TRIVAS_ALERTS_PAGERDUTY_URL": f"{url}/v2/enqueue",
+                  "TRIVAS_ALERTS_PAGERDUTY_ROUTING_KEY": "playground-routing-key"}  # fmt: skip
+    spawn("actions", [*trivas, "actions", "work", *env_args], worker_env)
+    console.print(f"[green]actions[/]  sandbox platform {url} · worker · approve in the app's Actions page or `trivas actions list`")
+
+
+def _action_feed(settings: Settings):  # noqa: ANN202 - a callable returning new lines
+    """New audit-log steps as console lines (what the actions did, or would do in dry run);
+    a failing read only skips a beat."""
+    from rich.markup import escape
+
+    from lakehouse.actions.config import load_actions_config
+    from lakehouse.actions.store import audit_log
+
+    log = audit_log(settings)
+    approvals_needed = {p.name for p in load_actions_config().policies if p.needs_approval}
+    seen: set[str] = set()
+    version: list[int | None] = [None]
+
+    def new_lines() -> list[str]:
+        try:
+            current = log.version()
+            if current is None or current == version[0]:
+                return []
+            version[0] = current
+            rows = log.read().sort_values("recorded_at", kind="stable")
+        except Exception:  # noqa: BLE001 - the feed is a courtesy; the worker's log has it all
+            return []
+        lines = []
+        for row in rows[~rows["audit_id"].isin(seen)].itertuples(index=False):
+            seen.add(row.audit_id)
+            waits = row.event == "proposed" and row.policy in approvals_needed
+            hint = f" — approve: trivas actions approve {row.request_id[:12]} --user approver" if waits else ""
+            detail = f" · {str(row.detail)[:80]}" if isinstance(row.detail, str) and row.detail else ""
+            lines.append(f"[cyan]action[/]   {row.event}: {row.policy} → {row.action} {row.target} ({row.actor}){escape(detail + hint)}")
+        return lines
+
+    return new_lines
 
 
 def _stop_playground(settings: Settings, children: dict[str, subprocess.Popen[bytes]]) -> None:

@@ -27,6 +27,18 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from lakehouse.actions.store import (
+    ACT_WRITER,
+    ACTION_COMMANDS,
+    ACTION_REQUESTS,
+    AUDIT_LOG,
+    AUDIT_PROPERTIES,
+    AUDIT_SCHEMA,
+    REQUESTS_SCHEMA,
+    WORKER_WRITER,
+)
+from lakehouse.actions.store import COMMANDS_SCHEMA as ACTION_COMMANDS_SCHEMA
+from lakehouse.actions.store import COMMANDS_WRITER as ACTION_COMMANDS_WRITER
 from lakehouse.alerts.store import (
     ALERT_COMMANDS,
     COMMANDS_SCHEMA,
@@ -323,6 +335,9 @@ def registry() -> dict[str, TableSpec | ViewSpec]:
         TableSpec(NOTIFICATIONS, NOTIFICATIONS_SCHEMA, ROUTER_WRITER,
                   "alert lifecycle and every notification attempt (receiver, status, response code, retries)"),
         TableSpec(ALERT_COMMANDS, COMMANDS_SCHEMA, COMMANDS_WRITER, "acknowledgements and silences of alerts"),
+        TableSpec(ACTION_REQUESTS, REQUESTS_SCHEMA, ACT_WRITER, "proposed and suppressed actions (one per idempotency key)"),
+        TableSpec(ACTION_COMMANDS, ACTION_COMMANDS_SCHEMA, ACTION_COMMANDS_WRITER, "approvals, rejections, rollbacks and the kill switch"),
+        TableSpec(AUDIT_LOG, AUDIT_SCHEMA, WORKER_WRITER, "append-only audit trail of every action step", properties=AUDIT_PROPERTIES),
     ]  # fmt: skip
     views = [domain_view(catalog, d) for d in catalog.domains] + [
         KPI_CURRENT_VIEW,

@@ -7,7 +7,8 @@ own task with ``--jobs``. The jobs:
 - ``silver_gold``: the hot path, Kafka → silver tables and ``gold.kpi`` in one micro-batch;
 - ``gold``: side queries over silver (sessions, the order↔payment join);
 - ``detect``, ``refund_risk``, ``cdc``: side queries of their own;
-- ``notify``: the alert router (``gold.alerts`` → e-mail, Slack, PagerDuty, webhooks).
+- ``notify``: the alert router (``gold.alerts`` → e-mail, Slack, PagerDuty, webhooks);
+- ``act``: action policies (alerts, scores, silver → ``ops.action_requests``; the worker acts).
 
 The first two are the KPI path: if one fails, the pipeline stops with its error. A side query
 that fails is restarted with exponential backoff and never takes the KPI path down; the failure
@@ -114,6 +115,14 @@ def _notify(
     return notify.run(spark, s, k, available_now=now)
 
 
+def _act(
+    spark: SparkSession, s: Settings, c: Catalog, k: KpiContracts, now: bool
+) -> list[StreamingQuery]:
+    from spark_jobs import act  # action policies (conf/actions.yaml) → ops.action_requests
+
+    return act.run(spark, s, c, available_now=now)
+
+
 STARTERS: dict[str, Starter] = {
     "bronze": _bronze,
     "silver_gold": _silver_gold,
@@ -122,13 +131,14 @@ STARTERS: dict[str, Starter] = {
     "refund_risk": _refund_risk,
     "cdc": _cdc,
     "notify": _notify,
+    "act": _act,
 }
 # ``drain`` runs the jobs in these waves: each wave reads only what earlier waves wrote.
 DRAIN_WAVES = (
     ("bronze", "silver_gold", "cdc"),
     ("gold", "refund_risk"),
     ("detect",),
-    ("notify",),
+    ("notify", "act"),
 )
 
 

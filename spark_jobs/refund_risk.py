@@ -29,7 +29,7 @@ from pyspark.sql.streaming import StreamingQuery
 from lakehouse.catalog import Catalog
 from lakehouse.config import Settings
 from lakehouse.contracts import KpiContracts
-from lakehouse.tables import ensure_table
+from lakehouse.tables import ensure_table, qualified, read_table
 from spark_jobs.io import WriterIdentity, append_idempotent, read_delta_stream, start_foreach_batch
 
 log = logging.getLogger("trivas.refund_risk")
@@ -45,6 +45,8 @@ REFUND_RISK_SCHEMA = T.StructType(
         T.StructField("review", T.BooleanType(), False),
         T.StructField("model_version", T.StringType(), False),
         T.StructField("scored_at", T.TimestampType(), False),
+        # The model's top feature group (models.refund_risk.REASON_GROUPS): the review queue's reason.
+        T.StructField("reason", T.StringType(), True),
     ]
 )
 
@@ -91,7 +93,7 @@ def score_orders(model, orders: pd.DataFrame, model_version: str, scored_at: dat
     frame = orders.reset_index(drop=True).copy()
     frame["items"] = [_items(v) for v in frame["items"]]
     frame["country"] = frame["country"].astype("string")
-    scores = model.score(frame)
+    scores = model.score(frame, with_reasons=True)
     return pd.DataFrame(
         {
             "order_id": frame["order_id"].astype(str),
@@ -100,6 +102,7 @@ def score_orders(model, orders: pd.DataFrame, model_version: str, scored_at: dat
             "review": scores["review"].astype(bool).to_numpy(),
             "model_version": model_version,
             "scored_at": scored_at,
+            "reason": scores["reason"].astype(str).to_numpy(),
         }
     )
 
@@ -113,8 +116,14 @@ def _items(value) -> list[dict]:  # noqa: ANN001 - list of dicts, numpy array of
 
 
 def ensure_refund_risk_table(spark: SparkSession, settings: Settings) -> None:
-    """Create ``gold.refund_risk`` if it does not exist."""
+    """Create ``gold.refund_risk`` if it does not exist, and add the columns a table created
+    by an earlier version lacks (``reason``)."""
     ensure_table(spark, settings, REFUND_RISK_TABLE, REFUND_RISK_SCHEMA)
+    present = set(read_table(spark, settings, REFUND_RISK_TABLE).columns)
+    missing = [f for f in REFUND_RISK_SCHEMA.fields if f.name not in present]
+    if missing:
+        columns = ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in missing)
+        spark.sql(f"ALTER TABLE {qualified(settings, REFUND_RISK_TABLE)} ADD COLUMNS ({columns})")
 
 
 class RefundRiskWriter:
@@ -158,7 +167,8 @@ class RefundRiskWriter:
         rows = zip(
             scored["order_id"].tolist(), [t.to_pydatetime() for t in scored["event_time"]],
             scored["refund_risk"].astype(float).tolist(), scored["review"].astype(bool).tolist(),
-            scored["model_version"].tolist(), [t.to_pydatetime() for t in scored["scored_at"]], strict=True,
+            scored["model_version"].tolist(), [t.to_pydatetime() for t in scored["scored_at"]], scored["reason"].tolist(),
+            strict=True,
         )  # fmt: skip
         frame = batch.sparkSession.createDataFrame(list(rows), REFUND_RISK_SCHEMA)
         append_idempotent(frame, self.settings, REFUND_RISK_TABLE, self.identity.app_id(batch.sparkSession), batch_id)

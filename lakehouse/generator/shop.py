@@ -111,6 +111,9 @@ class ShopConfig:
     # ``incident_failure_share``: the playground's way to show an alert end to end.
     payment_incident: tuple[datetime, datetime] | None = None
     incident_failure_share: float = 0.6
+    # A campaign that keeps spending while none of its visitors buys (campaign id, event-time
+    # start, end): the incident the action policies pause a campaign for.
+    idle_campaign: tuple[str, datetime, datetime] | None = None
 
 
 class Shop:
@@ -225,7 +228,7 @@ class Shop:
             t, "checkout_started", {**common, "cart_value": cart_value, "currency": "EUR"}
         )
         t += timedelta(seconds=rng.uniform(10, 60))
-        if rng.random() > 0.7:
+        if rng.random() > 0.7 or self._converts_not(campaign, t):
             return
         self._order(t, session_id, customer or f"guest-{anonymous_id}", country, cart, campaign)
 
@@ -307,6 +310,11 @@ class Shop:
                     "ticket_id": ticket_id, "resolution": rng.choice(("solved", "refunded", "no_response")),
                     "satisfaction": rng.randint(1, 5),
                 })  # fmt: skip
+
+    def _converts_not(self, campaign: Campaign | None, at: datetime) -> bool:
+        """Whether the session's campaign is in its idle-campaign incident (nobody buys)."""
+        idle = self.config.idle_campaign
+        return campaign is not None and idle is not None and campaign.campaign_id == idle[0] and idle[1] <= at < idle[2]
 
     def _payment_failure_share(self, at: datetime) -> float:
         incident = self.config.payment_incident

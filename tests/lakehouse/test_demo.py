@@ -153,6 +153,8 @@ def test_sigterm_stops_a_running_demo_and_everything_it_started(demo_env: dict[s
             "generate --live",
             "rollup --every",
             "streamlit run",
+            "actions sandbox",
+            "actions work",
         ):
             assert component in commands, f"{component} never started"
         stop_and_check(demo, signal.SIGTERM, demo_env)

@@ -107,3 +107,16 @@ def test_without_retail_data_the_model_learns_from_generated_history() -> None:
     assert m["holdout_orders"] > 2_000
     assert m["holdout_precision_at_5pct"] > 1.5 * m["holdout_positive_rate"]
     assert m["holdout_roc_auc"] > 0.52
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("driver", "reason"), [("customer_cancel_rate", "customer_history"), ("sku_cancel_rate_max", "product_return_rate"), ("amount", "amount_anomaly")])
+def test_the_review_reason_is_the_feature_group_that_drives_the_risk(driver: str, reason: str) -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(3)
+    features = pd.DataFrame(rng.uniform(0, 1, size=(2_000, len(rr.FEATURES))), columns=rr.FEATURES)
+    labels = (features[driver] > 0.8).astype(int)
+    classifier = HistGradientBoostingClassifier(random_state=0).fit(features, labels)
+    risky = features[features[driver] > 0.9].head(20)
+    assert set(rr.top_reasons(classifier, risky)) == {reason}

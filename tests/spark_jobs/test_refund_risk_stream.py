@@ -86,6 +86,7 @@ def test_orders_are_scored_once_by_the_current_champion(spark, lake: Settings, c
     assert scored["model_version"].tolist() == ["1", "1", "1"]
     assert scored["refund_risk"].between(0, 1).all() and scored["review"].dtype == bool
     assert scored["refund_risk"].nunique() > 1  # the basket matters
+    assert scored["reason"].isin(list(rr.REASON_GROUPS)).all()  # the review queue's reason
 
     # The same input again scores nothing new (checkpointed; a replayed batch is skipped).
     run_job(spark, lake, catalog)
@@ -100,3 +101,16 @@ def test_orders_are_scored_once_by_the_current_champion(spark, lake: Settings, c
     scored = read_table(spark, lake, refund_risk.REFUND_RISK_TABLE).toPandas().set_index("order_id")
     assert scored.loc["o-4", "model_version"] == "2" and len(scored) == 4
     assert pd.Timestamp(scored.loc["o-4", "event_time"]) == pd.Timestamp(T0 + timedelta(minutes=6)).tz_localize(None)
+
+
+def test_a_refund_risk_table_of_an_earlier_version_gains_the_reason_column(spark, lake: Settings) -> None:  # noqa: ANN001
+    from pyspark.sql import types as T
+
+    from lakehouse.tables import ensure_table
+
+    earlier = T.StructType([f for f in refund_risk.REFUND_RISK_SCHEMA.fields if f.name != "reason"])
+    ensure_table(spark, lake, refund_risk.REFUND_RISK_TABLE, earlier)
+    refund_risk.ensure_refund_risk_table(spark, lake)
+    refund_risk.ensure_refund_risk_table(spark, lake)  # idempotent
+    columns = read_table(spark, lake, refund_risk.REFUND_RISK_TABLE).columns
+    assert columns == refund_risk.REFUND_RISK_SCHEMA.fieldNames()
