@@ -404,9 +404,9 @@ def period_comparison(settings: Settings, contracts: KpiContracts, kpis: list[st
     current hour from minute rows (:func:`kpi_over_range`)."""
     from lakehouse.rollup import period_value
 
-    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    today = kpi_over_range(settings, contracts, kpis, "1h", midnight, now)
-    last_week = kpi_over_range(settings, contracts, kpis, "1h", midnight - WEEK, now - WEEK)
+    midnight, until = now.replace(hour=0, minute=0, second=0, microsecond=0), end_of_minute(now)
+    today = kpi_over_range(settings, contracts, kpis, "1h", midnight, until)
+    last_week = kpi_over_range(settings, contracts, kpis, "1h", midnight - WEEK, until - WEEK)
     rows = [
         {"kpi": k, "today": period_value(today.frame, k, contracts), "last_week": period_value(last_week.frame, k, contracts)}
         for k in kpis
@@ -415,12 +415,18 @@ def period_comparison(settings: Settings, contracts: KpiContracts, kpis: list[st
     return pd.DataFrame(rows), Read(today.frame, query, today.tables)
 
 
+def end_of_minute(now: datetime) -> datetime:
+    """Where "so far" ends: the current minute's window counts, even while the refresh clock
+    (``now`` floored to a few seconds) sits on its very start."""
+    return now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+
+
 def breakdown(settings: Settings, contracts: KpiContracts, kpi: str, dimension: str, now: datetime) -> Read:
     """Today's value of a KPI per value of one dimension (``country``, ``channel``, …)."""
     from lakehouse.rollup import period_value
 
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    rows = kpi_over_range(settings, contracts, [kpi], "1h", midnight, now, dimension=f"{dimension}=")
+    rows = kpi_over_range(settings, contracts, [kpi], "1h", midnight, end_of_minute(now), dimension=f"{dimension}=")
     values = [
         {dimension: d.split("=", 1)[1], "value": period_value(part, kpi, contracts)}
         for d, part in rows.frame.groupby("dimension")
