@@ -40,7 +40,7 @@ OOS_METRIC = "nab_standard_oos_all"
 
 # The recorded search: overrides tried on top of a family's defaults (general knobs only).
 SEARCH_SPACE: dict[str, dict[str, list]] = {
-    ENSEMBLE: {"likelihood_short_rate": [0.2, 0.3], "suppress_points": [12, 24], "band_k": [4.0, 5.0]},
+    ENSEMBLE: {"likelihood_short_rate": [0.2, 0.3], "cusum_limit": [8.0, 10.0], "suppress_points": [24, 36]},
     BASELINE: {"tail_rate": [0.0, 0.01], "refractory_factor": [0.0, 0.3]},
     ETS: {"band_k": [4.0]},
     HST: {"window_size": [100, 250], "shingle": [1, 4]},
