@@ -84,8 +84,9 @@ def training_time(kind: str, n_series: int = 20, hours: int = 24 * 60) -> dict[s
 
 
 def nab_summary(kind: str) -> dict[str, float]:
-    """NAB normalised scores in sample and out of sample (leave one group out), per group and
-    profile, with the family's default parameters (``trivas model evaluate`` runs the search)."""
+    """NAB normalised scores in sample and out of sample (leave one file out; leave one group out
+    as ``logo``), per group and profile, with the family's default parameters (``trivas model
+    evaluate`` runs the search)."""
     report = validate(kind, search=False)
     return {k: round(v, 3) for k, v in report.metrics.items()}
 

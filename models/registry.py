@@ -180,7 +180,7 @@ def train_and_register(
         tracking_uri: MLflow tracking/registry URI (see :func:`resolve_tracking_uri`).
         model_name: Registered model name.
         params: Hyper-parameter overrides.
-        evaluate: Run the leave-one-group-out NAB validation (needs the shared data) and
+        evaluate: Run the leave-one-file-out NAB validation (needs the shared data) and
             log its in-sample and out-of-sample metrics.
         calibrate_threshold: Set the fallback threshold (series without history) to the
             NAB-swept standard-profile threshold over all labelled files.
@@ -323,8 +323,8 @@ def promote_if_better(
 ) -> PromotionDecision:
     """Promotion gate: the challenger becomes champion only if it scores better out of sample.
 
-    Both aliased versions are re-validated now, leave-one-group-out
-    (:func:`models.validation.validate`: each group scored with a threshold chosen on the
+    Both aliased versions are re-validated now, leave-one-file-out
+    (:func:`models.validation.validate`: each file scored with a threshold chosen on all the
     others), and compared by the gate's metric (default: NAB standard, out of sample, all
     groups), so the comparison neither trusts numbers logged at different times nor in-sample
     figures.
