@@ -32,7 +32,9 @@ Two NAB-style post-processing steps, O(1) per point, make one threshold fit ever
   point reveals (rising spike density, a broken stretch of the daily pattern) relative to how
   noisy *this* series usually is;
 * **alarm suppression**: ``anomaly_score = max(point score, likelihood)``; once it reaches
-  ``threshold`` the next ``suppress_points`` points score 0, so one episode pages once.
+  the series' paging threshold (``alarm_at`` in the state, set from its alert budget by
+  :class:`models.scorer.KpiScorer`; ``threshold`` without one) the next ``suppress_points``
+  points score 0, so one episode pages once.
 """
 
 from __future__ import annotations
@@ -160,6 +162,7 @@ _SCALARS = {
     "cusum_pos": 0.0, "cusum_neg": 0.0, "cusum_var": 0.0, "peak": 0.0, "run": 0,
     "flat_run": 0.0, "flat_rate": 1.0, "streak": 0.0, "tail": 0.0, "profile_streak": 0.0,
     "lik_n": 0.0, "lik_short": 0.0, "lik_mean": 0.0, "lik_var": 0.0, "quiet": 0.0,
+    "alarm_at": np.nan,
 }  # fmt: skip
 
 
@@ -326,12 +329,16 @@ def score_batch(
     # whole though no point is: the likelihood scores the recent mean against its own history.
     likelihood, lik = anomaly_likelihood(a, rows, p, point_score, valid & warm)
     anomaly_score = np.maximum(point_score, likelihood)
-    # After an alarm the rest of its episode does not page again.
+    # After an alarm the rest of its episode does not page again. An alarm is a score at the
+    # series' own paging threshold (``alarm_at``, set from its alert budget), else
+    # ``threshold``: a blip that would not page must not silence the series.
     quiet = a["quiet"][rows]
-    alarm = valid & (anomaly_score >= p.threshold) & (quiet <= 0)
+    alarm_at = a["alarm_at"][rows]
+    alarm_at = np.where(np.isfinite(alarm_at), alarm_at, p.threshold)
+    alarm = valid & (anomaly_score >= alarm_at) & (quiet <= 0)
     anomaly_score = np.where(quiet > 0, 0.0, anomaly_score)
     lik["quiet"] = np.where(alarm, float(p.suppress_points), np.maximum(quiet - 1.0, 0.0))
-    is_anomaly = warm & valid & (anomaly_score >= p.threshold)
+    is_anomaly = warm & valid & (anomaly_score >= alarm_at)
     cusum_pos = np.where(cusum_evidence >= p.band_k, 0.0, cusum_pos)
     cusum_neg = np.where(cusum_evidence >= p.band_k, 0.0, cusum_neg)
     cusum_var = np.where(volatility_evidence >= p.band_k, 0.0, cusum_var)

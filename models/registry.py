@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
 from models import nab
-from models.alert_budget import budget_thresholds
+from models.alert_budget import budget_thresholds, open_window_thresholds
 from models.evaluation import (
     SHARED_DATA,
     load_msft_corpus,
@@ -214,6 +214,9 @@ def train_and_register(
     metrics["train_series"] = float(n_series)
     in_sample = scorer.cold_copy().score(points)
     scorer.page_thresholds = budget_thresholds(points, in_sample, alerts_per_week, floor=min(scorer.params.threshold, 0.5))
+    band_k = float(getattr(scorer.params, "band_k", 4.0))
+    scorer.open_thresholds = open_window_thresholds(points, in_sample, alerts_per_week, band_k, floor=min(scorer.params.threshold, 0.5))
+    metrics["open_threshold_median"] = float(np.median(list(scorer.open_thresholds.values())))
     metrics["page_threshold_median"] = float(np.median(list(scorer.page_thresholds.values())))
     metrics["train_alarm_rate"] = float(in_sample["is_anomaly"].mean())
     ok = np.isfinite(in_sample["expected"]) & np.isfinite(points[VALUE])
