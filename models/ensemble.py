@@ -507,13 +507,20 @@ def score_points(state: EnsembleState, params: EnsembleParams, points: pd.DataFr
 
 def fit_state(history: pd.DataFrame, params: EnsembleParams, state: EnsembleState | None = None) -> EnsembleState:
     """Warm a state on history: transform and period from the data, then replay it."""
+    state = register_series(history, params, state)
+    score_points(state, params, history)
+    return state
+
+
+def register_series(history: pd.DataFrame, params: EnsembleParams, state: EnsembleState | None = None) -> EnsembleState:
+    """Track the series of ``history`` with the transform and period :func:`fit_state` picks
+    from their whole history (a cold state that replays history as the fitted one learnt it)."""
     state = state if state is not None else EnsembleState()
     for key, part in history.groupby(SERIES_KEY, sort=False):
         if not state.has(str(key)):
             transform = sb.choose_transform(part[VALUE].to_numpy(float), params.relative_floor)
             state.add_series(str(key), transform, infer_period_seconds(epoch_seconds(part[TIMESTAMP])))
-    score_points(state, params, history)
     return state
 
 
-__all__ = ["EnsembleParams", "EnsembleState", "fit_state", "profile_slot", "score_batch", "score_points"]
+__all__ = ["EnsembleParams", "EnsembleState", "fit_state", "register_series", "profile_slot", "score_batch", "score_points"]

@@ -212,7 +212,7 @@ def train_and_register(
     metrics["train_seconds_per_series"] = metrics["train_seconds"] / max(n_series, 1)
     metrics["train_points"] = float(len(points))
     metrics["train_series"] = float(n_series)
-    in_sample = scorer.cold_copy().score(points)
+    in_sample = scorer.replay(points)  # the fitted transforms, from a cold state
     scorer.page_thresholds = budget_thresholds(points, in_sample, alerts_per_week, floor=min(scorer.params.threshold, 0.5))
     band_k = float(getattr(scorer.params, "band_k", 4.0))
     scorer.open_thresholds = open_window_thresholds(points, in_sample, alerts_per_week, band_k, floor=min(scorer.params.threshold, 0.5))

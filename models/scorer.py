@@ -113,6 +113,17 @@ class KpiScorer:
         if known:
             arrays["alarm_at"][self.state.index_of(known)] = [self.page_thresholds[k] for k in known]
 
+    def replay(self, history: pd.DataFrame, **columns: str) -> pd.DataFrame:
+        """Scores of ``history`` as this scorer's family learns it from a cold state, with the
+        transforms and periods :meth:`fit` picks from the whole history (a plain cold copy picks
+        a series' transform from its first value: a ratio starting at 0 would be read as a
+        count and its band would be far wider than the fitted scorer's). Alert budgets are
+        set on these scores."""
+        points = normalise_points(history, **columns)
+        cold = self.cold_copy()
+        cold.state = self._module.register_series(points, cold.params)
+        return cold.score(points)
+
     def preview(self, frame: pd.DataFrame, **columns: str) -> pd.DataFrame:
         """Score points without learning from them (an open window, a what-if).
 

@@ -110,6 +110,21 @@ def test_open_windows_page_at_their_own_budget_not_at_the_final_scores_threshold
     assert scorer.copy().open_thresholds == scorer.open_thresholds
 
 
+def test_budget_replay_learns_history_with_the_fitted_transforms() -> None:
+    # A failure rate whose first minute is 0 looks like a count to a cold scorer (transform
+    # picked from the first value): its band would be far wider than the fitted scorer's, and
+    # a budget set on it far too lax. The replay uses the transforms fit picks.
+    history = inc.kpi_minute_series(START - timedelta(days=2), 2 * 1440, seed=5)
+    history.loc[0, "payment_failure_rate"] = 0.0
+    points = _long(history, {"payment_failure_rate": False})[["timestamp", "value", "series_key"]]
+    scorer = KpiScorer.new(ENSEMBLE).fit(points)
+    cold, replay = scorer.cold_copy().score(points), scorer.replay(points)
+    width = lambda s: float(np.nanmedian((s["upper"] - s["lower"]).to_numpy()[1440:]))  # noqa: E731 - second day
+    assert width(replay) < 0.5 * width(cold)
+    live = scorer.preview(points.tail(1).assign(timestamp=points["timestamp"].iloc[-1] + pd.Timedelta(minutes=1)))
+    assert float(live["upper"].iloc[0] - live["lower"].iloc[0]) < 0.5 * width(cold)  # the live band is the narrow one
+
+
 def test_suppression_starts_at_the_series_paging_threshold(orders_scorer: KpiScorer) -> None:
     # A blip above the family threshold but below the series' paging threshold must not
     # silence the series: a real drop right after it still scores (and pages).
