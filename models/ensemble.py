@@ -34,7 +34,8 @@ Two NAB-style post-processing steps, O(1) per point, make one threshold fit ever
 * **alarm suppression**: ``anomaly_score = max(point score, likelihood)``; once it reaches
   the series' paging threshold (``alarm_at`` in the state, set from its alert budget by
   :class:`models.scorer.KpiScorer`; ``threshold`` without one) the next ``suppress_points``
-  points score 0, so one episode pages once.
+  points score 0, so one episode pages once; a residual beyond the band on the other side
+  of the alarm's (a drop right after a spike) ends the suppression.
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ _SCALARS = {
     "cusum_pos": 0.0, "cusum_neg": 0.0, "cusum_var": 0.0, "peak": 0.0, "run": 0,
     "flat_run": 0.0, "flat_rate": 1.0, "streak": 0.0, "tail": 0.0, "profile_streak": 0.0,
     "lik_n": 0.0, "lik_short": 0.0, "lik_mean": 0.0, "lik_var": 0.0, "quiet": 0.0,
-    "alarm_at": np.nan,
+    "alarm_at": np.nan, "quiet_side": 0.0,
 }  # fmt: skip
 
 
@@ -332,12 +333,18 @@ def score_batch(
     # After an alarm the rest of its episode does not page again. An alarm is a score at the
     # series' own paging threshold (``alarm_at``, set from its alert budget), else
     # ``threshold``: a blip that would not page must not silence the series.
+    # Suppression is one-sided: a residual beyond the band on the other side of the alarm's
+    # (a drop to zero minutes after a spike) is a new episode, not the rest of the old one.
     quiet = a["quiet"][rows]
+    side_now = np.sign(z) * (np.abs(z) > p.band_k)
+    quiet_side = a["quiet_side"][rows]
+    quiet = np.where((quiet > 0) & (quiet_side != 0) & (side_now == -quiet_side), 0.0, quiet)
     alarm_at = a["alarm_at"][rows]
     alarm_at = np.where(np.isfinite(alarm_at), alarm_at, p.threshold)
     alarm = valid & (anomaly_score >= alarm_at) & (quiet <= 0)
     anomaly_score = np.where(quiet > 0, 0.0, anomaly_score)
     lik["quiet"] = np.where(alarm, float(p.suppress_points), np.maximum(quiet - 1.0, 0.0))
+    lik["quiet_side"] = np.where(alarm, side_now, quiet_side)
     is_anomaly = warm & valid & (anomaly_score >= alarm_at)
     cusum_pos = np.where(cusum_evidence >= p.band_k, 0.0, cusum_pos)
     cusum_neg = np.where(cusum_evidence >= p.band_k, 0.0, cusum_neg)

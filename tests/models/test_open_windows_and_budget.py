@@ -183,3 +183,15 @@ def test_calendar_promotions_are_expected_and_do_not_page(orders_scorer: KpiScor
     assert not kpi_scoring.score_final(scorer.copy(), promo, calendar)["is_anomaly"].iloc[0]
     drop = promo.assign(value=0.0)
     assert kpi_scoring.score_final(scorer.copy(), drop, calendar)["is_anomaly"].iloc[0]  # a drop still pages
+
+
+def test_suppression_is_one_sided_a_drop_after_a_spike_pages(orders_scorer: KpiScorer) -> None:
+    key = "orders|1m|all"
+    minute = START + timedelta(hours=13)
+    expected = orders_scorer.preview(pd.DataFrame({"timestamp": [minute], "value": [0.0], "series_key": [key]}))["expected"].iloc[0]
+    values = [round(expected * 4)] + [round(expected)] * 9 + [0.0]  # a spike, nine normal minutes, a dead checkout
+    points = pd.DataFrame({"timestamp": [minute + timedelta(minutes=i) for i in range(len(values))], "value": values, "series_key": key})
+    scores = orders_scorer.copy().score(points)["anomaly_score"].to_numpy()
+    threshold = orders_scorer.params.threshold
+    assert scores[0] >= threshold and scores[-1] >= threshold  # the drop is a new episode
+    assert (scores[1:-1] == 0.0).all()  # the spike's own episode stays suppressed
