@@ -7,8 +7,10 @@ Public API (import the submodules; ``models.registry`` pulls in MLflow):
   (``fit(history)``, ``score(frame)``, ``preview(frame)`` without learning, ``copy()``,
   ``save``/``load``, per-series alert-budget ``page_thresholds``).
 * ``models.ensemble`` — the cold-start ensemble (local level, daily profile, seasonal
-  baseline weighted by support and error; CUSUMs, flat lines).
-* ``models.validation`` — leave-one-group-out NAB validation, the recorded search, the
+  baseline weighted by support and error; CUSUMs, flat lines; NAB's anomaly likelihood
+  and alarm suppression).
+* ``models.validation`` — leave-one-file-out (the gate) and leave-one-group-out NAB
+  validation, the recorded search, the
   promotion gate as data (``PromotionGate``).
 * ``models.kpi_scoring`` / ``models.open_window`` — the detect job's scoring step: final
   windows learnt, open windows scored early, calendar promotions not paged.

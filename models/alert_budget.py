@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from models.series import SERIES_KEY, TIMESTAMP, epoch_seconds
+from models.series import SERIES_KEY, TIMESTAMP, VALUE, epoch_seconds
 
 SECONDS_PER_WEEK = 7 * 86400.0
 CANDIDATES = np.r_[np.linspace(0.5, 0.95, 10), 0.97, 0.98, 0.99, 0.995, 0.999, 0.9999]
@@ -57,4 +57,24 @@ def budget_thresholds(points: pd.DataFrame, scored: pd.DataFrame, alerts_per_wee
     return out
 
 
-__all__ = ["alert_episodes", "budget_threshold", "budget_thresholds"]
+def open_window_thresholds(
+    points: pd.DataFrame, scored: pd.DataFrame, alerts_per_week: float, band_k: float, floor: float = 0.5
+) -> dict[str, float]:
+    """Per-series paging thresholds of *open* windows (:mod:`models.open_window`).
+
+    An open window is scored on its distance from the model's band (no likelihood, no CUSUM),
+    so its threshold is budgeted on that same score: each complete window of the clean
+    history scored as an open window at ``fraction = 1`` against the band the model had
+    before it (``scored``, the causal replay). A threshold set on the final score (whose
+    likelihood saturates near 1 on long clean histories) would silence open windows.
+    """
+    from models.open_window import open_score
+
+    values = points[VALUE].to_numpy(float)
+    score = open_score(values, scored["expected"].to_numpy(float), scored["lower"].to_numpy(float), scored["upper"].to_numpy(float), band_k)
+    warm = scored["confidence"].to_numpy(float) >= 0.5  # past the model's warm-up
+    score = np.where(warm & np.isfinite(values) & np.isfinite(scored["expected"].to_numpy(float)), score, 0.0)
+    return budget_thresholds(points, pd.DataFrame({"anomaly_score": score}, index=scored.index), alerts_per_week, floor)
+
+
+__all__ = ["alert_episodes", "budget_threshold", "budget_thresholds", "open_window_thresholds"]

@@ -73,7 +73,8 @@ def evaluate(
     no_search: bool = typer.Option(False, "--no-search", help="Evaluate the family's defaults only (no recorded search)."),
     output: Path = typer.Option(REPO_ROOT / "bench" / "results" / "nab.json", "--output", help="JSON results."),
 ) -> None:
-    """NAB in-sample vs out-of-sample (leave-one-group-out), per group and file, all profiles."""
+    """NAB in sample vs out of sample (leave-one-file-out, the gate; and leave-one-group-out),
+    per group and file, all profiles, with alarm-episode precision and window recall."""
     from models.validation import report_table, validate
 
     report = validate(kind, search=not no_search)

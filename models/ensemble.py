@@ -22,7 +22,20 @@ the residual itself (spikes, dips, drops to zero), a CUSUM of clipped residuals 
 and drifts), a CUSUM of squared residuals (variance changes), and a flat-line run (a stuck
 sensor or a dead checkout: a series that normally moves repeats one value). A run of
 ``shift_run`` same-side exceedances is adopted as the new normal, so one shift pages once.
-``anomaly_score = 1 - 2 ** -((evidence / band_k) ** 2)`` (0.5 at ``band_k`` sigmas).
+The point score is ``1 - 2 ** -((evidence / band_k) ** 2)`` (0.5 at ``band_k`` sigmas).
+
+Two NAB-style post-processing steps, O(1) per point, make one threshold fit every series:
+
+* **anomaly likelihood** (Ahmad et al. 2017, NAB's post-processing of HTM): the short mean
+  of the point scores is compared with its own long-run mean and variance; the Gaussian tail
+  probability of that mean, log-scaled (0.5 at 1e-5, 1 at 1e-10), scores bursts that no single
+  point reveals (rising spike density, a broken stretch of the daily pattern) relative to how
+  noisy *this* series usually is;
+* **alarm suppression**: ``anomaly_score = max(point score, likelihood)``; once it reaches
+  the series' paging threshold (``alarm_at`` in the state, set from its alert budget by
+  :class:`models.scorer.KpiScorer`; ``threshold`` without one) the next ``suppress_points``
+  points score 0, so one episode pages once; a residual beyond the band on the other side
+  of the alarm's (a drop right after a spike) ends the suppression.
 """
 
 from __future__ import annotations
@@ -32,6 +45,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy.special import log_ndtr
 
 from models import seasonal_baseline as sb
 from models.series import (
@@ -91,6 +105,14 @@ class EnsembleParams:
         threshold: anomaly_score at or above which a point is an anomaly (the paging
             threshold of a series without an alert-budget threshold).
         relative_floor: Sigma floor in log space for non-count measures.
+        likelihood_short_rate: Smoothing of the short mean of point scores (the likelihood's
+            recent evidence; 0.3 ~ the last three to five points).
+        likelihood_rate: Smoothing of the long-run mean and variance of that short mean.
+        likelihood_min_points: Warm points before the likelihood may speak.
+        likelihood_mean_floor: Floor of the long-run mean (NAB's lower bound).
+        likelihood_sd_floor: Floor of the long-run standard deviation (NAB's lower bound).
+        suppress_points: Points after an alarm (score >= threshold) whose scores are zeroed:
+            one episode pages once.
     """
 
     local_alpha: float = 0.5
@@ -117,8 +139,14 @@ class EnsembleParams:
     tail_quantile: float = 0.98
     tail_rate: float = 0.003
     warmup_points: int = 24
-    threshold: float = 0.5
+    threshold: float = 0.6
     relative_floor: float = 0.002
+    likelihood_short_rate: float = 0.3
+    likelihood_rate: float = 0.001
+    likelihood_min_points: int = 100
+    likelihood_mean_floor: float = 0.03
+    likelihood_sd_floor: float = 0.0173
+    suppress_points: int = 24
 
     def to_dict(self) -> dict:
         """Plain dict (for MLflow params and JSON)."""
@@ -134,6 +162,8 @@ _SCALARS = {
     "mse_local": 0.0, "mse_profile": 0.0, "mse_baseline": 0.0,
     "cusum_pos": 0.0, "cusum_neg": 0.0, "cusum_var": 0.0, "peak": 0.0, "run": 0,
     "flat_run": 0.0, "flat_rate": 1.0, "streak": 0.0, "tail": 0.0, "profile_streak": 0.0,
+    "lik_n": 0.0, "lik_short": 0.0, "lik_mean": 0.0, "lik_var": 0.0, "quiet": 0.0,
+    "alarm_at": np.nan, "quiet_side": 0.0,
 }  # fmt: skip
 
 
@@ -295,8 +325,27 @@ def score_batch(
     ongoing = (evidence <= peak) & (evidence > p.band_k * 0.5)
     peak = np.maximum(peak, np.where(evidence > p.band_k * 0.5, evidence, 0.0))
     evidence = np.where(ongoing, evidence * p.refractory_factor, evidence)
-    anomaly_score = np.where(valid & warm, 1.0 - np.exp2(-((evidence / p.band_k) ** 2)), 0.0)
-    is_anomaly = warm & valid & (anomaly_score >= p.threshold)
+    point_score = np.where(valid & warm, 1.0 - np.exp2(-((evidence / p.band_k) ** 2)), 0.0)
+    # A burst of moderate evidence (rising spike density, a noisier stretch) is improbable as a
+    # whole though no point is: the likelihood scores the recent mean against its own history.
+    likelihood, lik = anomaly_likelihood(a, rows, p, point_score, valid & warm)
+    anomaly_score = np.maximum(point_score, likelihood)
+    # After an alarm the rest of its episode does not page again. An alarm is a score at the
+    # series' own paging threshold (``alarm_at``, set from its alert budget), else
+    # ``threshold``: a blip that would not page must not silence the series.
+    # Suppression is one-sided: a residual beyond the band on the other side of the alarm's
+    # (a drop to zero minutes after a spike) is a new episode, not the rest of the old one.
+    quiet = a["quiet"][rows]
+    side_now = np.sign(z) * (np.abs(z) > p.band_k)
+    quiet_side = a["quiet_side"][rows]
+    quiet = np.where((quiet > 0) & (quiet_side != 0) & (side_now == -quiet_side), 0.0, quiet)
+    alarm_at = a["alarm_at"][rows]
+    alarm_at = np.where(np.isfinite(alarm_at), alarm_at, p.threshold)
+    alarm = valid & (anomaly_score >= alarm_at) & (quiet <= 0)
+    anomaly_score = np.where(quiet > 0, 0.0, anomaly_score)
+    lik["quiet"] = np.where(alarm, float(p.suppress_points), np.maximum(quiet - 1.0, 0.0))
+    lik["quiet_side"] = np.where(alarm, side_now, quiet_side)
+    is_anomaly = warm & valid & (anomaly_score >= alarm_at)
     cusum_pos = np.where(cusum_evidence >= p.band_k, 0.0, cusum_pos)
     cusum_neg = np.where(cusum_evidence >= p.band_k, 0.0, cusum_neg)
     cusum_var = np.where(volatility_evidence >= p.band_k, 0.0, cusum_var)
@@ -384,6 +433,8 @@ def score_batch(
     tail_new = np.where(n < 2, np.log(normal_q), a["tail"][rows] + np.where(warm, tail_step, 0.0))
     a["tail"][rv] = tail_new[v]
     a["n"][rv] += 1
+    for name, value in lik.items():
+        a[name][rv] = value[v]
 
     history_support = np.maximum(support["profile"], base.confidence)
     confidence = np.where(valid, np.minimum(n / p.warmup_points, 1.0) * (0.5 + 0.5 * history_support), 0.0)
@@ -397,6 +448,40 @@ def score_batch(
         center=y_hat,
         sigma=sigma,
     )
+
+
+LOG_TAIL_FLOOR = float(np.log(1e-10))
+
+
+def anomaly_likelihood(
+    a: dict[str, np.ndarray], rows: np.ndarray, p: EnsembleParams, point_score: np.ndarray, active: np.ndarray
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """NAB's anomaly likelihood, online: how improbable the recent mean of the point scores is
+    under their own long-run distribution (a Gaussian of the short means).
+
+    Returns the log-scaled likelihood score (0.5 at a tail probability of 1e-5, 1 at 1e-10)
+    and the new state columns.
+    """
+    n = a["lik_n"][rows]
+    short = a["lik_short"][rows] + p.likelihood_short_rate * (point_score - a["lik_short"][rows])
+    mean, var = a["lik_mean"][rows], a["lik_var"][rows]
+    sd = np.maximum(np.sqrt(var), p.likelihood_sd_floor)
+    z = (short - np.maximum(mean, p.likelihood_mean_floor)) / sd
+    log_tail = log_ndtr(-z)
+    score = np.logaddexp(log_tail, LOG_TAIL_FLOOR) / LOG_TAIL_FLOOR
+    score = np.where(active & (n >= p.likelihood_min_points), np.clip(score, 0.0, 1.0), 0.0)
+    eta = np.maximum(1.0 / (n + 1.0), p.likelihood_rate)
+    delta = short - mean
+    mean_new = mean + eta * delta
+    var_new = (1.0 - eta) * (var + eta * delta * delta)
+    keep = ~active
+    state = {
+        "lik_n": np.where(keep, n, n + 1.0),
+        "lik_short": np.where(keep, a["lik_short"][rows], short),
+        "lik_mean": np.where(keep, mean, mean_new),
+        "lik_var": np.where(keep, var, var_new),
+    }
+    return score, state
 
 
 def score_points(state: EnsembleState, params: EnsembleParams, points: pd.DataFrame) -> pd.DataFrame:
@@ -429,13 +514,20 @@ def score_points(state: EnsembleState, params: EnsembleParams, points: pd.DataFr
 
 def fit_state(history: pd.DataFrame, params: EnsembleParams, state: EnsembleState | None = None) -> EnsembleState:
     """Warm a state on history: transform and period from the data, then replay it."""
+    state = register_series(history, params, state)
+    score_points(state, params, history)
+    return state
+
+
+def register_series(history: pd.DataFrame, params: EnsembleParams, state: EnsembleState | None = None) -> EnsembleState:
+    """Track the series of ``history`` with the transform and period :func:`fit_state` picks
+    from their whole history (a cold state that replays history as the fitted one learnt it)."""
     state = state if state is not None else EnsembleState()
     for key, part in history.groupby(SERIES_KEY, sort=False):
         if not state.has(str(key)):
             transform = sb.choose_transform(part[VALUE].to_numpy(float), params.relative_floor)
             state.add_series(str(key), transform, infer_period_seconds(epoch_seconds(part[TIMESTAMP])))
-    score_points(state, params, history)
     return state
 
 
-__all__ = ["EnsembleParams", "EnsembleState", "fit_state", "profile_slot", "score_batch", "score_points"]
+__all__ = ["EnsembleParams", "EnsembleState", "fit_state", "register_series", "profile_slot", "score_batch", "score_points"]

@@ -252,13 +252,19 @@ def score_points(state: EtsState, params: EtsParams, points: pd.DataFrame) -> pd
 
 def fit_state(history: pd.DataFrame, params: EtsParams, state: EtsState | None = None) -> EtsState:
     """Fit each series' smoothing on its history, then replay the history online."""
+    state = register_series(history, params, state)
+    score_points(state, params, history)
+    return state
+
+
+def register_series(history: pd.DataFrame, params: EtsParams, state: EtsState | None = None) -> EtsState:
+    """Track the series of ``history`` as :func:`fit_state` does, without learning from it."""
     state = state if state is not None else EtsState()
     for key, part in history.groupby(SERIES_KEY, sort=False):
         if not state.has(str(key)):
             state.add_series(
                 str(key), fit_series(epoch_seconds(part[TIMESTAMP]), part[VALUE].to_numpy(float), params)
             )
-    score_points(state, params, history)
     return state
 
 

@@ -171,12 +171,18 @@ def score_points(state: HstState, params: HstParams, points: pd.DataFrame) -> pd
 
 def fit_state(history: pd.DataFrame, params: HstParams, state: HstState | None = None) -> HstState:
     """Warm a state on history: transform from the data, then replay it."""
-    state = state if state is not None else HstState()
-    for key, part in history.groupby(SERIES_KEY, sort=False):
-        if not state.has(str(key)):
-            state.add_series(str(key), sb.choose_transform(part[VALUE].to_numpy(float)), params)
+    state = register_series(history, params, state)
     score_points(state, params, history)
     return state
 
 
-__all__ = ["HstParams", "HstState", "fit_state", "score_points"]
+def register_series(history: pd.DataFrame, params: HstParams, state: HstState | None = None) -> HstState:
+    """Track the series of ``history`` as :func:`fit_state` does, without learning from it."""
+    state = state if state is not None else HstState()
+    for key, part in history.groupby(SERIES_KEY, sort=False):
+        if not state.has(str(key)):
+            state.add_series(str(key), sb.choose_transform(part[VALUE].to_numpy(float)), params)
+    return state
+
+
+__all__ = ["HstParams", "HstState", "fit_state", "register_series", "score_points"]

@@ -81,7 +81,7 @@ def score_open(scorer: KpiScorer, points: pd.DataFrame, calendar: CampaignCalend
     full = scorer.preview(probe)
     band_k = float(getattr(scorer.params, "band_k", 4.0))
     out = open_window_scores(
-        full, estimate, points["fraction"].to_numpy(float), band_k, scorer.paging_threshold(points[SERIES_KEY]), points["additive"].to_numpy(bool)
+        full, estimate, points["fraction"].to_numpy(float), band_k, scorer.open_threshold(points[SERIES_KEY]), points["additive"].to_numpy(bool)
     )
     promo = expected_rises(points["kpi"], points["timestamp"], estimate, out["expected"].to_numpy(), calendar)
     out["is_anomaly"] = out["is_anomaly"].to_numpy() & ~promo

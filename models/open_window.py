@@ -56,6 +56,18 @@ def band_units(value: np.ndarray, expected: np.ndarray, lower: np.ndarray, upper
     return np.nan_to_num(np.where(inside, np.minimum(z, band_k * (1.0 - 1e-9)), z))
 
 
+def open_score(
+    value: np.ndarray, expected: np.ndarray, lower: np.ndarray, upper: np.ndarray, band_k: float, fraction: np.ndarray | float = 1.0
+) -> np.ndarray:
+    """Open-window anomaly score: band distance shrunk by ``sqrt(fraction)``, squashed like the
+    models' point score (0.5 at ``band_k`` sigmas). At ``fraction = 1`` it is the score of a
+    complete window, which is what :func:`models.alert_budget.open_window_thresholds` replays
+    over clean history to set the open-window paging threshold."""
+    z = band_units(np.asarray(value, float), np.asarray(expected, float), np.asarray(lower, float), np.asarray(upper, float), band_k)
+    evidence = np.nan_to_num(z * np.sqrt(np.clip(np.asarray(fraction, float), 0.0, 1.0)))
+    return 1.0 - np.exp2(-((evidence / band_k) ** 2))
+
+
 def open_window_scores(
     full: pd.DataFrame,
     value: np.ndarray,
@@ -72,7 +84,9 @@ def open_window_scores(
         value: The extrapolated values (:func:`full_window_estimate`).
         fraction: Elapsed share of each window.
         band_k: Band half-width of the model in sigmas.
-        threshold: Paging threshold(s) on the anomaly score.
+        threshold: Paging threshold(s) of the open-window score (set by an alert budget on
+            this same score over clean history, :func:`models.alert_budget.open_window_thresholds`;
+            not the final windows' threshold: the final score adds a likelihood and CUSUMs).
         additive: Whether each KPI adds up over a window. A ratio of a partial window (two
             small counts) is far noisier than the band says, so it pages only once its window
             has ended (complete, not final yet).
@@ -82,10 +96,8 @@ def open_window_scores(
     """
     expected = full["expected"].to_numpy(float)
     lower, upper = full["lower"].to_numpy(float), full["upper"].to_numpy(float)
-    z = band_units(np.asarray(value, float), expected, lower, upper, band_k)
     f = np.clip(np.asarray(fraction, float), 0.0, 1.0)
-    evidence = np.nan_to_num(z * np.sqrt(f))
-    score = 1.0 - np.exp2(-((evidence / band_k) ** 2))
+    score = open_score(value, expected, lower, upper, band_k, f)
     confidence = full["confidence"].to_numpy(float) * f
     out = pd.DataFrame(
         {"expected": expected, "lower": lower, "upper": upper,
@@ -96,4 +108,4 @@ def open_window_scores(
     return out[["expected", "lower", "upper", "anomaly_score", "is_anomaly", "confidence"]]
 
 
-__all__ = ["band_units", "elapsed_fraction", "full_window_estimate", "open_window_scores"]
+__all__ = ["band_units", "elapsed_fraction", "full_window_estimate", "open_score", "open_window_scores"]

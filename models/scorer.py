@@ -42,6 +42,9 @@ class KpiScorer:
         page_thresholds: Per-series paging threshold on ``anomaly_score`` set by an alert
             budget on the series' own history (:func:`models.alert_budget.budget_thresholds`);
             series without one page at ``params.threshold``.
+        open_thresholds: Per-series paging threshold of open windows, budgeted on the
+            open-window score (:func:`models.alert_budget.open_window_thresholds`); series
+            without one fall back to their ``page_thresholds`` entry.
     """
 
     kind: str = BASELINE
@@ -50,6 +53,7 @@ class KpiScorer:
     )
     state: seasonal_baseline.BaselineState | ets_challenger.EtsState | ensemble.EnsembleState | None = None
     page_thresholds: dict[str, float] = field(default_factory=dict)
+    open_thresholds: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def new(cls, kind: str = ENSEMBLE, **overrides: float) -> KpiScorer:
@@ -90,6 +94,7 @@ class KpiScorer:
         points = normalise_points(frame, **columns)
         if self.state is None:
             self.state = FAMILIES[self.kind][2]()
+        self._sync_alarm_levels(points[SERIES_KEY])
         scored = self._module.score_points(self.state, self.params, points)[OUTPUT_COLUMNS]
         if self.page_thresholds:
             keys = points[SERIES_KEY].map(self.page_thresholds).astype(float)
@@ -97,6 +102,27 @@ class KpiScorer:
             score = scored["anomaly_score"].to_numpy()
             scored["is_anomaly"] = (score >= threshold) & (score > 0)
         return scored
+
+    def _sync_alarm_levels(self, keys: pd.Series) -> None:
+        """Hand each tracked series' paging threshold to the ensemble state, whose alarm
+        suppression starts at it (not at the family's default threshold)."""
+        arrays = getattr(self.state, "arrays", None)
+        if not self.page_thresholds or arrays is None or "alarm_at" not in arrays:
+            return
+        known = [k for k in pd.unique(keys.astype(str)) if k in self.page_thresholds and self.state.has(k)]
+        if known:
+            arrays["alarm_at"][self.state.index_of(known)] = [self.page_thresholds[k] for k in known]
+
+    def replay(self, history: pd.DataFrame, **columns: str) -> pd.DataFrame:
+        """Scores of ``history`` as this scorer's family learns it from a cold state, with the
+        transforms and periods :meth:`fit` picks from the whole history (a plain cold copy picks
+        a series' transform from its first value: a ratio starting at 0 would be read as a
+        count and its band would be far wider than the fitted scorer's). Alert budgets are
+        set on these scores."""
+        points = normalise_points(history, **columns)
+        cold = self.cold_copy()
+        cold.state = self._module.register_series(points, cold.params)
+        return cold.score(points)
 
     def preview(self, frame: pd.DataFrame, **columns: str) -> pd.DataFrame:
         """Score points without learning from them (an open window, a what-if).
@@ -106,16 +132,23 @@ class KpiScorer:
         """
         points = normalise_points(frame, **columns)
         keys = [k for k in pd.unique(points[SERIES_KEY]) if self.state is not None and self.state.has(k)]
-        probe = KpiScorer(self.kind, self.params, subset_state(self.state, keys) if keys else None, self.page_thresholds)
+        probe = KpiScorer(self.kind, self.params, subset_state(self.state, keys) if keys else None, self.page_thresholds, self.open_thresholds)
         return probe.score(points)
 
     def paging_threshold(self, keys: pd.Series) -> np.ndarray:
         """Paging threshold of each series (alert budget, else the family's threshold)."""
         return keys.map(self.page_thresholds).astype(float).fillna(self.params.threshold).to_numpy()
 
+    def open_threshold(self, keys: pd.Series) -> np.ndarray:
+        """Paging threshold of each series' open windows (its open-window budget, else
+        :meth:`paging_threshold`)."""
+        return keys.map(self.open_thresholds).astype(float).fillna(pd.Series(self.paging_threshold(keys), index=keys.index)).to_numpy()
+
     def copy(self) -> KpiScorer:
         """Independent copy (state included)."""
-        return KpiScorer(self.kind, self.params, self.state.copy() if self.state is not None else None, dict(self.page_thresholds))
+        return KpiScorer(
+            self.kind, self.params, self.state.copy() if self.state is not None else None, dict(self.page_thresholds), dict(self.open_thresholds)
+        )
 
     def cold_copy(self) -> KpiScorer:
         """Same family and hyper-parameters, no series state."""
@@ -125,7 +158,7 @@ class KpiScorer:
         """Write ``config.json`` and ``state.npz`` into ``directory``."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        config = {"kind": self.kind, "params": self.params.to_dict(), "page_thresholds": self.page_thresholds}
+        config = {"kind": self.kind, "params": self.params.to_dict(), "page_thresholds": self.page_thresholds, "open_thresholds": self.open_thresholds}
         (directory / "config.json").write_text(json.dumps(config, indent=2))
         arrays = self.state.to_arrays() if self.state is not None else {}
         np.savez_compressed(directory / "state.npz", **arrays)
@@ -138,6 +171,7 @@ class KpiScorer:
         config = json.loads((directory / "config.json").read_text())
         scorer = cls.new(config["kind"], **config["params"])
         scorer.page_thresholds = {str(k): float(v) for k, v in config.get("page_thresholds", {}).items()}
+        scorer.open_thresholds = {str(k): float(v) for k, v in config.get("open_thresholds", {}).items()}
         with np.load(directory / "state.npz", allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
         if arrays:

@@ -476,13 +476,20 @@ def fit_state(
     Returns:
         The state after the last historical point of every series.
     """
+    state = register_series(history, params, state)
+    score_points(state, params, history)
+    return state
+
+
+def register_series(history: pd.DataFrame, params: BaselineParams, state: BaselineState | None = None) -> BaselineState:
+    """Track the series of ``history`` with the transform and period :func:`fit_state` picks
+    from their whole history (a cold state that replays history as the fitted one learnt it)."""
     state = state if state is not None else BaselineState()
     for key, part in history.groupby(SERIES_KEY, sort=False):
         seconds = epoch_seconds(part[TIMESTAMP])
         transform = choose_transform(part[VALUE].to_numpy(float), params.relative_floor)
         if not state.has(str(key)):
             state.add_series(str(key), transform, infer_period_seconds(seconds))
-    score_points(state, params, history)
     return state
 
 

@@ -1,18 +1,18 @@
-"""Out-of-sample validation: a recorded hyper-parameter search, leave-one-group-out NAB scores,
-and the promotion gate as data.
+"""Out-of-sample validation: a recorded hyper-parameter search, leave-one-file-out (and
+leave-one-group-out) NAB scores, and the promotion gate as data.
 
 Protocol (the promotion gate's evidence):
 
 * the labelled series form groups (NAB realAdExchange, NAB's synthetic series, the msft
   purchase-rate series); each file is scored causally from a cold state, learning on its
   probation period (NAB's protocol);
-* for each held-out group, the hyper-parameters (from a small recorded grid,
-  :data:`SEARCH_SPACE`) and the detection threshold (NAB's sweep) are chosen on the *other*
-  groups only, then the held-out group is scored with them: that is its out-of-sample score;
-* the out-of-sample total sums the held-out raw scores of every group, normalised over all
-  files with NAB's null and perfect detectors;
-* in-sample scores (parameters and threshold chosen on the group itself) are reported beside
-  them, never used by the gate.
+* leave-one-file-out (the gate's ``oos`` metrics): for each file, the hyper-parameters (from
+  a small recorded grid, :data:`SEARCH_SPACE`) and each profile's threshold (NAB's sweep) are
+  chosen on *all other* files, then the file is scored with them; a group's out-of-sample
+  score sums its files' raw scores, normalised with NAB's null and perfect detectors;
+* leave-one-group-out (``logo``, stricter: a whole kind of series unseen) is reported beside it;
+* in-sample scores (parameters and threshold chosen on the scored files themselves) are
+  reported too, never used by the gate.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ OOS_METRIC = "nab_standard_oos_all"
 
 # The recorded search: overrides tried on top of a family's defaults (general knobs only).
 SEARCH_SPACE: dict[str, dict[str, list]] = {
-    ENSEMBLE: {"tail_rate": [0.003, 0.01], "tail_quantile": [0.98, 0.995], "power": [2.0, 4.0]},
+    ENSEMBLE: {"likelihood_short_rate": [0.2, 0.3], "cusum_limit": [8.0, 10.0], "suppress_points": [24, 36]},
     BASELINE: {"tail_rate": [0.0, 0.01], "refractory_factor": [0.0, 0.3]},
     ETS: {"band_k": [4.0]},
     HST: {"window_size": [100, 250], "shingle": [1, 4]},
@@ -128,10 +128,15 @@ class ValidationReport:
 
     Attributes:
         kind: Model family.
-        metrics: Flat metrics (``nab_<profile>_<in|oos>_<group|all>``) for MLflow and the gate.
+        metrics: Flat metrics ``nab_<profile>_<in|oos|logo>_<group|all>`` for MLflow and the
+            gate: ``in`` in sample, ``oos`` leave-one-file-out (the gate's), ``logo``
+            leave-one-group-out.
         in_sample: Group → profile → result (parameters and threshold chosen on the group).
-        out_of_sample: Group → profile → result (chosen on the other groups).
-        selections: Group held out → the parameters and thresholds chosen without it.
+        out_of_sample: Group → profile → result, leave-one-file-out (each file scored with the
+            parameters and threshold chosen on every other file).
+        leave_one_group_out: Group → profile → result (chosen on the other groups).
+        selections: ``{"leave_one_file_out": {file: …}, "leave_one_group_out": {group: …}}``:
+            the parameters and thresholds chosen without the held-out part.
         search: One row per (candidate, group): standard score swept on that group (the record).
         deploy_params: Parameters chosen on all groups (what a registered model uses).
         deploy_thresholds: NAB-swept thresholds on all groups with those parameters.
@@ -141,10 +146,35 @@ class ValidationReport:
     metrics: dict[str, float]
     in_sample: dict[str, dict[str, nab.CorpusResult]]
     out_of_sample: dict[str, dict[str, nab.CorpusResult]]
+    leave_one_group_out: dict[str, dict[str, nab.CorpusResult]]
     selections: dict[str, dict]
     search: pd.DataFrame
     deploy_params: dict
     deploy_thresholds: dict[str, float]
+
+
+@dataclass
+class _Scored:
+    """NAB sweep weights of every file for every (candidate, profile): scored once, swept often."""
+
+    points: list[dict[str, dict[str, nab.ScoredPoints]]]  # candidate -> profile -> file
+    profiles: dict[str, nab.CostProfile]
+
+    def sweep(self, candidate: int, profile: str, files: list[str]) -> tuple[float, float]:
+        return nab.sweep_corpus([self.points[candidate][profile][f] for f in files], self.profiles[profile])
+
+    def best_candidate(self, files: list[str]) -> int:
+        """The candidate with the best standard score swept on ``files`` (first on ties)."""
+        return int(np.argmax([self.sweep(c, "standard", files)[1] for c in range(len(self.points))]))
+
+    def file_score(self, candidate: int, profile: str, file: str, threshold: float) -> nab.FileScore:
+        return nab.score_file(self.points[candidate][profile][file], self.profiles[profile], threshold)
+
+    def result(self, profile: str, files: list[nab.FileScore], threshold: float) -> nab.CorpusResult:
+        """A corpus result from file scores, normalised with the corpus' null and perfect detectors."""
+        null, perfect = nab.null_and_perfect([self.points[0][profile][f.name] for f in files], self.profiles[profile])
+        raw = sum(f.score for f in files)
+        return nab.CorpusResult(profile, threshold, raw, null, perfect, nab.normalised(raw, null, perfect), files)
 
 
 def validate(
@@ -154,7 +184,13 @@ def validate(
     profiles: dict[str, nab.CostProfile] | None = None,
     search: bool = True,
 ) -> ValidationReport:
-    """Leave-one-group-out validation of a family with the recorded search.
+    """In-sample, leave-one-file-out and leave-one-group-out validation with the recorded search.
+
+    Leave-one-file-out (the gate's protocol): for each file, the candidate parameters and each
+    profile's threshold are chosen on all *other* files (every group), then the file is scored
+    with them; a group's out-of-sample score sums its files' raw scores, normalised with NAB's
+    null and perfect detectors of that group. Nothing of the held-out file touches its
+    parameters or threshold. Leave-one-group-out is the stricter, reported beside it.
 
     Args:
         kind: Model family.
@@ -169,46 +205,52 @@ def validate(
     groups = groups if groups is not None else load_groups()
     profiles = profiles or nab.STANDARD_PROFILES
     grid = candidates(kind, base_params) if search else [dict(base_params or {})]
-    standard = {"standard": profiles["standard"]}
-    scores: list[dict[str, np.ndarray]] = []
-    records = []
-    for i, params in enumerate(grid):
+    all_files = [s for corpus in groups.values() for s in corpus]
+    names = {g: [s.name for s in corpus] for g, corpus in groups.items()}
+    every = [s.name for s in all_files]
+    limits = {s.name: nab.window_index_limits(s.points[TIMESTAMP].reset_index(drop=True), s.windows) for s in all_files}
+    points = []
+    for params in grid:
         scorer = KpiScorer.new(kind, **params)
         per_file: dict[str, np.ndarray] = {}
         for corpus in groups.values():
             per_file.update(score_corpus_with_probation(scorer, corpus))
-        scores.append(per_file)
-        for g, corpus in groups.items():
-            records.append({"candidate": i, **params, "group": g, "standard_in": corpus_results(corpus, per_file, standard)["standard"].score})
-    all_files = [s for corpus in groups.values() for s in corpus]
+        points.append({p: {f: nab.sweep_weights(f, per_file[f], limits[f], prof) for f in every} for p, prof in profiles.items()})
+    scored = _Scored(points, profiles)
+    records = [{"candidate": c, **params, "group": g, "standard_in": scored.result("standard", [scored.file_score(c, "standard", f, scored.sweep(c, "standard", names[g])[0]) for f in names[g]], 0.0).score}
+               for c, params in enumerate(grid) for g in groups]  # fmt: skip
 
-    def best_on(corpus: list[LabelledSeries]) -> tuple[int, dict[str, nab.CorpusResult]]:
-        results = [corpus_results(corpus, sc, profiles) for sc in scores]
-        best = int(np.argmax([r["standard"].raw_score for r in results]))
-        return best, results[best]
+    def chosen_on(train: list[str], test: list[str]) -> tuple[int, dict[str, float], dict[str, list[nab.FileScore]]]:
+        c = scored.best_candidate(train)
+        thresholds = {p: scored.sweep(c, p, train)[0] for p in profiles}
+        return c, thresholds, {p: [scored.file_score(c, p, f, thresholds[p]) for f in test] for p in profiles}
 
-    in_sample, out_of_sample, selections, metrics = {}, {}, {}, {}
-    held_raw = {p: 0.0 for p in profiles}
-    for g, corpus in groups.items():
-        _, in_sample[g] = best_on(corpus)
-        others = [s for h, c in groups.items() if h != g for s in c]
-        chosen, train = best_on(others)
-        thresholds = {p: r.threshold for p, r in train.items()}
-        out_of_sample[g] = corpus_results(corpus, scores[chosen], profiles, thresholds)
-        selections[g] = {"params": grid[chosen], "thresholds": thresholds}
+    in_sample, logo, selections = {}, {}, {"leave_one_file_out": {}, "leave_one_group_out": {}}
+    lofo_files: dict[str, dict[str, nab.FileScore]] = {p: {} for p in profiles}
+    for f in every:
+        c, thresholds, files = chosen_on([o for o in every if o != f], [f])
+        selections["leave_one_file_out"][f] = {"params": grid[c], "thresholds": thresholds}
         for p in profiles:
+            lofo_files[p][f] = files[p][0]
+    for g in groups:
+        _, th_in, files_in = chosen_on(names[g], names[g])
+        in_sample[g] = {p: scored.result(p, files_in[p], th_in[p]) for p in profiles}
+        c, th_logo, files_logo = chosen_on([f for f in every if f not in names[g]], names[g])
+        logo[g] = {p: scored.result(p, files_logo[p], th_logo[p]) for p in profiles}
+        selections["leave_one_group_out"][g] = {"params": grid[c], "thresholds": th_logo}
+    out_of_sample = {g: {p: scored.result(p, [lofo_files[p][f] for f in names[g]], float("nan")) for p in profiles} for g in groups}
+    chosen_all, deploy_thresholds, files_all = chosen_on(every, every)
+    metrics = {}
+    for p in profiles:
+        for g in groups:
             metrics[f"nab_{p}_in_{g}"] = in_sample[g][p].score
             metrics[f"nab_{p}_oos_{g}"] = out_of_sample[g][p].score
-            held_raw[p] += out_of_sample[g][p].raw_score
-    chosen_all, on_all = best_on(all_files)
-    for p, profile in profiles.items():
-        points = [nab.sweep_weights(s.name, scores[0][s.name], nab.window_index_limits(s.points[TIMESTAMP].reset_index(drop=True), s.windows), profile) for s in all_files]
-        null, perfect = nab.null_and_perfect(points, profile)
-        metrics[f"nab_{p}_oos_all"] = nab.normalised(held_raw[p], null, perfect)
-        metrics[f"nab_{p}_in_all"] = on_all[p].score
+            metrics[f"nab_{p}_logo_{g}"] = logo[g][p].score
+        metrics[f"nab_{p}_in_all"] = scored.result(p, files_all[p], deploy_thresholds[p]).score
+        metrics[f"nab_{p}_oos_all"] = scored.result(p, [lofo_files[p][f] for f in every], float("nan")).score
+        metrics[f"nab_{p}_logo_all"] = scored.result(p, [fs for g in groups for fs in logo[g][p].files], float("nan")).score
     return ValidationReport(
-        kind, metrics, in_sample, out_of_sample, selections, pd.DataFrame(records), grid[chosen_all],
-        {p: r.threshold for p, r in on_all.items()},
+        kind, metrics, in_sample, out_of_sample, logo, selections, pd.DataFrame(records), grid[chosen_all], deploy_thresholds
     )
 
 
@@ -216,14 +258,17 @@ def report_table(report: ValidationReport) -> pd.DataFrame:
     """In-sample and out-of-sample side by side: one row per profile x group x file (and the
     group totals), with alarm-episode precision and window recall."""
     rows = []
+    lofo = report.selections["leave_one_file_out"]
     for g in report.in_sample:
         for p in report.in_sample[g]:
-            ins, oos = report.in_sample[g][p], report.out_of_sample[g][p]
+            ins, oos, logo = report.in_sample[g][p], report.out_of_sample[g][p], report.leave_one_group_out[g][p]
             rows.append({"group": g, "profile": p, "file": "TOTAL", "in_sample": ins.score, "out_of_sample": oos.score,
-                         "threshold_in": ins.threshold, "threshold_oos": oos.threshold, **_episodes(ins.files, "in"), **_episodes(oos.files, "oos")})  # fmt: skip
-            for fi, fo in zip(ins.files, oos.files, strict=True):
+                         "leave_one_group_out": logo.score, "threshold_in": ins.threshold, "threshold_oos": float("nan"),
+                         **_episodes(ins.files, "in"), **_episodes(oos.files, "oos")})  # fmt: skip
+            for fi, fo, fg in zip(ins.files, oos.files, logo.files, strict=True):
                 rows.append({"group": g, "profile": p, "file": fi.name, "in_sample": fi.score, "out_of_sample": fo.score,
-                             "threshold_in": ins.threshold, "threshold_oos": oos.threshold, **_episodes([fi], "in"), **_episodes([fo], "oos")})  # fmt: skip
+                             "leave_one_group_out": fg.score, "threshold_in": ins.threshold,
+                             "threshold_oos": lofo[fi.name]["thresholds"][p], **_episodes([fi], "in"), **_episodes([fo], "oos")})  # fmt: skip
     return pd.DataFrame(rows)
 
 

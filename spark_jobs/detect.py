@@ -491,7 +491,8 @@ class DetectorState:
         }
         arrays: dict[str, np.ndarray] = {"meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
         if self.scorer is not None:
-            config = {"kind": self.scorer.kind, "params": self.scorer.params.to_dict(), "page_thresholds": self.scorer.page_thresholds}
+            config = {"kind": self.scorer.kind, "params": self.scorer.params.to_dict(), "page_thresholds": self.scorer.page_thresholds,
+                      "open_thresholds": self.scorer.open_thresholds}
             arrays["scorer_config"] = np.frombuffer(json.dumps(config).encode(), np.uint8)
             if self.scorer.state is not None:
                 arrays.update({f"state_{k}": v for k, v in self.scorer.state.to_arrays().items()})
@@ -514,6 +515,7 @@ class DetectorState:
             if state_arrays:
                 scorer.state = FAMILIES[scorer.kind][2].from_arrays(state_arrays)
             scorer.page_thresholds = {str(k): float(v) for k, v in config.get("page_thresholds", {}).items()}
+            scorer.open_thresholds = {str(k): float(v) for k, v in config.get("open_thresholds", {}).items()}
         book = AlertBook(open={(s, r): Alert.from_json(a) for s, r, a in meta["open"]})
         return cls(scorer, meta["model_version"], {k: float(v) for k, v in meta["cursor"].items()}, book, meta["batch_id"])
 

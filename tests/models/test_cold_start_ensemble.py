@@ -7,7 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.scorer import ENSEMBLE, KpiScorer
+from models import nab
+from models.evaluation import SHARED_DATA, load_synthetic_corpus
+from models.scorer import ENSEMBLE, KpiScorer, score_with_probation
 
 pytestmark = pytest.mark.unit
 
@@ -136,3 +138,25 @@ def test_half_space_trees_challenger_finds_a_spike_causally(tmp_path) -> None:
     tail = daily_series(14, days=1)
     tail["timestamp"] += pd.Timedelta(days=2)
     pd.testing.assert_frame_equal(scorer.copy().score(tail), again.score(tail))
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "nab").exists(), reason="needs the shared NAB data (../shared/data/nab)")
+def test_rising_spike_density_is_flagged_by_the_likelihood_not_by_any_single_point() -> None:
+    # NAB's art_increase_spike_density: routine spikes, then a stretch where they come densely.
+    series = next(s for s in load_synthetic_corpus(SHARED_DATA / "nab") if s.name == "art_increase_spike_density.csv")
+    points = series.points.reset_index(drop=True)
+    (lo, hi), = nab.window_index_limits(points["timestamp"], series.windows)
+    probation = nab.probation_length(len(points))
+    with_likelihood = score_with_probation(KpiScorer.new(ENSEMBLE), points, probation)["anomaly_score"].to_numpy()
+    points_only = score_with_probation(KpiScorer.new(ENSEMBLE, likelihood_min_points=10**9), points, probation)["anomaly_score"].to_numpy()
+    alarms = np.flatnonzero(with_likelihood >= 0.6)
+    assert len(alarms) and lo <= alarms[0] <= hi
+    assert points_only.max() < 0.5
+
+
+def test_one_episode_pages_once_then_stays_quiet_for_suppress_points() -> None:
+    frame = daily_series(16)
+    frame.loc[CHANGE : CHANGE + 30, "value"] = 0.0  # a dead checkout for two and a half hours
+    scores = KpiScorer.new(ENSEMBLE).score(frame)["anomaly_score"].to_numpy()
+    alarms = np.flatnonzero(scores[CHANGE : CHANGE + 24] >= 0.6)
+    assert alarms.tolist() == [0]

@@ -12,8 +12,13 @@ import pytest
 from lakehouse.campaigns import CampaignCalendar
 from lakehouse.generator import incidents as inc
 from models import kpi_scoring
-from models.alert_budget import alert_episodes, budget_threshold, budget_thresholds
-from models.open_window import elapsed_fraction, full_window_estimate
+from models.alert_budget import (
+    alert_episodes,
+    budget_threshold,
+    budget_thresholds,
+    open_window_thresholds,
+)
+from models.open_window import elapsed_fraction, full_window_estimate, open_score
 from models.scorer import ENSEMBLE, KpiScorer
 from models.validation import PromotionGate
 
@@ -81,6 +86,63 @@ def test_budget_thresholds_per_series_keep_clean_history_within_budget() -> None
         assert alert_episodes(mine, threshold) <= 2 and 0.5 <= threshold <= 1.0
 
 
+def test_open_windows_page_at_their_own_budget_not_at_the_final_scores_threshold() -> None:
+    # Final scores carry a likelihood that saturates near 1 on a week of clean minutes; the
+    # open-window score (band distance only) is budgeted on itself, on the same history.
+    history = inc.kpi_minute_series(START - timedelta(days=7), 7 * 1440, seed=2)
+    points = _long(history, {"orders": True})[["timestamp", "value", "series_key"]]
+    scorer = KpiScorer.new(ENSEMBLE)
+    scored = scorer.score(points)
+    scorer.page_thresholds = budget_thresholds(points, scored, alerts_per_week=2)
+    scorer.open_thresholds = open_window_thresholds(points, scored, alerts_per_week=2, band_k=scorer.params.band_k)
+    key = "orders|1m|all"
+    replayed = open_score(points["value"].to_numpy(), scored["expected"].to_numpy(), scored["lower"].to_numpy(), scored["upper"].to_numpy(), scorer.params.band_k)
+    warm = scored["confidence"].to_numpy() >= 0.5
+    assert alert_episodes(np.where(warm, replayed, 0.0), scorer.open_thresholds[key]) <= 2  # clean history within budget
+    assert 0.5 <= scorer.open_thresholds[key] < 1.0
+    minute = START + timedelta(hours=13)
+    expected = scorer.preview(pd.DataFrame({"timestamp": [minute], "value": [0.0], "series_key": [key]}))["expected"].iloc[0]
+    probe = pd.DataFrame({"timestamp": [minute] * 2, "value": [0.0, round(expected / 2)], "kpi": "orders", "series_key": key,
+                          "fraction": 0.5, "additive": True})  # fmt: skip
+    out = pd.concat([kpi_scoring.score_open(scorer, probe.iloc[[i]]) for i in range(2)])
+    assert out["is_anomaly"].tolist() == [True, False]  # a dead checkout half a minute in; a normal pace not
+    # Restored from disk, the scorer keeps both thresholds.
+    assert scorer.copy().open_thresholds == scorer.open_thresholds
+
+
+def test_budget_replay_learns_history_with_the_fitted_transforms() -> None:
+    # A failure rate whose first minute is 0 looks like a count to a cold scorer (transform
+    # picked from the first value): its band would be far wider than the fitted scorer's, and
+    # a budget set on it far too lax. The replay uses the transforms fit picks.
+    history = inc.kpi_minute_series(START - timedelta(days=2), 2 * 1440, seed=5)
+    history.loc[0, "payment_failure_rate"] = 0.0
+    points = _long(history, {"payment_failure_rate": False})[["timestamp", "value", "series_key"]]
+    scorer = KpiScorer.new(ENSEMBLE).fit(points)
+    cold, replay = scorer.cold_copy().score(points), scorer.replay(points)
+    width = lambda s: float(np.nanmedian((s["upper"] - s["lower"]).to_numpy()[1440:]))  # noqa: E731 - second day
+    assert width(replay) < 0.5 * width(cold)
+    live = scorer.preview(points.tail(1).assign(timestamp=points["timestamp"].iloc[-1] + pd.Timedelta(minutes=1)))
+    assert float(live["upper"].iloc[0] - live["lower"].iloc[0]) < 0.5 * width(cold)  # the live band is the narrow one
+
+
+def test_suppression_starts_at_the_series_paging_threshold(orders_scorer: KpiScorer) -> None:
+    # A blip above the family threshold but below the series' paging threshold must not
+    # silence the series: a real drop right after it still scores (and pages).
+    key = "orders|1m|all"
+    minute = START + timedelta(hours=13)
+    expected = orders_scorer.preview(pd.DataFrame({"timestamp": [minute], "value": [0.0], "series_key": [key]}))["expected"].iloc[0]
+    for factor in (1.5, 1.75, 2.0, 2.25, 2.5, 3.0):  # a blip scoring between the family threshold and 0.95
+        blip_then_drop = pd.DataFrame({"timestamp": [minute, minute + timedelta(minutes=1)], "value": [round(expected * factor), 0.0], "series_key": key})
+        default = orders_scorer.copy().score(blip_then_drop)["anomaly_score"].to_numpy()
+        if orders_scorer.params.threshold <= default[0] < 0.95:
+            break
+    assert orders_scorer.params.threshold <= default[0] < 0.95 and default[1] == 0.0  # suppressed at the family threshold
+    own = orders_scorer.copy()
+    own.page_thresholds = {key: 0.95}
+    scores = own.score(blip_then_drop)
+    assert scores["anomaly_score"].iloc[1] >= own.page_thresholds[key] and scores["is_anomaly"].tolist() == [False, True]
+
+
 def test_promotion_gate_is_data_and_judges_out_of_sample_only() -> None:
     gate = PromotionGate(min_improvement=1.0, floors={"nab_standard_oos_synthetic": 50.0})
     champion = {"nab_standard_oos_all": 60.0, "nab_standard_in_all": 90.0}
@@ -121,3 +183,15 @@ def test_calendar_promotions_are_expected_and_do_not_page(orders_scorer: KpiScor
     assert not kpi_scoring.score_final(scorer.copy(), promo, calendar)["is_anomaly"].iloc[0]
     drop = promo.assign(value=0.0)
     assert kpi_scoring.score_final(scorer.copy(), drop, calendar)["is_anomaly"].iloc[0]  # a drop still pages
+
+
+def test_suppression_is_one_sided_a_drop_after_a_spike_pages(orders_scorer: KpiScorer) -> None:
+    key = "orders|1m|all"
+    minute = START + timedelta(hours=13)
+    expected = orders_scorer.preview(pd.DataFrame({"timestamp": [minute], "value": [0.0], "series_key": [key]}))["expected"].iloc[0]
+    values = [round(expected * 4)] + [round(expected)] * 9 + [0.0]  # a spike, nine normal minutes, a dead checkout
+    points = pd.DataFrame({"timestamp": [minute + timedelta(minutes=i) for i in range(len(values))], "value": values, "series_key": key})
+    scores = orders_scorer.copy().score(points)["anomaly_score"].to_numpy()
+    threshold = orders_scorer.params.threshold
+    assert scores[0] >= threshold and scores[-1] >= threshold  # the drop is a new episode
+    assert (scores[1:-1] == 0.0).all()  # the spike's own episode stays suppressed
