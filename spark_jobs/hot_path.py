@@ -129,18 +129,20 @@ class SilverGoldWriter:
 
     def load_evicted(self, spark: SparkSession, ranges: list[tuple[str, str, datetime, datetime]]) -> None:
         """Bring minutes the book had forgotten back from ``gold.kpi`` (an event for a
-        long-closed window: rare, so a read of gold is affordable)."""
-        current = read_table(spark, self.settings, KPI_CURRENT).where(F.col("grain") == BASE_GRAIN)
-        wanted = F.lit(False)
-        for measure, dimension, since, until in ranges:
-            wanted = wanted | (
-                (F.col("kpi") == measure) & (F.col("dimension") == dimension)
-                & (F.col("window_start") >= F.lit(since)) & (F.col("window_start") < F.lit(until))
-            )  # fmt: skip
-        for r in current.where(wanted).collect():
-            key = (r["kpi"], _utc(r["window_start"]), r["dimension"])
+        long-closed window: rare, so a read of gold is affordable). One coarse predicate (the
+        measures, dimensions and time span involved), then the exact ranges on the driver: a
+        filter with one clause per range overflows the JVM's stack when a backfill touches
+        thousands of them."""
+        measures, dimensions = sorted({r[0] for r in ranges}), sorted({r[1] for r in ranges})
+        coarse = read_table(spark, self.settings, KPI_CURRENT).where(
+            (F.col("grain") == BASE_GRAIN) & F.col("kpi").isin(measures) & F.col("dimension").isin(dimensions)
+            & (F.col("window_start") >= F.lit(min(r[2] for r in ranges)))
+            & (F.col("window_start") < F.lit(max(r[3] for r in ranges)))
+        )  # fmt: skip
+        rows = [((r["kpi"], _utc(r["window_start"]), r["dimension"]), r["value"], int(r["events"])) for r in coarse.collect()]
+        for key, value, events in within_ranges(rows, ranges):
             if key not in self.book.recent.values:
-                self.book.recent.update(key, r["value"], int(r["events"]))
+                self.book.recent.update(key, value, events)
         log.info("hot path: %d evicted minute ranges loaded back from gold", len(ranges))
 
     # -- one micro-batch ------------------------------------------------------------------------
@@ -235,6 +237,18 @@ class BatchClock:
 
     def __str__(self) -> str:
         return ", ".join(f"{part} {seconds:.2f}s" for part, seconds in self.parts.items())
+
+
+def within_ranges(rows: list[tuple], ranges: list[tuple[str, str, datetime, datetime]]) -> list[tuple]:
+    """The ``((kpi, window_start, dimension), …)`` rows inside one of the ``(kpi, dimension,
+    since, until)`` ranges."""
+    spans: dict[tuple[str, str], list[tuple[datetime, datetime]]] = {}
+    for measure, dimension, since, until in ranges:
+        spans.setdefault((measure, dimension), []).append((_utc(since), _utc(until)))
+    return [
+        row for row in rows
+        if any(since <= row[0][1] < until for since, until in spans.get((row[0][0], row[0][2]), ()))
+    ]  # fmt: skip
 
 
 def ensure_hot_path_tables(spark: SparkSession, settings: Settings) -> None:

@@ -60,3 +60,19 @@ def test_evicted_minutes_are_reported_missing_before_they_are_touched_again() ->
     assert ("orders", T0, TOTAL) not in book.recent.values
     assert book.missing([("orders", T0, TOTAL, 1.0, 1)])
     assert not book.missing([("orders", far, TOTAL, 1.0, 1)])
+
+
+def test_evicted_minutes_come_back_by_exact_range_however_many_ranges() -> None:
+    """The hot path reads gold once with a coarse predicate and keeps the minutes inside the
+    missing ranges (a backfill can miss thousands: one filter clause each overflowed the JVM)."""
+    from spark_jobs.hot_path import within_ranges
+
+    ranges = [("orders", f"country=C{i}", T0, T0 + 2 * MINUTE) for i in range(3000)] + [("revenue", TOTAL, T0 + MINUTE, T0 + 3 * MINUTE)]
+    rows = [
+        (("orders", T0, "country=C7"), 1.0, 1),  # inside
+        (("orders", T0 + 2 * MINUTE, "country=C7"), 1.0, 1),  # at its range's end: outside
+        (("orders", T0, TOTAL), 1.0, 1),  # another dimension
+        (("revenue", T0, TOTAL), 5.0, 1),  # before its range
+        (("revenue", T0 + 2 * MINUTE, TOTAL), 5.0, 1),  # inside
+    ]
+    assert within_ranges(rows, ranges) == [rows[0], rows[4]]
