@@ -16,6 +16,7 @@ for the audit log, never an exception.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +92,7 @@ class HttpClient:
 
     def post(self, path: str, body: dict[str, Any], key: str) -> Outcome:
         """A write with ``Idempotency-Key: key``: retried on timeouts, 429 and 5xx."""
+        body = json_safe(body)  # evidence may hold NaN/inf (an alert without a band): JSON has no such numbers
         attempts = 0
         try:
             for attempt in self._retrying():
@@ -297,3 +299,14 @@ class Executors:
         self.http.close()
         if self._pager is not None:
             self._pager[0].close()
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, ±inf) replaced by None, so it is valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value

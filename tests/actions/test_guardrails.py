@@ -89,3 +89,17 @@ def test_past_of_reads_history_per_policy(config):
 
     frame = pd.DataFrame([{"request_id": "k1", "policy": "p", "target": "t", "status": "proposed", "proposed_at": NOW}])
     assert past_of(frame, NOW - timedelta(days=1)) == {"p": [Past("k1", "t", "proposed", NOW)]}
+
+
+def test_evidence_without_a_band_is_still_valid_json():
+    """An alert's evidence can hold NaN (no expected band): the escalation's body must still
+    be JSON (found in the demo: the worker could not send it and the action stayed executing)."""
+    import json
+    import math
+
+    from lakehouse.actions.executors import json_safe
+
+    body = {"custom_details": {"expected": math.nan, "upper": math.inf, "observed": 0.12, "seen": [1.0, -math.inf]}}
+    assert json.loads(json.dumps(json_safe(body), allow_nan=False)) == {
+        "custom_details": {"expected": None, "upper": None, "observed": 0.12, "seen": [1.0, None]}
+    }
