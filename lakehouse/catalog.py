@@ -205,9 +205,9 @@ class Catalog:
         )
 
     def envelope_schema(self) -> T.StructType:
-        """Spark schema of the envelope, with the payload kept as raw JSON text."""
-        columns = [T.StructField(f.name, f.spark_type(), True) for f in self.envelope]
-        return T.StructType([*columns, T.StructField("payload", T.StringType(), True)])
+        """Spark schema of the typed envelope (every field nullable: a refused record keeps
+        what could be read of it)."""
+        return T.StructType([T.StructField(f.name, f.spark_type(), True) for f in self.envelope])
 
     def silver_schema(self, domain: str) -> T.StructType:
         """Columns of the silver table of ``domain``: envelope + payload + lineage."""

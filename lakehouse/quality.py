@@ -55,18 +55,12 @@ def payload_struct_column(domain: str) -> str:
     return f"payload_{domain}"
 
 
-def envelope_struct(catalog: Catalog) -> T.StructType:
-    """The typed envelope of a judged record (every field nullable: a refused record keeps
-    what could be read of it, for its quarantine row)."""
-    return T.StructType([T.StructField(f.name, f.spark_type(), True) for f in catalog.envelope])
-
-
 def judged_schema(bronze: T.StructType, catalog: Catalog) -> T.StructType:
     """Bronze columns + ``reason`` (null when valid), the typed ``envelope``, ``domain`` and
     one ``payload_<domain>`` struct per domain (null outside the record's own domain)."""
     added = [
         T.StructField("reason", T.StringType(), True),
-        T.StructField("envelope", envelope_struct(catalog), True),
+        T.StructField("envelope", catalog.envelope_schema(), True),
         T.StructField("domain", T.StringType(), True),
         *[T.StructField(payload_struct_column(d), catalog.payload_schema(d), True) for d in catalog.domains],
     ]

@@ -140,19 +140,10 @@ KPI_SCHEMA = T.StructType(
 # and ratio numerators/denominators are summed, ratios recomputed (lakehouse.rollup).
 KPI_ROLLUP_SCHEMA = T.StructType(
     [
-        T.StructField("kpi", T.StringType(), False),
-        T.StructField("grain", T.StringType(), False),
-        T.StructField("window_start", T.TimestampType(), False),
-        T.StructField("window_end", T.TimestampType(), False),
-        T.StructField("dimension", T.StringType(), False),
-        T.StructField("value", T.DoubleType(), True),
-        T.StructField("numerator", T.DoubleType(), True),
-        T.StructField("denominator", T.DoubleType(), True),
+        *[KPI_SCHEMA[name] for name in ("kpi", "grain", "window_start", "window_end", "dimension", "value", "numerator", "denominator")],
         T.StructField("minutes", T.LongType(), False),
         T.StructField("final_minutes", T.LongType(), False),
-        T.StructField("unit", T.StringType(), False),
-        T.StructField("watermark", T.TimestampType(), True),
-        T.StructField("computed_at", T.TimestampType(), False),
+        *[KPI_SCHEMA[name] for name in ("unit", "watermark", "computed_at")],
         T.StructField("kpi_version", T.LongType(), False),
         T.StructField("rolled_at", T.TimestampType(), False),
     ]

@@ -398,18 +398,12 @@ class SideTurns:
         self, job: RunningJob, spark: SparkSession, settings: Settings, catalog: Catalog,
         contracts: KpiContracts, health: JobHealth, now: float,
     ) -> None:  # fmt: skip
-        job.last_turn, job.restart_at = now, None
-        try:
-            job.queries = STARTERS[job.name](spark, settings, catalog, contracts, True)
-        except Exception as error:  # noqa: BLE001 - a side job that cannot start waits and tries again
-            log.exception("side job %s could not start", job.name)
-            job.queries = []
-            _failed(job, error, health, now)
-            return
-        self.current = job
+        job.last_turn = now
+        if start_side_job(job, spark, settings, catalog, contracts, health, now, available_now=True):
+            self.current = job
 
     def end_turn(self, job: RunningJob, health: JobHealth, now: float) -> None:
-        error = next((q.exception() for q in job.queries if q.exception() is not None), None)
+        error = next((e for e in (q.exception() for q in job.queries) if e is not None), None)
         job.queries = []
         if error is not None:
             log.error("side job %s failed its turn: %s", job.name, error)
@@ -419,9 +413,22 @@ class SideTurns:
         if job.state != RUNNING:
             _set_state(job, RUNNING, health)
 
-    def stop(self) -> None:
-        if self.current is not None:
-            self.current.stop()
+
+def start_side_job(
+    job: RunningJob, spark: SparkSession, settings: Settings, catalog: Catalog, contracts: KpiContracts,
+    health: JobHealth, now: float, available_now: bool,
+) -> bool:  # fmt: skip
+    """Start a side job's queries; one that cannot start is reported failed and waits for its
+    backoff (False)."""
+    job.restart_at = None
+    try:
+        job.queries = STARTERS[job.name](spark, settings, catalog, contracts, available_now)
+    except Exception as error:  # noqa: BLE001 - a side job that cannot start waits and tries again
+        log.exception("side job %s could not start", job.name)
+        job.queries = []
+        _failed(job, error, health, now)
+        return False
+    return True
 
 
 def supervise(
@@ -439,15 +446,8 @@ def supervise(
         if now < job.restart_at:
             return
         log.warning("starting side job %s (after %d failures)", job.name, job.failures)
-        job.restart_at = None
-        try:
-            job.queries = STARTERS[job.name](spark, settings, catalog, contracts, False)
-        except Exception as error:  # noqa: BLE001 - a side job that cannot start waits and tries again
-            log.exception("side job %s could not start", job.name)
-            job.queries = []
-            _failed(job, error, health, now)
-            return
-        _set_state(job, STARTING, health)
+        if start_side_job(job, spark, settings, catalog, contracts, health, now, available_now=False):
+            _set_state(job, STARTING, health)
         return
     dead = job.failed()
     if dead is None:

@@ -21,7 +21,7 @@ from lakehouse.generator.shop import Shop, ShopConfig
 
 T0 = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
 IDLE = "cmp-02"
-ACCOUNTS = {"accounts": {"viola": {"role": "viewer"}, "april": {"role": "approver", "email": "april@trivas.example"},
+ACCOUNTS = {"accounts": {"viola": {"role": "viewer"}, "april": {"role": "approver"},
                          "adam": {"role": "admin"}}}  # fmt: skip
 
 POLICIES = """

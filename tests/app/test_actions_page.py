@@ -6,41 +6,29 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from lakehouse import REPO_ROOT
 from lakehouse.accounts import load_accounts, save_account
 from lakehouse.actions.engine import ProposalBook
 from lakehouse.actions.store import CommandLog
 from tests.actions.conftest import IDLE, idle_evidence
-
-HOME = str(REPO_ROOT / "app" / "Home.py")
+from tests.app.conftest import app_process, signed_in
 
 
 @pytest.fixture()
 def page_env(lake, accounts, monkeypatch):  # noqa: ANN001, ANN201
     """The app and the worker share one account file (the people who approve in the app are
     the ones the worker checks); each account gets a password to sign in with."""
-    from app import ui
-    from lakehouse.config import settings as process_settings
-
-    for key, value in {"TRIVAS_ENV": "test", "TRIVAS_PATHS__VAR": lake.paths.var, "TRIVAS_TABLES__ROOT": lake.tables.root,
-                       "TRIVAS_TABLES__CHECKPOINTS": lake.tables.checkpoints, "TRIVAS_ACTIONS_ACCOUNTS_FILE": str(accounts),
-                       "TRIVAS_APP__ACCOUNTS_FILE": str(accounts)}.items():  # fmt: skip
-        monkeypatch.setenv(key, value)
     for name, account in load_accounts(accounts).items():
         save_account(accounts, name, account.role, f"pw-{name}")
-    process_settings.cache_clear()
-    ui.settings.cache_clear()
-    yield lake
-    process_settings.cache_clear()
-    ui.settings.cache_clear()
+    environ = {"TRIVAS_ENV": "test", "TRIVAS_PATHS__VAR": lake.paths.var, "TRIVAS_TABLES__ROOT": lake.tables.root,
+               "TRIVAS_TABLES__CHECKPOINTS": lake.tables.checkpoints, "TRIVAS_ACTIONS_ACCOUNTS_FILE": str(accounts),
+               "TRIVAS_APP__ACCOUNTS_FILE": str(accounts)}  # fmt: skip
+    with app_process(environ, monkeypatch):
+        yield lake
 
 
 def open_as(account: str) -> AppTest:
     """Sign in through the app's form, then open the Actions page."""
-    app = AppTest.from_file(HOME, default_timeout=60).run()
-    app.text_input[0].input(account)
-    app.text_input[1].input(f"pw-{account}")
-    app.button[0].click().run()
+    app = signed_in(account, f"pw-{account}")
     app.switch_page("views/actions.py").run()
     assert not app.exception
     return app

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from app import data
 from app.data import format_value, kpi_tiles
@@ -27,6 +28,7 @@ from lakehouse.registry import (
     QUARANTINE_SCHEMA,
 )
 from lakehouse.rollup import roll_up
+from tests.app.conftest import HOME, app_process, signed_in
 from tests.kpi_rows import kpi_row, write_kpi_rows, write_table
 
 EMAIL = "jane.doe@example.com"
@@ -191,21 +193,11 @@ PAGES = ["overview", "explorer", "alerts", "quality", "lineage", "health", "mode
 
 @pytest.mark.integration
 def test_every_page_runs_under_apptest(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    from streamlit.testing.v1 import AppTest
-
-    from app import ui
-    from lakehouse import REPO_ROOT
-    from lakehouse.config import settings as process_settings
-
-    for name, value in app_env.items():
-        monkeypatch.setenv(name, value)
-    process_settings.cache_clear()
-    ui.settings.cache_clear()
-    settings = load_settings("test", environ=app_env)
-    now = outside_midnight(datetime.now(UTC))
-    truth = seed(settings, now)
-    app = AppTest.from_file(str(REPO_ROOT / "app" / "Home.py"), default_timeout=60)
-    try:
+    with app_process(app_env, monkeypatch):
+        settings = load_settings("test", environ=app_env)
+        now = outside_midnight(datetime.now(UTC))
+        truth = seed(settings, now)
+        app = AppTest.from_file(HOME, default_timeout=60)
         app.run()
         assert not app.exception
         metrics = {m.label: m.value for m in app.metric}
@@ -223,9 +215,6 @@ def test_every_page_runs_under_apptest(app_env: dict[str, str], monkeypatch: pyt
         assert {m.label: m.value for m in app.metric}["firing now"] == "1"
         # Read-only: no page offers a control that writes (no buttons at all).
         assert not app.button
-    finally:
-        process_settings.cache_clear()
-        ui.settings.cache_clear()
 
 
 def artifacts(tmp_path: Path) -> Path:
@@ -279,53 +268,35 @@ def test_every_page_in_a_browser(app_env: dict[str, str], tmp_path: Path) -> Non
 
 @pytest.mark.integration
 def test_a_viewer_sees_no_approve_or_admin_controls(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    from streamlit.testing.v1 import AppTest
-
-    from app import ui
-    from lakehouse import REPO_ROOT
     from lakehouse.accounts import ADMIN, APPROVER, VIEWER, accounts_path, save_account
-    from lakehouse.config import settings as process_settings
     from lakehouse.tables import read_pandas
 
-    for name, value in app_env.items():
-        monkeypatch.setenv(name, value)
-    process_settings.cache_clear()
-    ui.settings.cache_clear()
-    settings = load_settings("test", environ=app_env)
-    accounts = accounts_path(settings)
-    for role in (VIEWER, APPROVER, ADMIN):
-        save_account(accounts, f"{role}-1", role, f"pw-{role}")
-    seed(settings, outside_midnight(datetime.now(UTC)))
+    with app_process(app_env, monkeypatch):
+        settings = load_settings("test", environ=app_env)
+        accounts = accounts_path(settings)
+        for role in (VIEWER, APPROVER, ADMIN):
+            save_account(accounts, f"{role}-1", role, f"pw-{role}")
+        seed(settings, outside_midnight(datetime.now(UTC)))
 
-    def signed_in(role: str, password: str | None = None) -> AppTest:
-        app = AppTest.from_file(str(REPO_ROOT / "app" / "Home.py"), default_timeout=60)
-        app.run()
-        assert not app.metric  # nothing is shown before signing in
-        app.text_input[0].input(f"{role}-1")
-        app.text_input[1].input(password or f"pw-{role}")
-        app.button[0].click().run()
-        return app
+        def as_role(role: str, password: str | None = None) -> AppTest:
+            return signed_in(f"{role}-1", password or f"pw-{role}")
 
-    try:
-        assert signed_in(VIEWER, "wrong").error[0].value == "unknown account or wrong password"
-        viewer = signed_in(VIEWER)
+        assert as_role(VIEWER, "wrong").error[0].value == "unknown account or wrong password"
+        viewer = as_role(VIEWER)
         viewer.switch_page("views/alerts.py").run()
         assert not viewer.exception and not [b for b in viewer.button if b.label in ("Acknowledge",)]
         with pytest.raises(ValueError, match="Could not find a navigation page"):
             viewer.switch_page("views/accounts.py")  # not in a viewer's navigation at all
-        approver = signed_in(APPROVER)
+        approver = as_role(APPROVER)
         approver.switch_page("views/alerts.py").run()
         acknowledge = [b for b in approver.button if b.label == "Acknowledge"]
         assert len(acknowledge) == 1
         acknowledge[0].click().run()
         commands = read_pandas(settings, "ops.alert_commands")
         assert commands[["alert_id", "author", "source"]].to_dict("records") == [{"alert_id": "a1", "author": "approver-1", "source": "app"}]
-        admin = signed_in(ADMIN)
+        admin = as_role(ADMIN)
         admin.switch_page("views/accounts.py").run()
         assert not admin.exception and admin.title[0].value == "Accounts"
-    finally:
-        process_settings.cache_clear()
-        ui.settings.cache_clear()
 
 
 @pytest.mark.unit
