@@ -1,21 +1,23 @@
 """The hot path: Kafka → silver and gold.kpi in one micro-batch (query ``silver_gold``).
 
-One query reads the raw topics (the same offsets ``bronze_events`` archives) and, per
-micro-batch: parses and classifies every record once (valid, quarantine, late), drops
-duplicate ``event_id``s within the dedup watermark, and writes
+One query reads the raw topics (the same offsets ``bronze_events`` archives). Per
+micro-batch, ONE Spark job parses and classifies every record once (valid, quarantine,
+late), drops duplicate ``event_id``s within the dedup watermark, shapes each record into
+the rows its writes need (:func:`batch_rows`) and brings them to the driver as Arrow. The
+driver then writes, with no further Spark job:
 
 - ``silver.events`` — the valid events of every domain, one commit;
 - ``silver.quarantine`` / ``silver.late`` — only when the batch has such records, plus the
   Kafka dlq announcement of quarantined ones;
-- ``gold.kpi`` — the KPI rows the batch changed, appended (one commit), computed on the
-  driver by :class:`spark_jobs.gold.KpiBook` from the batch's per-window sums.
+- ``gold.kpi`` — the KPI rows the batch changed, appended (one commit), computed by
+  :class:`spark_jobs.gold.KpiBook` from the batch's per-window sums.
 
 So an event is in gold one micro-batch after it reaches Kafka, not one per layer, and a
-batch costs two Delta commits (silver, gold) that overlap with the ledgers' commits.
-Every write is idempotent (``txnAppId`` = :class:`spark_jobs.io.WriterIdentity`,
-``txnVersion`` = batch id); after a crash the book is restored from ``gold.kpi`` and the
-batches gold already holds (Delta remembers the last ``txnVersion`` per writer) are not
-applied to it again.
+batch costs two Delta commits (silver, gold) that overlap with the ledgers' commits, each
+a delta-rs append of tens of milliseconds (:class:`spark_jobs.io.DriverAppends`). Every
+write is idempotent (Delta's ``txn`` action: app id = :class:`spark_jobs.io.WriterIdentity`,
+version = batch id); after a crash the book is restored from ``gold.kpi`` and the batches
+gold already holds are not applied to it again.
 """
 
 from __future__ import annotations
@@ -23,16 +25,19 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Future
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pyspark.sql import DataFrame, SparkSession
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from lakehouse.catalog import Catalog
 from lakehouse.config import Settings, hash_key
 from lakehouse.contracts import KpiContracts
-from lakehouse.quality import payload_struct_column
+from lakehouse.privacy import apply_pii_policy
 from lakehouse.registry import (
     HOT_PATH_QUERY,
     KPI,
@@ -40,18 +45,25 @@ from lakehouse.registry import (
     LATE,
     QUARANTINE,
     SILVER_EVENTS,
+    silver_events_schema,
     tables_written_by,
 )
 from lakehouse.tables import ensure_declared, read_table
 from spark_jobs import bronze
-from spark_jobs.gold import BASE_GRAIN, KpiBook, batch_increments, finality_delay, kpi_frame
+from spark_jobs.gold import (
+    BASE_GRAIN,
+    Increment,
+    KpiBook,
+    arrow_increments,
+    finality_delay,
+    kpi_frame,
+    measure_entries,
+)
 from spark_jobs.io import (
+    DriverAppends,
     WriterIdentity,
-    append_idempotent,
-    committed_batch,
-    committed_version,
     in_background,
-    publish_to_kafka,
+    publish_records,
     read_kafka,
     start_foreach_batch,
 )
@@ -60,12 +72,13 @@ from spark_jobs.silver import (
     ROUTE_QUARANTINE,
     ROUTE_VALID,
     classify,
-    dead_letters,
+    dead_letter_value,
     dedup_delay,
     dedupe_events,
-    late_rows,
-    quarantine_rows,
-    silver_event_rows,
+    late_columns,
+    quarantine_columns,
+    silver_event_columns,
+    silver_pii_classes,
 )
 
 log = logging.getLogger("trivas.hot_path")
@@ -77,8 +90,91 @@ def transform(records: DataFrame, catalog: Catalog, topic_prefix: str, delay: ti
     return dedupe_events(classify(bronze.transform(records), catalog, topic_prefix), delay)
 
 
+QUARANTINE_ROW, LATE_ROW, MEASURES, DEAD_LETTER = (
+    "quarantine_row",
+    "late_row",
+    "measures",
+    "dead_letter",
+)
+
+
+def batch_rows(
+    records: DataFrame, catalog: Catalog, contracts: KpiContracts, master_key: bytes, key_id: str
+) -> DataFrame:
+    """Classified, deduplicated records → one row per record holding everything its writes
+    need, so that one Spark job brings the whole micro-batch to the driver: its ``route``,
+    its ``silver.events`` columns (PII-protected), the measure entries it adds to the KPIs,
+    and its ``silver.quarantine`` or ``silver.late`` row with the dlq record of a
+    quarantined one. The driver keeps the columns of each record's own route."""
+    route = F.col("route")
+    shaped = records.select(
+        route,
+        _route_row(route == ROUTE_QUARANTINE, quarantine_columns(catalog)).alias(QUARANTINE_ROW),
+        _route_row(route == ROUTE_LATE, late_columns(catalog)).alias(LATE_ROW),
+        *silver_event_columns(catalog),
+    )
+    protected = apply_pii_policy(shaped, silver_pii_classes(catalog), master_key, key_id)
+    return protected.select(
+        "*",
+        F.when(
+            route == ROUTE_VALID, measure_entries(protected, contracts.of_kind("measure"))
+        ).alias(MEASURES),
+        F.when(route == ROUTE_QUARANTINE, dead_letter_value(QUARANTINE_ROW)).alias(DEAD_LETTER),
+    )
+
+
+def _route_row(of_route: Column, columns: dict[str, Column]) -> Column:
+    """A ledger row as a struct whose fields are null outside its route (a null struct with
+    non-nullable fields cannot cross to Arrow)."""
+    return F.struct(*[F.when(of_route, column).alias(name) for name, column in columns.items()])
+
+
+@dataclass
+class BatchTables:
+    """One micro-batch on the driver, split by route into the rows of each table."""
+
+    silver: pa.Table
+    quarantine: pa.Table
+    late: pa.Table
+    dead_letters: list[tuple[str, str]]
+    increments: list[Increment]
+    newest_arrival: datetime | None
+
+    @classmethod
+    def split(cls, rows: pa.Table, silver_columns: list[str]) -> BatchTables:
+        def of(route: str) -> pa.Table:
+            return rows.filter(pc.equal(rows.column("route"), route))
+
+        valid, quarantined = of(ROUTE_VALID), of(ROUTE_QUARANTINE)
+        return cls(
+            silver=valid.select(silver_columns),
+            quarantine=_struct_rows(quarantined.column(QUARANTINE_ROW)),
+            late=_struct_rows(of(ROUTE_LATE).column(LATE_ROW)),
+            dead_letters=list(zip(
+                pc.struct_field(quarantined.column(QUARANTINE_ROW), "quarantine_id").to_pylist(),
+                quarantined.column(DEAD_LETTER).to_pylist(), strict=True,
+            )),
+            increments=arrow_increments(valid.select(["event_time", MEASURES])),
+            newest_arrival=pc.max(valid.column("ingested_at")).as_py() if valid.num_rows else None,
+        )  # fmt: skip
+
+    def __str__(self) -> str:
+        return f"{self.silver.num_rows} valid, {self.quarantine.num_rows} quarantined, {self.late.num_rows} late"
+
+
+def _struct_rows(column: pa.ChunkedArray) -> pa.Table:
+    """A struct column → a table of its fields."""
+    return pa.Table.from_struct_array(column.combine_chunks()) if len(column) else pa.table({})
+
+
 def _utc(moment: datetime | None) -> datetime | None:
-    return None if moment is None else moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    return (
+        None
+        if moment is None
+        else moment.replace(tzinfo=UTC)
+        if moment.tzinfo is None
+        else moment.astimezone(UTC)
+    )
 
 
 class SilverGoldWriter:
@@ -89,24 +185,19 @@ class SilverGoldWriter:
         self.catalog = catalog
         self.contracts = contracts
         self.identity = WriterIdentity(settings, QUERY)
+        self.appends = DriverAppends(settings)
         self.book = KpiBook(contracts, finality_delay(catalog, settings))
         self.master_key = hash_key(settings)
         self.measures = [k.name for k in contracts.of_kind("measure")]
+        self.silver_columns = silver_events_schema(catalog).fieldNames()
         self.restored = False
         self.gold_holds: int | None = None  # the last batch id gold.kpi holds from this writer
-        # What the writes read of a batch (the raw maps the contract checks used stay behind);
-        # the raw text only for the ledgers (quarantine and late rows carry it).
-        ledger_text = F.when(F.col("route") != ROUTE_VALID, F.col("value")).alias("value")
-        self.cached_columns = [
-            "route", "reason", "domain", "envelope", ledger_text, "topic", "partition", "offset", "kafka_timestamp",
-            *[payload_struct_column(d) for d in catalog.domains],
-        ]  # fmt: skip
 
     # -- restart ------------------------------------------------------------------------------
 
     def restore(self, spark: SparkSession, app_id: str) -> None:
         """Rebuild the book from ``gold.kpi`` (recent minutes, their finality, the watermark)."""
-        self.gold_holds = committed_batch(spark, self.settings, KPI, app_id)
+        self.gold_holds = self.appends.committed_batch(spark, KPI, app_id)
         updates = read_table(spark, self.settings, KPI)
         watermark = _utc(updates.agg(F.max("watermark")).first()[0])
         minutes = read_table(spark, self.settings, KPI_CURRENT).where(
@@ -152,72 +243,79 @@ class SilverGoldWriter:
         app_id = self.identity.app_id(spark)
         if not self.restored:
             self.restore(spark, app_id)
-        # The batch holds a stateful dedup: cache it so the writes below evaluate it once.
         clock = BatchClock()
-        records = batch.select(*self.cached_columns).persist()
-        try:
-            routes = {r["route"]: (r["records"], r["newest_arrival"]) for r in records.groupBy("route").agg(
-                F.count(F.lit(1)).alias("records"), F.max("kafka_timestamp").alias("newest_arrival")).collect()}  # fmt: skip
-            clock.mark("read_judge_dedup")
-            if not routes:
-                return
-            self.write_batch(spark, records, routes, app_id, batch_id, clock)
-            log.info("hot path batch %d: %d records; %s", batch_id, sum(n for n, _ in routes.values()), clock)
-        finally:
-            records.unpersist()
+        rows = batch_rows(
+            batch, self.catalog, self.contracts, self.master_key, self.settings.privacy.hash_key_id
+        ).toArrow()
+        clock.mark("spark_job")
+        if rows.num_rows == 0:
+            return
+        tables = BatchTables.split(rows, self.silver_columns)
+        clock.mark("split")
+        self.write_batch(spark, tables, app_id, batch_id, clock)
+        log.info("hot path batch %d: %s; %s", batch_id, tables, clock)
 
-    def write_batch(self, spark: SparkSession, records: DataFrame, routes: dict, app_id: str, batch_id: int, clock: BatchClock) -> None:
-        route = F.col("route")
+    def write_batch(
+        self,
+        spark: SparkSession,
+        tables: BatchTables,
+        app_id: str,
+        batch_id: int,
+        clock: BatchClock,
+    ) -> None:
+        """Silver and the ledgers on writer threads; gold here, once silver's commit is known."""
+        silver_write = None
         pending = []
-        silver_rows = None
-        if ROUTE_VALID in routes:
-            silver_rows = silver_event_rows(
-                records.where(route == ROUTE_VALID), self.catalog, self.master_key, self.settings.privacy.hash_key_id
-            ).persist()
-            silver_write = in_background(append_idempotent, silver_rows, self.settings, SILVER_EVENTS, app_id, batch_id)
+        if tables.silver.num_rows:
+            silver_write = in_background(
+                self.appends.append, spark, SILVER_EVENTS, tables.silver, app_id, batch_id
+            )
             pending.append(silver_write)
-        if ROUTE_QUARANTINE in routes:
-            pending.append(in_background(self.write_quarantine, records, app_id, batch_id))
-        if ROUTE_LATE in routes:
-            late = late_rows(records.where(route == ROUTE_LATE), self.catalog)
-            pending.append(in_background(append_idempotent, late, self.settings, LATE, app_id, batch_id))
-        try:
-            if silver_rows is not None and (self.gold_holds is None or batch_id > self.gold_holds):
-                self.write_gold(spark, silver_rows, routes[ROUTE_VALID][1], silver_write, app_id, batch_id, clock)
-            for future in pending:
-                future.result()
-            clock.mark("ledgers")
-        finally:
-            if silver_rows is not None:
-                silver_rows.unpersist()
+        if tables.quarantine.num_rows:
+            pending.append(in_background(self.write_quarantine, spark, tables, app_id, batch_id))
+        if tables.late.num_rows:
+            pending.append(
+                in_background(self.appends.append, spark, LATE, tables.late, app_id, batch_id)
+            )
+        if silver_write is not None and (self.gold_holds is None or batch_id > self.gold_holds):
+            self.write_gold(spark, tables, silver_write, app_id, batch_id, clock)
+        for future in pending:
+            future.result()
+        clock.mark("ledgers")
 
-    def write_quarantine(self, records: DataFrame, app_id: str, batch_id: int) -> None:
-        quarantined = quarantine_rows(records.where(F.col("route") == ROUTE_QUARANTINE), self.catalog).persist()
-        try:
-            append_idempotent(quarantined, self.settings, QUARANTINE, app_id, batch_id)
-            publish_to_kafka(dead_letters(quarantined), self.settings, self.settings.kafka.dlq_topic)
-        finally:
-            quarantined.unpersist()
+    def write_quarantine(
+        self, spark: SparkSession, tables: BatchTables, app_id: str, batch_id: int
+    ) -> None:
+        self.appends.append(spark, QUARANTINE, tables.quarantine, app_id, batch_id)
+        publish_records(self.settings, self.settings.kafka.dlq_topic, tables.dead_letters)
 
     def write_gold(
-        self, spark: SparkSession, silver_rows: DataFrame, newest_arrival: datetime, silver_write: Future,
-        app_id: str, batch_id: int, clock: BatchClock,
-    ) -> None:  # fmt: skip
+        self,
+        spark: SparkSession,
+        tables: BatchTables,
+        silver_write: Future,
+        app_id: str,
+        batch_id: int,
+        clock: BatchClock,
+    ) -> None:
         """Add the batch to the book and append the KPI rows it changed, stamped with the
         ``silver.events`` version that holds the batch (so wait for that commit first)."""
-        increments = batch_increments(silver_rows, self.contracts)
-        clock.mark("kpi_sums")
-        evicted = self.book.missing(increments)
+        evicted = self.book.missing(tables.increments)
         if evicted:
             self.load_evicted(spark, evicted)
-        rows = self.book.apply(increments, _utc(newest_arrival))
+        rows = self.book.apply(tables.increments, _utc(tables.newest_arrival))
+        clock.mark("book")
         if not rows:
             return
-        silver_write.result()
+        silver_version = silver_write.result()
+        if silver_version is None:  # a replay: silver held this batch already
+            silver_version = self.appends.version(spark, SILVER_EVENTS)
         clock.mark("silver_commit")
-        versions = {SILVER_EVENTS: committed_version(spark, self.settings, SILVER_EVENTS)}
-        frame = kpi_frame(spark, rows, self.contracts, self.book.watermark, datetime.now(UTC), versions)
-        append_idempotent(frame, self.settings, KPI, app_id, batch_id)
+        versions = {SILVER_EVENTS: silver_version}
+        frame = kpi_frame(
+            spark, rows, self.contracts, self.book.watermark, datetime.now(UTC), versions
+        )
+        self.appends.append(spark, KPI, frame.toArrow(), app_id, batch_id)
         clock.mark("gold_commit")
         self.gold_holds = batch_id
 

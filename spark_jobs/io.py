@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
@@ -108,6 +109,84 @@ def append_idempotent(df: DataFrame, settings: Settings, logical: str, app_id: s
         writer.save(location)
 
 
+class DriverAppends:
+    """Appends of Arrow tables held by the driver: the hot path's writes.
+
+    A micro-batch's rows reach the driver once (one Spark job); writing them back through
+    Spark would cost a Spark job and a Spark commit per table, a second or more each on a
+    small machine. Path-bound tables are appended with delta-rs instead (tens of
+    milliseconds); catalog-bound ones (Unity Catalog) through Spark, the only writer a
+    catalog accepts. Either way the commit carries Delta's ``txn`` action (``app_id``,
+    ``batch_id``), the same one Spark's ``txnAppId``/``txnVersion`` write, so a replayed
+    batch is a no-op and :func:`committed_batch` reads both alike. Log checkpoints stay with
+    the pipeline's maintenance thread (none is written inline).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._tables: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def _delta(self, logical: str):  # noqa: ANN202 - deltalake.DeltaTable
+        from deltalake import DeltaTable
+
+        with self._lock:
+            if logical not in self._tables:
+                self._tables[logical] = DeltaTable(table_location(self.settings, logical))
+            table = self._tables[logical]
+        table.update_incremental()
+        return table
+
+    def committed_batch(self, spark: SparkSession, logical: str, app_id: str) -> int | None:
+        """The last batch of writer ``app_id`` the table holds (None if none)."""
+        if self.settings.tables.binding == "catalog":
+            return committed_batch(spark, self.settings, logical, app_id)
+        return self._delta(logical).transaction_version(app_id)
+
+    def version(self, spark: SparkSession, logical: str) -> int:
+        """The table's newest commit version."""
+        if self.settings.tables.binding == "catalog":
+            return committed_version(spark, self.settings, logical)
+        return self._delta(logical).version()
+
+    def append(
+        self, spark: SparkSession, logical: str, rows: pa.Table, app_id: str, batch_id: int
+    ) -> int | None:
+        """Append ``rows`` as batch ``batch_id`` of ``app_id``; the table's version after the
+        commit, or None when the table already held that batch (a replay)."""
+        if view_of(logical) is not None:
+            raise ValueError(f"{logical} is a view of {view_of(logical).base}; write the table")  # type: ignore[union-attr]
+        if self.settings.tables.binding == "catalog":
+            append_idempotent(spark.createDataFrame(rows), self.settings, logical, app_id, batch_id)
+            return committed_version(spark, self.settings, logical)
+        from deltalake import (
+            CommitProperties,
+            PostCommitHookProperties,
+            Transaction,
+            write_deltalake,
+        )
+
+        table = self._delta(logical)
+        held = table.transaction_version(app_id)
+        if held is not None and held >= batch_id:
+            return None
+        schema = pa.schema(table.schema().to_arrow())
+        write_deltalake(
+            table,
+            rows.select(schema.names).cast(schema),
+            mode="append",
+            partition_by=table.metadata().partition_columns or None,
+            commit_properties=CommitProperties(
+                app_transactions=[Transaction(app_id=app_id, version=batch_id)]
+            ),
+            post_commithook_properties=PostCommitHookProperties(
+                create_checkpoint=False, cleanup_expired_logs=False
+            ),
+        )
+        table.update_incremental()
+        return table.version()
+
+
 _BACKGROUND = ThreadPoolExecutor(max_workers=8, thread_name_prefix="trivas-write")
 
 
@@ -127,14 +206,28 @@ def in_background(fn: Callable[..., object], *args: object):  # noqa: ANN201 - a
     return _BACKGROUND.submit(call)
 
 
-def publish_to_kafka(records: DataFrame, settings: Settings, topic: str) -> None:
-    """Write ``key``/``value`` rows to a Kafka topic (at-least-once: consumers dedup by key)."""
-    (
-        records.write.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka_bootstrap())
-        .option("topic", topic)
-        .save()
-    )
+_PRODUCERS: dict[str, object] = {}
+_PRODUCERS_LOCK = threading.Lock()
+
+
+def publish_records(settings: Settings, topic: str, records: Sequence[tuple[str, str]]) -> None:
+    """Send ``(key, value)`` text records from the driver and wait for the broker's acks
+    (at-least-once: after a crash a record may be sent twice, and consumers dedup by key)."""
+    if not records:
+        return
+    from kafka import KafkaProducer
+
+    bootstrap = settings.kafka_bootstrap()
+    with _PRODUCERS_LOCK:
+        producer = _PRODUCERS.get(bootstrap)
+        if producer is None:
+            producer = _PRODUCERS[bootstrap] = KafkaProducer(
+                bootstrap_servers=bootstrap, acks="all", linger_ms=5
+            )
+    futures = [producer.send(topic, key=k.encode(), value=v.encode()) for k, v in records]  # type: ignore[attr-defined]
+    producer.flush()  # type: ignore[attr-defined]
+    for future in futures:
+        future.get()  # raises the broker's error, if any
 
 
 def _in_own_pool(df: DataFrame, query_name: str) -> None:

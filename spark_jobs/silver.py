@@ -114,11 +114,10 @@ def domain_rows(
     return apply_pii_policy(rows, catalog.pii_classes(domain), master_key, key_id)
 
 
-def silver_event_rows(valid: DataFrame, catalog: Catalog, master_key: bytes, key_id: str) -> DataFrame:
-    """``silver.events`` rows of valid records of every domain, in one projection: a payload
-    column takes its value from the struct of the record's own domain (the others are null),
-    then the PII policy protects every classified column."""
-    schema = silver_events_schema(catalog)
+def silver_event_columns(catalog: Catalog) -> list[Column]:
+    """The ``silver.events`` columns of a classified record, in the table's order (before the
+    PII policy): a payload column takes its value from the struct of the record's own domain
+    (the others are null)."""
     envelope = {f.name for f in catalog.envelope}
     lineage = {"kafka_topic": "topic", "kafka_partition": "partition", "kafka_offset": "offset", "ingested_at": "kafka_timestamp"}
     owners: dict[str, list[str]] = {}
@@ -126,7 +125,7 @@ def silver_event_rows(valid: DataFrame, catalog: Catalog, master_key: bytes, key
         for spec in catalog.domain_fields(domain):
             owners.setdefault(spec.name, []).append(domain)
     columns = []
-    for field in schema.fields:
+    for field in silver_events_schema(catalog).fields:
         if field.name in envelope:
             source = F.col(f"envelope.{field.name}")
         elif field.name == "domain":
@@ -136,8 +135,25 @@ def silver_event_rows(valid: DataFrame, catalog: Catalog, master_key: bytes, key
         else:
             source = F.coalesce(*[F.col(f"{payload_struct_column(d)}.{field.name}") for d in owners[field.name]])
         columns.append(source.cast(field.dataType).alias(field.name))
-    classes = {name: pii for d in catalog.domains for name, pii in catalog.pii_classes(d).items()}
-    return apply_pii_policy(valid.select(*columns), classes, master_key, key_id)
+    return columns
+
+
+def silver_pii_classes(catalog: Catalog) -> dict[str, str]:
+    """The PII class of every protected ``silver.events`` column."""
+    return {name: pii for d in catalog.domains for name, pii in catalog.pii_classes(d).items()}
+
+
+def silver_event_rows(
+    valid: DataFrame, catalog: Catalog, master_key: bytes, key_id: str
+) -> DataFrame:
+    """``silver.events`` rows of valid records of every domain, in one projection, with the
+    PII policy applied to every classified column."""
+    return apply_pii_policy(
+        valid.select(*silver_event_columns(catalog)),
+        silver_pii_classes(catalog),
+        master_key,
+        key_id,
+    )
 
 
 def protected_field_names(catalog: Catalog) -> list[str]:
@@ -146,42 +162,54 @@ def protected_field_names(catalog: Catalog) -> list[str]:
 
 
 def quarantine_rows(rejects: DataFrame, catalog: Catalog) -> DataFrame:
-    """``silver.quarantine`` rows: the raw record (PII scrubbed), why it was refused, and
-    where it came from (its Kafka coordinates, so bronze still holds the original)."""
-    return rejects.where(F.col("route") == ROUTE_QUARANTINE).select(
-        F.concat_ws(":", "topic", "partition", "offset").alias("quarantine_id"),
-        "reason",
-        F.col("envelope.event_type").alias("event_type"),
-        F.col("envelope.event_id").alias("event_id"),
-        F.col("envelope.schema_version").cast("long").alias("contract_version"),
-        F.col("envelope.source").alias("source"),
-        scrub_raw_json(F.col("value"), protected_field_names(catalog)).alias("raw_value"),
-        F.col("topic").alias("kafka_topic"),
-        F.col("partition").alias("kafka_partition"),
-        F.col("offset").alias("kafka_offset"),
-        "kafka_timestamp",
-        F.current_timestamp().alias("quarantined_at"),
-    )
+    """``silver.quarantine`` rows of the quarantined records among ``rejects``."""
+    columns = quarantine_columns(catalog)
+    return rejects.where(F.col("route") == ROUTE_QUARANTINE).select(*[c.alias(n) for n, c in columns.items()])
+
+
+def quarantine_columns(catalog: Catalog) -> dict[str, Column]:
+    """A ``silver.quarantine`` row, column by column: the raw record (PII scrubbed), why it
+    was refused, and where it came from (its Kafka coordinates, so bronze still holds the
+    original)."""
+    return {
+        "quarantine_id": F.concat_ws(":", "topic", "partition", "offset"),
+        "reason": F.col("reason"),
+        "event_type": F.col("envelope.event_type"),
+        "event_id": F.col("envelope.event_id"),
+        "contract_version": F.col("envelope.schema_version").cast("long"),
+        "source": F.col("envelope.source"),
+        "raw_value": scrub_raw_json(F.col("value"), protected_field_names(catalog)),
+        "kafka_topic": F.col("topic"),
+        "kafka_partition": F.col("partition"),
+        "kafka_offset": F.col("offset"),
+        "kafka_timestamp": F.col("kafka_timestamp"),
+        "quarantined_at": F.current_timestamp(),
+    }
 
 
 def late_rows(rejects: DataFrame, catalog: Catalog) -> DataFrame:
-    """``silver.late`` rows: valid events that arrived after their allowed lateness."""
-    lateness = (
-        F.unix_micros("kafka_timestamp") - F.unix_micros("envelope.event_time")
-    ) / 1_000_000.0
-    return rejects.where(F.col("route") == ROUTE_LATE).select(
-        F.col("envelope.event_id").alias("event_id"),
-        F.col("envelope.event_type").alias("event_type"),
-        "domain",
-        F.col("envelope.event_time").alias("event_time"),
-        "kafka_timestamp",
-        lateness.alias("lateness_seconds"),
-        scrub_raw_json(F.col("value"), protected_field_names(catalog)).alias("raw_value"),
-        F.col("topic").alias("kafka_topic"),
-        F.col("partition").alias("kafka_partition"),
-        F.col("offset").alias("kafka_offset"),
-        F.current_timestamp().alias("recorded_at"),
-    )
+    """``silver.late`` rows of the late records among ``rejects``."""
+    columns = late_columns(catalog)
+    return rejects.where(F.col("route") == ROUTE_LATE).select(*[c.alias(n) for n, c in columns.items()])
+
+
+def late_columns(catalog: Catalog) -> dict[str, Column]:
+    """A ``silver.late`` row, column by column: a valid event that arrived after its allowed
+    lateness."""
+    lateness = (F.unix_micros("kafka_timestamp") - F.unix_micros("envelope.event_time")) / 1_000_000.0
+    return {
+        "event_id": F.col("envelope.event_id"),
+        "event_type": F.col("envelope.event_type"),
+        "domain": F.col("domain"),
+        "event_time": F.col("envelope.event_time"),
+        "kafka_timestamp": F.col("kafka_timestamp"),
+        "lateness_seconds": lateness,
+        "raw_value": scrub_raw_json(F.col("value"), protected_field_names(catalog)),
+        "kafka_topic": F.col("topic"),
+        "kafka_partition": F.col("partition"),
+        "kafka_offset": F.col("offset"),
+        "recorded_at": F.current_timestamp(),
+    }
 
 
 def dead_letters(quarantined: DataFrame) -> DataFrame:
@@ -189,11 +217,18 @@ def dead_letters(quarantined: DataFrame) -> DataFrame:
     Kafka writes are at-least-once: after a crash a record may be announced twice, and
     consumers dedup by key; ``silver.quarantine`` stays the exactly-once ledger."""
     return quarantined.select(
-        F.col("quarantine_id").alias("key"),
-        F.to_json(
-            F.struct(
-                "quarantine_id", "reason", "event_type", "event_id", "contract_version", "source",
-                F.lit("silver").alias("stage"), "raw_value", "kafka_topic", "kafka_partition", "kafka_offset",
-            )
-        ).alias("value"),
+        F.col("quarantine_id").alias("key"), dead_letter_value().alias("value")
     )
+
+
+def dead_letter_value(row: str | None = None) -> Column:
+    """The dlq record (JSON) of a ``silver.quarantine`` row (its columns, or the fields of
+    struct column ``row``)."""
+    field = (lambda name: F.col(name)) if row is None else (lambda name: F.col(f"{row}.{name}"))
+    names = ("quarantine_id", "reason", "event_type", "event_id", "contract_version", "source")
+    return F.to_json(
+        F.struct(
+            *[field(n).alias(n) for n in names], F.lit("silver").alias("stage"),
+            *[field(n).alias(n) for n in ("raw_value", "kafka_topic", "kafka_partition", "kafka_offset")],
+        )
+    )  # fmt: skip
