@@ -7,10 +7,12 @@ thresholds and freshness SLAs.
 
 from __future__ import annotations
 
+import ast
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -79,6 +81,61 @@ def referenced_measures(expression: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+# -- ratio arithmetic ----------------------------------------------------------------------------
+#
+# A ratio's numerator and denominator are evaluated on the driver for every KPI row a
+# micro-batch changes (no Spark job for a few hundred rows), so they are written in a small,
+# SQL-compatible subset: measure names, numbers, + - * /, parentheses and the functions
+# below. Nulls propagate as in SQL; greatest/least skip them; x / 0 is null.
+
+MeasureValues = Mapping[str, float | None]
+Evaluation = Callable[[MeasureValues], float | None]
+_FUNCTIONS: dict[str, Callable[..., float | None]] = {
+    "greatest": lambda *v: max((x for x in v if x is not None), default=None),
+    "least": lambda *v: min((x for x in v if x is not None), default=None),
+    "coalesce": lambda *v: next((x for x in v if x is not None), None),
+    "abs": lambda x: None if x is None else abs(x),
+    "nullif": lambda x, y: None if x == y else x,
+}
+_OPERATORS: dict[type, Callable[[float, float], float | None]] = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b if b else None,
+}
+
+
+@cache
+def compile_arithmetic(expression: str) -> Evaluation:
+    """``"greatest(checkouts_started - orders, 0)"`` → a function of the measures' values.
+    Refuses anything outside the subset above with the reason."""
+    try:
+        tree = ast.parse(expression.strip(), mode="eval").body
+    except SyntaxError as error:
+        raise ValueError(f"not an arithmetic expression over measures: {expression!r}") from error
+
+    def build(node: ast.expr) -> Evaluation:
+        if isinstance(node, ast.Name):
+            return lambda values, name=node.id: values.get(name)
+        if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
+            return lambda values, number=float(node.value): number
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            operand = build(node.operand)
+            return lambda values: None if (v := operand(values)) is None else -v
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+            left, right, apply = build(node.left), build(node.right), _OPERATORS[type(node.op)]
+            return lambda values: (
+                None if (a := left(values)) is None or (b := right(values)) is None else apply(a, b)
+            )
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id.lower() in _FUNCTIONS and not node.keywords:
+            function, arguments = _FUNCTIONS[node.func.id.lower()], [build(a) for a in node.args]
+            return lambda values: function(*(argument(values) for argument in arguments))
+        raise ValueError(f"{ast.unparse(node)!r} in {expression!r}: use measures, numbers, + - * /, "
+                         f"parentheses and {', '.join(_FUNCTIONS)}")  # fmt: skip
+
+    return build(tree)
+
+
 @dataclass(frozen=True)
 class KpiContracts:
     """All contracts, validated against each other and the event catalog."""
@@ -102,6 +159,7 @@ def _contract(name: str, raw: dict[str, Any], defaults: dict[str, Any]) -> KpiCo
     thresholds = Thresholds(**(merged.get("thresholds") or {}))
     inputs: tuple[str, ...] = ()
     if kind == "ratio":
+        compile_arithmetic(merged["numerator"]), compile_arithmetic(merged["denominator"])  # refuse early
         inputs = tuple(
             dict.fromkeys(
                 referenced_measures(merged["numerator"]) + referenced_measures(merged["denominator"])

@@ -25,12 +25,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
+from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.streaming import StreamingQuery
 
 from lakehouse.catalog import Catalog
 from lakehouse.config import Settings
-from lakehouse.contracts import TOTAL, KpiContract, KpiContracts
+from lakehouse.contracts import TOTAL, KpiContract, KpiContracts, compile_arithmetic
 from lakehouse.registry import KPI as KPI_TABLE
 from lakehouse.registry import (
     KPI_SCHEMA,
@@ -57,13 +57,12 @@ def dimension_value(column: str) -> F.Column:
     return F.concat(F.lit(f"{column}="), F.coalesce(F.col(column).cast("string"), F.lit("unknown")))
 
 
-def measure_entries(silver: DataFrame, measures: Iterable[KpiContract]) -> F.Column:
+def measure_entries(measures: Iterable[KpiContract], by_domain: bool = True) -> F.Column:
     """What one silver row contributes to the measures: an array of ``(kpi, dimension,
     value)``, one per measure whose filter selects the row, per dimension it is reported by
-    (plus the total). Rows of ``silver.events`` (all domains, a ``domain`` column) count only
-    for their own domain's measures."""
+    (plus the total). With ``by_domain`` (rows of ``silver.events``: all domains, a ``domain``
+    column) a row counts only for its own domain's measures."""
     entries = []
-    by_domain = "domain" in silver.columns
     for measure in measures:
         assert measure.filter and measure.value
         selected = F.expr(measure.filter)
@@ -90,7 +89,7 @@ def measure_entries(silver: DataFrame, measures: Iterable[KpiContract]) -> F.Col
 def measure_rows(silver: DataFrame, measures: Iterable[KpiContract]) -> DataFrame:
     """Silver rows → one ``(event_time, kpi, dimension, value)`` row per measure entry
     (:func:`measure_entries`)."""
-    exploded = silver.select("event_time", F.explode(measure_entries(silver, measures)).alias("m"))
+    exploded = silver.select("event_time", F.explode(measure_entries(measures, "domain" in silver.columns)).alias("m"))
     return exploded.select("event_time", "m.kpi", "m.dimension", "m.value")
 
 
@@ -271,14 +270,6 @@ def ratio_inputs(
     return list(rows.values())
 
 
-def ratio_value_columns(contracts: KpiContracts) -> tuple[F.Column, F.Column]:
-    """(numerator, denominator) expressions chosen by each row's ``kpi``."""
-    ratios = contracts.of_kind("ratio")
-    numerator = F.coalesce(*[F.when(F.col("kpi") == r.name, F.expr(r.numerator)) for r in ratios])
-    denominator = F.coalesce(*[F.when(F.col("kpi") == r.name, F.expr(r.denominator)) for r in ratios])
-    return numerator.cast("double"), denominator.cast("double")
-
-
 # -- the KPI book: current values of recent windows, kept on the driver -------------------------
 
 Increment = tuple[str, datetime, str, float | None, int]  # (measure, window_start, dimension, sum, events)
@@ -381,57 +372,37 @@ class KpiBook:
                 self.evicted_before = key[1] + MINUTE
 
 
-def kpi_frame(
-    spark: SparkSession,
+def kpi_table(
     rows: list[KpiRow],
     contracts: KpiContracts,
     watermark: datetime | None,
     computed_at: datetime,
     source_versions: dict[str, int],
-) -> DataFrame:
-    """``gold.kpi`` rows (its schema) from book rows: ratio values from their inputs by the
-    contracts' expressions, units, watermark, lineage and ``is_final``."""
-    measures = [k.name for k in contracts.of_kind("measure")]
+) -> pa.Table:
+    """``gold.kpi`` rows (its columns) from book rows, on the driver: ratio values from their
+    inputs by the contracts' arithmetic, units, watermark, lineage and ``is_final``."""
+    ratios = {k.name: (compile_arithmetic(k.numerator), compile_arithmetic(k.denominator))
+              for k in contracts.of_kind("ratio") if k.numerator and k.denominator}  # fmt: skip
     units = {k.name: k.unit for k in contracts.kpis.values()}
-    schema = T.StructType(
-        [
-            T.StructField("kpi", T.StringType()),
-            T.StructField("grain", T.StringType()),
-            T.StructField("window_start", T.TimestampType()),
-            T.StructField("window_end", T.TimestampType()),
-            T.StructField("dimension", T.StringType()),
-            T.StructField("value", T.DoubleType()),
-            T.StructField("events", T.LongType()),
-            *[T.StructField(m, T.DoubleType(), True) for m in measures],
-        ]
-    )
-    data: list[tuple[Any, ...]] = []
+    columns: dict[str, list[Any]] = {name: [] for name in KPI_SCHEMA.fieldNames()}
     for r in rows:
-        inputs = r.inputs or {}
-        data.append(
-            (r.kpi, r.grain, r.window_start, r.window_end, r.dimension, r.value, r.events,
-             *[inputs.get(m) for m in measures])
-        )  # fmt: skip
-    frame = spark.createDataFrame(data, schema)
-    numerator, denominator = ratio_value_columns(contracts)
-    is_ratio = F.col("kpi").isin([k.name for k in contracts.of_kind("ratio")])
-    unit = F.create_map(*[F.lit(x) for kv in units.items() for x in kv])[F.col("kpi")]
-    final = F.lit(False) if watermark is None else F.col("window_end") <= F.lit(watermark)
-    frame = frame.select(
-        "kpi", "grain", "window_start", "window_end", "dimension",
-        F.when(is_ratio, numerator).alias("numerator"),
-        F.when(is_ratio, denominator).alias("denominator"),
-        "value", "events",
-    )  # fmt: skip
-    return frame.select(
-        "kpi", "grain", "window_start", "window_end", "dimension",
-        F.when(is_ratio, F.try_divide("numerator", "denominator")).otherwise(F.col("value")).alias("value"),
-        "numerator", "denominator", "events", unit.alias("unit"),
-        F.lit(watermark).cast("timestamp").alias("watermark"),
-        F.lit(computed_at).cast("timestamp").alias("computed_at"),
-        F.create_map(*[F.lit(x) for kv in source_versions.items() for x in kv]).cast("map<string,bigint>").alias("source_versions"),
-        final.alias("is_final"),
-    )  # fmt: skip
+        numerator = denominator = None
+        value = r.value
+        if r.kpi in ratios:
+            numerator, denominator = (part(r.inputs or {}) for part in ratios[r.kpi])
+            value = None if numerator is None or not denominator else numerator / denominator
+        for name, cell in (
+            ("kpi", r.kpi), ("grain", r.grain), ("window_start", r.window_start), ("window_end", r.window_end),
+            ("dimension", r.dimension), ("value", value), ("numerator", numerator), ("denominator", denominator),
+            ("events", r.events), ("unit", units.get(r.kpi)), ("watermark", watermark), ("computed_at", computed_at),
+            ("source_versions", list(source_versions.items())),
+            ("is_final", watermark is not None and r.window_end <= watermark),
+        ):  # fmt: skip
+            columns[name].append(cell)
+    return pa.table(columns, schema=KPI_ARROW_SCHEMA)
+
+
+KPI_ARROW_SCHEMA = to_arrow_schema(KPI_SCHEMA)
 
 
 def arrow_increments(valid: pa.Table) -> list[Increment]:

@@ -1,9 +1,10 @@
 """Readers and writers of the streaming jobs: the only place that touches stream I/O.
 
 Transforms never call ``readStream``/``writeStream``; they receive and return DataFrames.
-Every sink here is exactly-once: Delta's streaming sink commits with the checkpoint, and
-``foreachBatch`` writers pass Delta's ``txnAppId``/``txnVersion`` so that a micro-batch
-replayed after a crash is skipped by Delta instead of written twice.
+Every sink here is exactly-once: ``foreachBatch`` writers commit Delta's ``txn`` action
+(``txnAppId``/``txnVersion`` through Spark, app transactions through delta-rs in
+:class:`DriverAppends`) so that a micro-batch replayed after a crash is skipped instead of
+written twice.
 
 The ``txnAppId`` of a writer is :class:`WriterIdentity`: the query's name plus the id Spark
 keeps in the query's checkpoint. A reset (deleted) checkpoint or a renamed query gets a new
@@ -240,32 +241,6 @@ def _with_trigger(writer: DataStreamWriter, seconds: float, available_now: bool)
     if available_now:
         return writer.trigger(availableNow=True)
     return writer.trigger(processingTime=f"{int(seconds * 1000)} milliseconds")
-
-
-def start_delta_sink(
-    df: DataFrame,
-    settings: Settings,
-    query_name: str,
-    logical: str,
-    trigger_seconds: float,
-    available_now: bool = False,
-    partition_by: Sequence[str] = (),
-) -> StreamingQuery:
-    """Start an append-only query into a Delta table (exactly-once through its checkpoint)."""
-    _in_own_pool(df, query_name)
-    writer = (
-        df.writeStream.queryName(query_name)
-        .format("delta")
-        .outputMode("append")
-        .option("checkpointLocation", checkpoint_location(settings, query_name))
-    )
-    if partition_by:
-        writer = writer.partitionBy(*partition_by)
-    writer = _with_trigger(writer, trigger_seconds, available_now)
-    location = table_location(settings, logical)
-    if settings.tables.binding == "catalog":
-        return writer.toTable(location)
-    return writer.start(location)
 
 
 def start_foreach_batch(

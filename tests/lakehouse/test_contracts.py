@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lakehouse.contracts import KPI_FILE, load_contracts, referenced_measures
+from lakehouse.contracts import compile_arithmetic, KPI_FILE, load_contracts, referenced_measures
 
 pytestmark = pytest.mark.unit
 
@@ -43,6 +43,8 @@ def _write(tmp_path: Path, change) -> Path:  # noqa: ANN001
         (lambda k: k["roas"].update(numerator="revenue_typo"), "is not a measure"),
         (lambda k: k["conversion_rate"].update(dimensions=["device"]), "lacks dimensions"),
         (lambda k: k["revenue_5m"].update(slide="30s"), "whole minutes"),
+        (lambda k: k["roas"].update(numerator="sum(revenue) over ()"), "not an arithmetic expression"),
+        (lambda k: k["roas"].update(denominator="upper(ad_spend)"), "use measures, numbers"),
     ],
 )
 def test_inconsistent_contracts_are_rejected(tmp_path: Path, catalog, change, message: str) -> None:
@@ -52,3 +54,18 @@ def test_inconsistent_contracts_are_rejected(tmp_path: Path, catalog, change, me
 
 def test_ratio_inputs_are_read_from_sql_expressions() -> None:
     assert referenced_measures("greatest(checkouts_started - orders, 0)") == ("checkouts_started", "orders")
+
+
+@pytest.mark.parametrize(
+    ("expression", "values", "expected"),
+    [
+        ("greatest(checkouts_started - orders, 0)", {"checkouts_started": 9.0, "orders": 7.0}, 2.0),
+        ("greatest(checkouts_started - orders, 0)", {"checkouts_started": 5.0, "orders": 7.0}, 0.0),
+        ("greatest(checkouts_started - orders, 0)", {"orders": 7.0}, 0.0),  # SQL: greatest skips nulls
+        ("revenue - refunds * 2", {"revenue": 10.0, "refunds": None}, None),  # nulls propagate
+        ("(revenue + 1) / orders", {"revenue": 9.0, "orders": 0.0}, None),  # x / 0 is null
+        ("coalesce(refunds, 0) + -1", {"revenue": 1.0}, -1.0),
+    ],
+)
+def test_ratio_arithmetic_follows_sql(expression: str, values: dict, expected: float | None) -> None:
+    assert compile_arithmetic(expression)(values) == expected

@@ -76,3 +76,22 @@ def test_evicted_minutes_come_back_by_exact_range_however_many_ranges() -> None:
         (("revenue", T0 + 2 * MINUTE, TOTAL), 5.0, 1),  # inside
     ]
     assert within_ranges(rows, ranges) == [rows[0], rows[4]]
+
+
+def test_gold_rows_carry_ratio_values_finality_and_lineage() -> None:
+    from spark_jobs.gold import KpiRow, kpi_table
+
+    watermark = T0 + 2 * MINUTE
+    rows = [
+        KpiRow("orders", "1m", T0, T0 + MINUTE, TOTAL, 3.0, 3),
+        KpiRow("conversion_rate", "1m", T0 + 2 * MINUTE, T0 + 3 * MINUTE, TOTAL, None, 40, {"orders": 2.0, "sessions": 40.0}),
+        KpiRow("conversion_rate", "1m", T0, T0 + MINUTE, "country=DE", None, 3, {"orders": 3.0, "sessions": 0.0}),
+    ]
+    table = kpi_table(rows, contracts(), watermark, T0 + 3 * MINUTE, {"silver.events": 7}).to_pylist()
+    assert [(r["kpi"], r["value"], r["numerator"], r["denominator"], r["is_final"]) for r in table] == [
+        ("orders", 3.0, None, None, True),
+        ("conversion_rate", 0.05, 2.0, 40.0, False),
+        ("conversion_rate", None, 3.0, 0.0, True),  # no sessions: no rate
+    ]
+    assert {r["unit"] for r in table} == {contracts()["orders"].unit, contracts()["conversion_rate"].unit}
+    assert all(r["source_versions"] == [("silver.events", 7)] and r["watermark"] == watermark for r in table)

@@ -149,7 +149,7 @@ def test_the_driver_sums_a_batch_as_spark_does(spark) -> None:
         "domain string, event_type string, event_time timestamp, amount double, country string",
     )
     measures = contracts().measures_of("orders")
-    with_entries = rows.select("event_time", gold.measure_entries(rows, measures).alias("measures"))
+    with_entries = rows.select("event_time", gold.measure_entries(measures).alias("measures"))
     on_driver = gold.arrow_increments(with_entries.toArrow())
     in_spark = gold.batch_increments(rows, KpiContracts(kpis={k.name: k for k in measures}))
     assert on_driver and sorted(on_driver, key=str) == sorted(in_spark, key=str)
