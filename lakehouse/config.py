@@ -72,6 +72,7 @@ class Streaming(_Frozen):
     max_offsets_per_trigger: int
     bronze_trigger_seconds: float
     hot_path_trigger_seconds: float
+    hot_path_read_tasks: int = 0
     side_trigger_seconds: float
     # "turns": the side jobs of spark_jobs.pipeline.TURN_JOBS drain what is there one at a time
     # (availableNow), each at most once per side_trigger_seconds; "continuous": each side job

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
@@ -14,9 +17,9 @@ from lakehouse.tables import ensure_declared
 from spark_jobs.io import DriverAppends, WriterIdentity, read_kafka, start_foreach_batch
 
 
-def transform(kafka_records: DataFrame) -> DataFrame:
-    """Kafka source rows → bronze rows (payload bytes decoded as UTF-8, nothing parsed)."""
-    ingested_at = F.current_timestamp()
+def kafka_columns(kafka_records: DataFrame) -> DataFrame:
+    """Kafka source rows → the record as received (payload bytes decoded as UTF-8, nothing
+    parsed) with its Kafka coordinates."""
     return kafka_records.select(
         F.col("key").cast("string").alias("key"),
         F.col("value").cast("string").alias("value"),
@@ -24,8 +27,23 @@ def transform(kafka_records: DataFrame) -> DataFrame:
         "partition",
         "offset",
         F.col("timestamp").alias("kafka_timestamp"),
-        ingested_at.alias("ingested_at"),
-        F.to_date(ingested_at).alias("ingest_date"),
+    )
+
+
+def transform(kafka_records: DataFrame) -> DataFrame:
+    """Kafka source rows → bronze rows, stamped with the time Spark reads them."""
+    ingested_at = F.current_timestamp()
+    return kafka_columns(kafka_records).select(
+        "*", ingested_at.alias("ingested_at"), F.to_date(ingested_at).alias("ingest_date")
+    )
+
+
+def stamped(records: pa.Table, now: datetime) -> pa.Table:
+    """Bronze rows from :func:`kafka_columns` rows on the driver: stamped with the time of the
+    micro-batch there, not in the Spark plan (a time literal in the plan makes Spark generate
+    and compile the batch's code anew each micro-batch)."""
+    return records.append_column("ingested_at", pa.array([now] * records.num_rows, pa.timestamp("us", "UTC"))).append_column(
+        "ingest_date", pa.array([now.date()] * records.num_rows, pa.date32())
     )
 
 
@@ -47,7 +65,8 @@ class BronzeWriter:
         spark = batch.sparkSession
         records = batch.toArrow()
         if records.num_rows:
-            self.appends.append(spark, TABLE, records, self.identity.app_id(spark), batch_id)
+            rows = stamped(records, datetime.now(UTC))
+            self.appends.append(spark, TABLE, rows, self.identity.app_id(spark), batch_id)
 
 
 def run(
@@ -57,7 +76,7 @@ def run(
     ensure_declared(spark, settings, TABLE)
     records = read_kafka(spark, settings, raw_topics(settings, catalog))
     return start_foreach_batch(
-        transform(records),
+        kafka_columns(records),
         settings,
         QUERY_NAME,
         BronzeWriter(settings),

@@ -87,7 +87,7 @@ QUERY = HOT_PATH_QUERY
 
 def transform(records: DataFrame, catalog: Catalog, topic_prefix: str, delay: timedelta) -> DataFrame:
     """Kafka source rows → classified, deduplicated records (every route, one pass)."""
-    return dedupe_events(classify(bronze.transform(records), catalog, topic_prefix), delay)
+    return dedupe_events(classify(bronze.kafka_columns(records), catalog, topic_prefix), delay)
 
 
 QUARANTINE_ROW, LATE_ROW, MEASURES, DEAD_LETTER = (
@@ -114,8 +114,8 @@ class BatchShape:
         pii = silver_pii_classes(catalog)
         self.shaped = [
             route,
-            _route_row(route == ROUTE_QUARANTINE, quarantine_columns(catalog)).alias(QUARANTINE_ROW),
-            _route_row(route == ROUTE_LATE, late_columns(catalog)).alias(LATE_ROW),
+            _route_row(route == ROUTE_QUARANTINE, _unstamped(quarantine_columns(catalog))).alias(QUARANTINE_ROW),
+            _route_row(route == ROUTE_LATE, _unstamped(late_columns(catalog))).alias(LATE_ROW),
             *silver_event_columns(catalog),
         ]
         protected = [
@@ -131,6 +131,15 @@ class BatchShape:
 
     def rows(self, records: DataFrame) -> DataFrame:
         return records.select(*self.shaped).select(*self.written)
+
+
+# Ledger times are stamped on the driver: a time literal in the plan (current_timestamp)
+# makes Spark generate and compile the batch's whole projection anew every micro-batch.
+STAMPED_ON_DRIVER = ("quarantined_at", "recorded_at")
+
+
+def _unstamped(columns: dict[str, Column]) -> dict[str, Column]:
+    return {name: column for name, column in columns.items() if name not in STAMPED_ON_DRIVER}
 
 
 def _route_row(of_route: Column, columns: dict[str, Column]) -> Column:
@@ -151,15 +160,15 @@ class BatchTables:
     newest_arrival: datetime | None
 
     @classmethod
-    def split(cls, rows: pa.Table, silver_columns: list[str]) -> BatchTables:
+    def split(cls, rows: pa.Table, silver_columns: list[str], now: datetime) -> BatchTables:
         def of(route: str) -> pa.Table:
             return rows.filter(pc.equal(rows.column("route"), route))
 
         valid, quarantined = of(ROUTE_VALID), of(ROUTE_QUARANTINE)
         return cls(
             silver=valid.select(silver_columns),
-            quarantine=_struct_rows(quarantined.column(QUARANTINE_ROW)),
-            late=_struct_rows(of(ROUTE_LATE).column(LATE_ROW)),
+            quarantine=_struct_rows(quarantined.column(QUARANTINE_ROW), "quarantined_at", now),
+            late=_struct_rows(of(ROUTE_LATE).column(LATE_ROW), "recorded_at", now),
             dead_letters=list(zip(
                 pc.struct_field(quarantined.column(QUARANTINE_ROW), "quarantine_id").to_pylist(),
                 quarantined.column(DEAD_LETTER).to_pylist(), strict=True,
@@ -172,9 +181,12 @@ class BatchTables:
         return f"{self.silver.num_rows} valid, {self.quarantine.num_rows} quarantined, {self.late.num_rows} late"
 
 
-def _struct_rows(column: pa.ChunkedArray) -> pa.Table:
-    """A struct column → a table of its fields."""
-    return pa.Table.from_struct_array(column.combine_chunks()) if len(column) else pa.table({})
+def _struct_rows(column: pa.ChunkedArray, stamp: str, now: datetime) -> pa.Table:
+    """A ledger's struct column → its rows, stamped with the batch's time."""
+    if not len(column):
+        return pa.table({})
+    rows = pa.Table.from_struct_array(column.combine_chunks())
+    return rows.append_column(stamp, pa.array([now] * rows.num_rows, pa.timestamp("us", "UTC")))
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -259,7 +271,7 @@ class SilverGoldWriter:
         clock.mark("spark_job")
         if rows.num_rows == 0:
             return
-        tables = BatchTables.split(rows, self.silver_columns)
+        tables = BatchTables.split(rows, self.silver_columns, datetime.now(UTC))
         clock.mark("split")
         self.write_batch(spark, tables, app_id, batch_id, clock)
         log.info("hot path batch %d: %s; %s", batch_id, tables, clock)
@@ -368,6 +380,8 @@ def run(
     ensure_hot_path_tables(spark, settings)
     margin = timedelta(seconds=settings.streaming.watermark_margin_seconds)
     records = read_kafka(spark, settings, bronze.raw_topics(settings, catalog))
+    if settings.streaming.hot_path_read_tasks:
+        records = records.coalesce(settings.streaming.hot_path_read_tasks)
     return start_foreach_batch(
         transform(records, catalog, settings.kafka.topic_prefix, dedup_delay(catalog, margin)),
         settings,

@@ -40,6 +40,13 @@ def read_kafka(spark: SparkSession, settings: Settings, topics: Sequence[str]) -
         .option("startingOffsets", settings.streaming.starting_offsets)
         .option("maxOffsetsPerTrigger", settings.streaming.max_offsets_per_trigger)
         .option("includeHeaders", "false")
+        # A task reads a bounded offset range per partition, and its last fetch asks for
+        # records the broker may not hold yet: with Kafka's default 500 ms wait, every
+        # partition of every micro-batch cost half a second (18 partitions: 5 s per batch
+        # here). Also take a partition's range in one poll, not 500 records at a time.
+        .option("kafka.fetch.max.wait.ms", 10)
+        .option("kafka.max.poll.records", 100_000)
+        .option("kafka.max.partition.fetch.bytes", 16 * 1024 * 1024)
         .load()
     )
 
