@@ -11,7 +11,14 @@ import pytest
 
 from lakehouse.generator import incidents as inc
 from models import kpi_scoring
-from models.alert_budget import alert_episodes, budget_threshold, budget_thresholds, open_views, open_window_thresholds, tail_threshold
+from models.alert_budget import (
+    alert_episodes,
+    budget_threshold,
+    budget_thresholds,
+    open_views,
+    open_window_thresholds,
+    tail_threshold,
+)
 from models.ratio_test import RatioTestParams, binomial_counts, ratio_step
 from models.scorer import ENSEMBLE, KpiScorer
 
