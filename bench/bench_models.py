@@ -31,8 +31,9 @@ SHARED_NAB = REPO / ".." / "shared" / "data" / "nab"
 N_STEPS = 200
 
 
-def batch_throughput(n_series: int = N_SERIES, n_steps: int = N_STEPS, family: str = ENSEMBLE) -> dict[str, float]:
-    """Points/s of a family's ``score_batch``: every series advanced one minute per call (KPI x segment)."""
+def batch_throughput(n_series: int = N_SERIES, n_steps: int = N_STEPS, family: str = ENSEMBLE, counts: bool = False) -> dict[str, float]:
+    """Points/s of a family's ``score_batch``: every series advanced one minute per call (KPI x segment);
+    ``counts``: every series a ratio KPI with its counts (the ensemble's binomial test runs too)."""
     module, params_cls, state_cls = FAMILIES[family]
     rng = np.random.default_rng(0)
     params = params_cls()
@@ -46,11 +47,14 @@ def batch_throughput(n_series: int = N_SERIES, n_steps: int = N_STEPS, family: s
     for step in range(50):
         module.score_batch(state, params, rows, np.full(n_series, base + 60 * step), level * rng.lognormal(0, 0.1, n_series))
     values = level * rng.lognormal(0, 0.1, (n_steps, n_series))
+    attempts = rng.poisson(24.0, (n_steps, n_series)).astype(float)
+    failures = rng.binomial(attempts.astype(int), 0.05).astype(float)
     started = time.perf_counter()
     for step in range(n_steps):
-        module.score_batch(state, params, rows, np.full(n_series, base + 60 * (50 + step)), values[step])
+        extra = (failures[step], attempts[step]) if counts else ()
+        module.score_batch(state, params, rows, np.full(n_series, base + 60 * (50 + step)), values[step], *extra)
     seconds = time.perf_counter() - started
-    return {"family": family, "series": n_series, "steps": n_steps, "seconds": seconds, "points_per_second": n_series * n_steps / seconds}
+    return {"family": family, "series": n_series, "steps": n_steps, "counts": counts, "seconds": seconds, "points_per_second": n_series * n_steps / seconds}
 
 
 def frame_throughput(kind: str, n_series: int = 1_000, n_points: int = 500) -> dict[str, float]:
@@ -191,10 +195,19 @@ def _long(frame: pd.DataFrame, run: str) -> pd.DataFrame:
         / frame["payment_attempts"].rolling(5, min_periods=1).sum().where(lambda v: v > 0)
     )
     parts = [
-        pd.DataFrame({"timestamp": frame["timestamp"], "value": frame[k].astype(float), "kpi": k, SERIES_KEY: f"{run}|{k}|1m|all", "additive": add})
+        pd.DataFrame({"timestamp": frame["timestamp"], "value": frame[k].astype(float), "kpi": k, SERIES_KEY: f"{run}|{k}|1m|all", "additive": add,
+                      **_counts(frame, k)})
         for k, add in REPLAY_KPIS.items()
-    ]
+    ]  # fmt: skip
     return pd.concat(parts, ignore_index=True)
+
+
+def _counts(frame: pd.DataFrame, kpi: str) -> dict[str, pd.Series | float]:
+    """``numerator``/``denominator`` as gold.kpi carries them for the (tumbling) 1-minute
+    failure rate; NaN for counts and for the sliding 5-minute ratio (its counts overlap)."""
+    if kpi == "payment_failure_rate":
+        return {"numerator": frame["payment_failures"].astype(float), "denominator": frame["payment_attempts"].astype(float)}
+    return {"numerator": np.nan, "denominator": np.nan}
 
 
 def incident_replay(days: float = 2.0, history_days: int = 7, scenarios: int = 3, seed: int = 11, kind: str = ENSEMBLE) -> dict:
@@ -225,7 +238,7 @@ def incident_replay(days: float = 2.0, history_days: int = 7, scenarios: int = 3
     minutes = int(days * 1440)
     history = inc.kpi_minute_series(start - pd.Timedelta(days=history_days), history_days * 1440, seed=seed)
     names = [f"clean{i}" for i in range(scenarios)] + [f"incident{i}" for i in range(scenarios)]
-    train = pd.concat([_long(history, run) for run in names], ignore_index=True)[["timestamp", "value", SERIES_KEY]]
+    train = pd.concat([_long(history, run) for run in names], ignore_index=True)[["timestamp", "value", SERIES_KEY, "numerator", "denominator"]]
     scorer = KpiScorer.new(kind)
     started = time.perf_counter()
     scorer.fit(train)
@@ -257,9 +270,9 @@ def incident_replay(days: float = 2.0, history_days: int = 7, scenarios: int = 3
             out = (kpi_scoring.score_open if mode == "open" else kpi_scoring.score_final)(scorer, points, calendar)
             evaluated += len(points)
             at = stamp + pd.Timedelta(seconds=lag)
-            alarms += [(points[SERIES_KEY][i], points["kpi"][i], at, mode) for i in np.flatnonzero(out["is_anomaly"].to_numpy())]
+            alarms += [(points[SERIES_KEY][i], points["kpi"][i], at, mode, stamp) for i in np.flatnonzero(out["is_anomaly"].to_numpy())]
     replay_seconds = time.perf_counter() - started
-    found = pd.DataFrame(alarms, columns=["series", "kpi", "at", "path"])
+    found = pd.DataFrame(alarms, columns=["series", "kpi", "at", "path", "window"])
     found["at"] = pd.to_datetime(found["at"], utc=True)
     incident_alarms = {run: found[found["series"].str.startswith(f"{run}|")] for run in planned}
     clean_alarms = found[found["series"].str.startswith("clean")]
@@ -281,13 +294,14 @@ def incident_replay(days: float = 2.0, history_days: int = 7, scenarios: int = 3
 
 
 def _episodes(alarms: pd.DataFrame, gap: pd.Timedelta = pd.Timedelta(minutes=5)) -> pd.DataFrame:
-    """Alarms merged into episodes per series (a new episode after ``gap`` without alarms)."""
+    """Alarms merged into episodes per series by the windows they flag (a new episode after
+    ``gap`` of windows without alarms): the early warning of a window and its final alert
+    six minutes later are one episode (two notifications, a warning then an error)."""
     rows = []
-    for series, part in alarms.sort_values("at").groupby("series"):
-        at = pd.to_datetime(part["at"], utc=True)
-        nanos = at.astype("int64").to_numpy()
+    for series, part in alarms.sort_values(["window", "at"]).groupby("series"):
+        nanos = pd.to_datetime(part["window"], utc=True).astype("int64").to_numpy()
         starts = np.r_[True, np.diff(nanos) > gap.value]
-        rows += [{"series": series, "kpi": part["kpi"].iloc[0], "at": t} for t in at[starts]]
+        rows += [{"series": series, "kpi": part["kpi"].iloc[0], "at": t} for t in pd.to_datetime(part["at"], utc=True)[starts]]
     return pd.DataFrame(rows, columns=["series", "kpi", "at"])
 
 
@@ -353,6 +367,8 @@ def main() -> None:
         results["detect_stream_throughput"] = stream_throughput()
         print(json.dumps(results, indent=2))
         return
+    results[f"{ENSEMBLE}_score_batch_throughput_with_counts"] = batch_throughput(family=ENSEMBLE, counts=True)
+    print(f"{ENSEMBLE} score_batch with ratio counts: {results[f'{ENSEMBLE}_score_batch_throughput_with_counts']['points_per_second']:,.0f} points/s")
     for family in (ENSEMBLE, BASELINE):
         results[f"{family}_score_batch_throughput"] = batch_throughput(family=family)
         print(f"{family} score_batch: {results[f'{family}_score_batch_throughput']['points_per_second']:,.0f} points/s "

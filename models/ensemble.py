@@ -47,9 +47,12 @@ import numpy as np
 import pandas as pd
 from scipy.special import log_ndtr
 
+from models import ratio_test
 from models import seasonal_baseline as sb
 from models.series import (
     DEFAULT_SERIES,
+    DENOMINATOR,
+    NUMERATOR,
     OUTPUT_COLUMNS,
     SECONDS_PER_DAY,
     SERIES_KEY,
@@ -113,6 +116,9 @@ class EnsembleParams:
         likelihood_sd_floor: Floor of the long-run standard deviation (NAB's lower bound).
         suppress_points: Points after an alarm (score >= threshold) whose scores are zeroed:
             one episode pages once.
+        ratio_rise, ratio_limit, ratio_memory: The binomial CUSUM of ratio KPIs given their
+            counts (:class:`models.ratio_test.RatioTestParams`: the rate ratio it is tuned
+            to, the nats counting as ``band_k`` sigmas, the base rate's forgetting per point).
     """
 
     local_alpha: float = 0.5
@@ -147,6 +153,9 @@ class EnsembleParams:
     likelihood_mean_floor: float = 0.03
     likelihood_sd_floor: float = 0.0173
     suppress_points: int = 24
+    ratio_rise: float = 2.0
+    ratio_limit: float = 6.0
+    ratio_memory: float = 1.0 / 1440.0
 
     def to_dict(self) -> dict:
         """Plain dict (for MLflow params and JSON)."""
@@ -156,6 +165,10 @@ class EnsembleParams:
         """Parameters of the embedded seasonal-baseline forecaster."""
         return sb.BaselineParams(relative_floor=self.relative_floor)
 
+    def ratio_params(self) -> ratio_test.RatioTestParams:
+        """Parameters of the count-aware test of ratio KPIs."""
+        return ratio_test.RatioTestParams(rise=self.ratio_rise, limit=self.ratio_limit, memory=self.ratio_memory)
+
 
 _SCALARS = {
     "n": 0, "prev_y": np.nan, "local_level": 0.0, "profile_level": 0.0, "scale": 0.0,
@@ -164,6 +177,7 @@ _SCALARS = {
     "flat_run": 0.0, "flat_rate": 1.0, "streak": 0.0, "tail": 0.0, "profile_streak": 0.0,
     "lik_n": 0.0, "lik_short": 0.0, "lik_mean": 0.0, "lik_var": 0.0, "quiet": 0.0,
     "alarm_at": np.nan, "quiet_side": 0.0,
+    "ratio_cusum": 0.0, "ratio_failures": 0.0, "ratio_attempts": 0.0, "ratio_dispersion": 1.0,
 }  # fmt: skip
 
 
@@ -257,11 +271,15 @@ def score_batch(
     rows: np.ndarray,
     seconds: np.ndarray,
     values: np.ndarray,
+    numerators: np.ndarray | None = None,
+    denominators: np.ndarray | None = None,
 ) -> sb.BatchScores:
     """Score one point for each of ``rows`` (distinct series), then learn from it.
 
     Causal: the point is scored against the state before it; the state is updated in place.
-    Non-finite values are scored as non-anomalous and not learnt.
+    Non-finite values are scored as non-anomalous and not learnt. A ratio KPI's point given
+    its counts (``numerators``/``denominators``, NaN where there are none) is also judged by
+    the binomial CUSUM of :mod:`models.ratio_test`.
     """
     p = params
     a = state.arrays
@@ -320,7 +338,19 @@ def score_batch(
     flat_run = np.where(repeated, a["flat_run"][rows] + 1.0, 0.0)
     watches_flat = a["flat_rate"][rows] < p.flat_max_rate
     flat_evidence = np.where(watches_flat, p.band_k * flat_run / p.flat_limit, 0.0)
-    evidence = np.maximum.reduce([np.abs(z), cusum_evidence, volatility_evidence, flat_evidence])
+    gaussian = [np.abs(z), cusum_evidence, volatility_evidence]
+    ratio = None
+    if numerators is not None and denominators is not None:
+        ratio = ratio_test.ratio_step(
+            p.ratio_params(), p.band_k, a["ratio_cusum"][rows], a["ratio_failures"][rows], a["ratio_attempts"][rows],
+            a["ratio_dispersion"][rows], np.where(valid, numerators, np.nan), np.where(valid, denominators, np.nan),
+        )  # fmt: skip
+        # A ratio tested on its counts: a rise is judged by the binomial test, not by the
+        # Gaussian band of a coarse, skewed rate (its heavy upper tail would set the budget).
+        gaussian = [np.where(ratio.tested, np.maximum(-z, 0.0), np.abs(z)),
+                    np.where(ratio.tested, p.band_k * cusum_neg / p.cusum_limit, cusum_evidence),
+                    np.where(ratio.tested, 0.0, volatility_evidence)]  # fmt: skip
+    evidence = np.maximum.reduce([*gaussian, flat_evidence])
     peak = a["peak"][rows] * p.refractory_decay
     ongoing = (evidence <= peak) & (evidence > p.band_k * 0.5)
     peak = np.maximum(peak, np.where(evidence > p.band_k * 0.5, evidence, 0.0))
@@ -329,7 +359,10 @@ def score_batch(
     # A burst of moderate evidence (rising spike density, a noisier stretch) is improbable as a
     # whole though no point is: the likelihood scores the recent mean against its own history.
     likelihood, lik = anomaly_likelihood(a, rows, p, point_score, valid & warm)
-    anomaly_score = np.maximum(point_score, likelihood)
+    # The binomial CUSUM already accumulates evidence over windows: it joins the score beside
+    # the likelihood, not inside it (its lasting moderate evidence would saturate the likelihood).
+    ratio_score = np.where(valid & warm, 1.0 - np.exp2(-((ratio.evidence / p.band_k) ** 2)), 0.0) if ratio is not None else 0.0
+    anomaly_score = np.maximum.reduce(np.broadcast_arrays(point_score, likelihood, ratio_score))
     # After an alarm the rest of its episode does not page again. An alarm is a score at the
     # series' own paging threshold (``alarm_at``, set from its alert budget), else
     # ``threshold``: a blip that would not page must not silence the series.
@@ -346,6 +379,9 @@ def score_batch(
     lik["quiet"] = np.where(alarm, float(p.suppress_points), np.maximum(quiet - 1.0, 0.0))
     lik["quiet_side"] = np.where(alarm, side_now, quiet_side)
     is_anomaly = warm & valid & (anomaly_score >= alarm_at)
+    if ratio is not None:  # the sequential test restarts after an alarm (one crossing, one page)
+        lik.update(ratio_cusum=np.where(alarm, 0.0, ratio.cusum), ratio_failures=ratio.failures,
+                   ratio_attempts=ratio.attempts, ratio_dispersion=ratio.dispersion)  # fmt: skip
     cusum_pos = np.where(cusum_evidence >= p.band_k, 0.0, cusum_pos)
     cusum_neg = np.where(cusum_evidence >= p.band_k, 0.0, cusum_neg)
     cusum_var = np.where(volatility_evidence >= p.band_k, 0.0, cusum_var)
@@ -490,7 +526,8 @@ def score_points(state: EnsembleState, params: EnsembleParams, points: pd.DataFr
     Args:
         state: States, updated in place (unknown series start cold).
         params: Hyper-parameters.
-        points: ``timestamp`` (UTC), ``value`` and ``series_key`` columns.
+        points: ``timestamp`` (UTC), ``value`` and ``series_key`` columns; a ratio KPI's
+            ``numerator`` and ``denominator`` counts when it has them.
 
     Returns:
         The output columns, indexed like ``points``.
@@ -498,6 +535,7 @@ def score_points(state: EnsembleState, params: EnsembleParams, points: pd.DataFr
     keys = points[SERIES_KEY].astype(str).to_numpy() if SERIES_KEY in points else np.full(len(points), DEFAULT_SERIES)
     seconds = epoch_seconds(points[TIMESTAMP])
     values = points[VALUE].to_numpy(dtype=float)
+    counts = (points[NUMERATOR].to_numpy(float), points[DENOMINATOR].to_numpy(float)) if NUMERATOR in points and DENOMINATOR in points else None
     for key in pd.unique(keys):
         if not state.has(key):
             first_values = sb._earliest_value(keys == key, seconds, values)
@@ -506,7 +544,7 @@ def score_points(state: EnsembleState, params: EnsembleParams, points: pd.DataFr
     out = {name: np.zeros(len(points)) for name in ("expected", "lower", "upper", "anomaly_score", "confidence")}
     out["is_anomaly"] = np.zeros(len(points), bool)
     for pos in series_rounds(rows, seconds):
-        res = score_batch(state, params, rows[pos], seconds[pos], values[pos])
+        res = score_batch(state, params, rows[pos], seconds[pos], values[pos], *((c[pos] for c in counts) if counts else ()))
         for name in out:
             out[name][pos] = getattr(res, name)
     return pd.DataFrame(out, index=points.index)[OUTPUT_COLUMNS]

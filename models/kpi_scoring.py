@@ -10,6 +10,13 @@ Per micro-batch the detect job hands this module:
   :mod:`models.open_window`), so an outage pages within the window instead of a watermark
   delay after it.
 
+A ratio KPI's rows may carry its ``numerator`` and ``denominator`` (``gold.kpi`` does): the
+model then also runs a binomial CUSUM on them (:mod:`models.ratio_test`). A *complete* ratio
+window (ended, not final yet) holds all its counts, so it is scored as the final window would
+be — the sequential test included — one watermark delay early; the complete windows of a
+series still waiting to be final are handed in with it, in time order, so the test has seen
+them (the model learns only from final windows).
+
 Both apply the campaign calendar: a rise of a KPI during one of its known promotions does not
 page (a drop does). :mod:`bench.bench_models` replays generated KPI minute series with
 injected incidents through these same functions.
@@ -23,9 +30,18 @@ import pandas as pd
 from lakehouse.campaigns import CampaignCalendar
 from models.open_window import full_window_estimate, open_window_scores
 from models.scorer import KpiScorer
-from models.series import SERIES_KEY
+from models.series import DENOMINATOR, NUMERATOR, SERIES_KEY
 
 SCORE_COLUMNS = ["expected", "lower", "upper", "anomaly_score", "is_anomaly", "confidence"]
+COUNTS = [NUMERATOR, DENOMINATOR]
+
+
+def _model_columns(points: pd.DataFrame, value: np.ndarray | pd.Series) -> pd.DataFrame:
+    """What the model reads of each point: time, value, series, and a ratio's counts if any."""
+    out = pd.DataFrame({"timestamp": points["timestamp"], "value": value, SERIES_KEY: points[SERIES_KEY]}, index=points.index)
+    if all(c in points for c in COUNTS):
+        out[COUNTS] = points[COUNTS].astype(float)
+    return out
 
 
 def expected_rises(kpis: pd.Series, timestamps: pd.Series, values: np.ndarray, expected: np.ndarray, calendar: CampaignCalendar | None) -> np.ndarray:
@@ -46,13 +62,14 @@ def score_final(scorer: KpiScorer, points: pd.DataFrame, calendar: CampaignCalen
 
     Args:
         scorer: The live scorer (state advanced in place).
-        points: ``series_key, kpi, timestamp, value`` (time order within a series).
+        points: ``series_key, kpi, timestamp, value`` (time order within a series), and
+            ``numerator, denominator`` of ratio KPIs (NaN for others).
         calendar: Known promotions (their rises do not page).
 
     Returns:
         :data:`SCORE_COLUMNS` indexed like ``points``.
     """
-    scored = scorer.score(points[["timestamp", "value", SERIES_KEY]])
+    scored = scorer.score(_model_columns(points, points["value"]))
     threshold = scorer.paging_threshold(points[SERIES_KEY])
     flagged = (scored["anomaly_score"].to_numpy() >= threshold) & (scored["anomaly_score"].to_numpy() > 0)
     promo = expected_rises(points["kpi"], points["timestamp"], points["value"].to_numpy(float), scored["expected"].to_numpy(), calendar)
@@ -67,7 +84,9 @@ def score_open(scorer: KpiScorer, points: pd.DataFrame, calendar: CampaignCalend
         scorer: The live scorer (not modified).
         points: ``series_key, kpi, timestamp, value, fraction, additive``: the latest partial
             value of each open window, the share of the window elapsed, and whether the KPI
-            adds up over a window (a count) or not (a ratio).
+            adds up over a window (a count) or not (a ratio); optionally ``numerator,
+            denominator`` of ratio KPIs. A ratio series' complete windows not final yet come
+            in time order (a ratio's earlier ones give its sequential test their counts).
         calendar: Known promotions.
 
     Returns:
@@ -77,15 +96,31 @@ def score_open(scorer: KpiScorer, points: pd.DataFrame, calendar: CampaignCalend
     if points.empty:
         return pd.DataFrame(columns=SCORE_COLUMNS, index=points.index)
     estimate = full_window_estimate(points["value"].to_numpy(float), points["fraction"].to_numpy(float), points["additive"].to_numpy(bool))
-    probe = pd.DataFrame({"timestamp": points["timestamp"], "value": estimate, SERIES_KEY: points[SERIES_KEY]}, index=points.index)
-    full = scorer.preview(probe)
+    full = scorer.preview(_model_columns(points, estimate))
     band_k = float(getattr(scorer.params, "band_k", 4.0))
     out = open_window_scores(
         full, estimate, points["fraction"].to_numpy(float), band_k, scorer.open_threshold(points[SERIES_KEY]), points["additive"].to_numpy(bool)
     )
+    # A complete window of a ratio with its counts is scored now as it will be when final.
+    as_final = complete_counted_ratios(points)
+    if as_final.any():
+        final = full["anomaly_score"].to_numpy(float)
+        out["anomaly_score"] = np.where(as_final, final, out["anomaly_score"].to_numpy())
+        pages = (final >= scorer.paging_threshold(points[SERIES_KEY])) & (final > 0)
+        out["is_anomaly"] = np.where(as_final, pages, out["is_anomaly"].to_numpy())
     promo = expected_rises(points["kpi"], points["timestamp"], estimate, out["expected"].to_numpy(), calendar)
     out["is_anomaly"] = out["is_anomaly"].to_numpy() & ~promo
     return out
 
 
-__all__ = ["SCORE_COLUMNS", "expected_rises", "score_final", "score_open"]
+def complete_counted_ratios(points: pd.DataFrame) -> np.ndarray:
+    """Open windows of ratio KPIs that have ended and carry binomial counts."""
+    if not all(c in points for c in COUNTS):
+        return np.zeros(len(points), bool)
+    from models.ratio_test import binomial_counts
+
+    counted = binomial_counts(points[NUMERATOR].to_numpy(float), points[DENOMINATOR].to_numpy(float))
+    return counted & ~points["additive"].to_numpy(bool) & (points["fraction"].to_numpy(float) >= 1.0)
+
+
+__all__ = ["SCORE_COLUMNS", "complete_counted_ratios", "expected_rises", "score_final", "score_open"]

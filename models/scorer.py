@@ -117,12 +117,20 @@ class KpiScorer:
         """Scores of ``history`` as this scorer's family learns it from a cold state, with the
         transforms and periods :meth:`fit` picks from the whole history (a plain cold copy picks
         a series' transform from its first value: a ratio starting at 0 would be read as a
-        count and its band would be far wider than the fitted scorer's). Alert budgets are
+        count and its band would be far wider than the fitted scorer's).
+
+        The replay never alarms: no suppression after an alarm, no restart of a sequential
+        test, so the budget sees every score a series reaches on its history — at whatever
+        threshold it tries, not only up to the family's default, where an alarm would have
+        restarted the test (live, alarms start at the budget's threshold). Alert budgets are
         set on these scores."""
         points = normalise_points(history, **columns)
         cold = self.cold_copy()
         cold.state = self._module.register_series(points, cold.params)
-        return cold.score(points)
+        cold.page_thresholds = {str(k): np.inf for k in pd.unique(points[SERIES_KEY])}
+        scored = cold.score(points)
+        scored["is_anomaly"] = scored["anomaly_score"].to_numpy() >= self.params.threshold
+        return scored
 
     def preview(self, frame: pd.DataFrame, **columns: str) -> pd.DataFrame:
         """Score points without learning from them (an open window, a what-if).

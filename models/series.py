@@ -8,6 +8,8 @@ import pandas as pd
 TIMESTAMP = "timestamp"
 VALUE = "value"
 SERIES_KEY = "series_key"
+NUMERATOR = "numerator"  # a ratio KPI's counts (gold.kpi carries them), optional
+DENOMINATOR = "denominator"
 DEFAULT_SERIES = "__default__"
 OUTPUT_COLUMNS = ["expected", "lower", "upper", "anomaly_score", "is_anomaly", "confidence"]
 SECONDS_PER_HOUR = 3600.0
@@ -28,7 +30,8 @@ def normalise_points(
 ) -> pd.DataFrame:
     """Return ``timestamp, value, series_key`` with UTC timestamps, float values.
 
-    Rows keep their original order; a missing series column means one series.
+    Rows keep their original order; a missing series column means one series. A ratio
+    KPI's ``numerator`` and ``denominator`` columns are kept when both are there.
     """
     missing = {timestamp_col, value_col} - set(frame.columns)
     if missing:
@@ -44,6 +47,9 @@ def normalise_points(
         out[SERIES_KEY] = frame[series_col].astype(str).fillna(DEFAULT_SERIES)
     else:
         out[SERIES_KEY] = DEFAULT_SERIES
+    if NUMERATOR in frame.columns and DENOMINATOR in frame.columns:
+        for column in (NUMERATOR, DENOMINATOR):
+            out[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
     return out
 
 

@@ -112,7 +112,8 @@ DETECT_QUERY = "detect_kpi"
 FRESHNESS_QUERY = "detect_freshness"
 CHANGE_FEED_PROPERTY = "delta.enableChangeDataFeed"
 KPI_KEY = ("kpi", "grain", "window_start", "dimension")
-POINT_COLUMNS = ["kpi", "grain", "window_start", "window_end", "dimension", "value", "is_final", "computed_at"]
+# numerator/denominator: a ratio KPI's counts, which its binomial test reads (models.ratio_test)
+POINT_COLUMNS = ["kpi", "grain", "window_start", "window_end", "dimension", "value", "numerator", "denominator", "is_final", "computed_at"]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def utc_now() -> datetime:
@@ -650,7 +651,7 @@ class KpiDetector:
         frame = frame[(frame["t"].to_numpy() > low) & (frame["t"].to_numpy() <= high)]
         frame = frame.sort_values(["series_key", "t"], kind="stable")
         if len(frame):
-            scorer.score(frame[["window_start", "value", "series_key"]].rename(columns={"window_start": "timestamp"}))
+            scorer.score(frame[["window_start", "value", "series_key", "numerator", "denominator"]].rename(columns={"window_start": "timestamp"}))
         return len(frame)
 
     # -- one micro-batch
@@ -703,7 +704,8 @@ class KpiDetector:
             subset = points[modelled]
             frame = pd.DataFrame(
                 {"timestamp": subset["window_start"], "value": subset["value"].astype(float),
-                 "series_key": subset["series_key"], "kpi": subset["kpi"]}
+                 "series_key": subset["series_key"], "kpi": subset["kpi"],
+                 "numerator": subset["numerator"].astype(float), "denominator": subset["denominator"].astype(float)}
             )  # fmt: skip
             scored = score_final(state.scorer, frame, self.calendar)
             for column in scored.columns:
