@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lakehouse.contracts import compile_arithmetic, KPI_FILE, load_contracts, referenced_measures
+from lakehouse.contracts import KPI_FILE, compile_arithmetic, load_contracts, referenced_measures
 
 pytestmark = pytest.mark.unit
 
