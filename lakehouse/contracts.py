@@ -8,7 +8,6 @@ thresholds and freshness SLAs.
 from __future__ import annotations
 
 import ast
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -23,8 +22,6 @@ from lakehouse.catalog import Catalog, parse_duration
 
 KPI_FILE = REPO_ROOT / "conf" / "kpis.yaml"
 TOTAL = "all"  # the dimension value of a KPI's overall (undimensioned) row
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_SQL_WORDS = {"greatest", "least", "coalesce", "abs", "nullif", "and", "or", "not", "null"}
 
 
 @dataclass(frozen=True)
@@ -76,8 +73,10 @@ def _label(duration: timedelta) -> str:
 
 
 def referenced_measures(expression: str) -> tuple[str, ...]:
-    """Measure names used by a ratio's SQL expression."""
-    names = [n for n in _IDENTIFIER.findall(expression) if n.lower() not in _SQL_WORDS]
+    """Measure names used by a ratio's arithmetic (:func:`compile_arithmetic`), in order."""
+    tree = ast.parse(expression.strip(), mode="eval")
+    functions = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    names = [n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in functions]
     return tuple(dict.fromkeys(names))
 
 

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import DataType
 
 BLOCK_SIZE = 64  # SHA-256 block size in bytes
 TOKEN_PREFIX = "tok_"
@@ -81,11 +82,13 @@ def apply_pii_policy(
     for name, pii_class in pii_classes.items():
         if name not in df.columns:
             continue
-        dtype = df.schema[name].dataType
-        df = df.withColumn(
-            name, protected_column(F.col(name), pii_class, master_key, key_id).cast(dtype)
-        )
+        df = df.withColumn(name, protected_field(name, df.schema[name].dataType, pii_class, master_key, key_id))
     return df
+
+
+def protected_field(name: str, dtype: DataType, pii_class: str, master_key: bytes, key_id: str) -> Column:
+    """Column ``name`` of type ``dtype`` in its protected form, keeping its type and name."""
+    return protected_column(F.col(name), pii_class, master_key, key_id).cast(dtype).alias(name)
 
 
 # --- Python-side policy, key rotation and the token vault (collector, SDK, CDC, tooling) ---

@@ -92,12 +92,7 @@ def budget_threshold(scores: np.ndarray, seconds: np.ndarray, alerts_per_week: f
 def budget_thresholds(points: pd.DataFrame, scored: pd.DataFrame, alerts_per_week: float, floor: float = 0.5) -> dict[str, float]:
     """Per-series paging thresholds from scored history (``points`` as normalised points,
     ``scored`` the scorer's output aligned with it)."""
-    out = {}
-    seconds = epoch_seconds(points[TIMESTAMP])
-    for key, index in points.groupby(SERIES_KEY, sort=False).indices.items():
-        order = index[np.argsort(seconds[index], kind="stable")]
-        out[str(key)] = budget_threshold(scored["anomaly_score"].to_numpy()[order], seconds[order], alerts_per_week, floor)
-    return out
+    return _budget_over_replays(points, [scored["anomaly_score"].to_numpy()], alerts_per_week, floor)
 
 
 OPEN_VIEWS = (0.5, 1.0)  # shares of a window at which it is scored open: 30 s and 60 s of a minute

@@ -130,7 +130,7 @@ def ratio_step(
     cusum_new = np.where(ready, np.maximum(0.0, cusum + llr), cusum)
     chi2 = np.minimum(pearson_chi2(k, n, rate), params.dispersion_clip)
     # The dispersion of a settled base rate, not learnt while the test suspects a rise.
-    learns = counted & (attempts >= params.min_attempts) & (cusum < params.limit / 2)
+    learns = ready & (cusum < params.limit / 2)
     dispersion_new = np.where(learns, dispersion + params.dispersion_memory * (chi2 - dispersion), dispersion)
     keep = 1.0 - params.memory
     failures_new = np.where(counted, keep * failures + k, failures)

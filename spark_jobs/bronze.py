@@ -30,14 +30,6 @@ def kafka_columns(kafka_records: DataFrame) -> DataFrame:
     )
 
 
-def transform(kafka_records: DataFrame) -> DataFrame:
-    """Kafka source rows → bronze rows, stamped with the time Spark reads them."""
-    ingested_at = F.current_timestamp()
-    return kafka_columns(kafka_records).select(
-        "*", ingested_at.alias("ingested_at"), F.to_date(ingested_at).alias("ingest_date")
-    )
-
-
 def stamped(records: pa.Table, now: datetime) -> pa.Table:
     """Bronze rows from :func:`kafka_columns` rows on the driver: stamped with the time of the
     micro-batch there, not in the Spark plan (a time literal in the plan makes Spark generate

@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -384,22 +383,21 @@ def kpi_table(
     ratios = {k.name: (compile_arithmetic(k.numerator), compile_arithmetic(k.denominator))
               for k in contracts.of_kind("ratio") if k.numerator and k.denominator}  # fmt: skip
     units = {k.name: k.unit for k in contracts.kpis.values()}
-    columns: dict[str, list[Any]] = {name: [] for name in KPI_SCHEMA.fieldNames()}
+    lineage = list(source_versions.items())
+    table = []
     for r in rows:
         numerator = denominator = None
         value = r.value
         if r.kpi in ratios:
             numerator, denominator = (part(r.inputs or {}) for part in ratios[r.kpi])
             value = None if numerator is None or not denominator else numerator / denominator
-        for name, cell in (
-            ("kpi", r.kpi), ("grain", r.grain), ("window_start", r.window_start), ("window_end", r.window_end),
-            ("dimension", r.dimension), ("value", value), ("numerator", numerator), ("denominator", denominator),
-            ("events", r.events), ("unit", units.get(r.kpi)), ("watermark", watermark), ("computed_at", computed_at),
-            ("source_versions", list(source_versions.items())),
-            ("is_final", watermark is not None and r.window_end <= watermark),
-        ):  # fmt: skip
-            columns[name].append(cell)
-    return pa.table(columns, schema=KPI_ARROW_SCHEMA)
+        table.append({
+            "kpi": r.kpi, "grain": r.grain, "window_start": r.window_start, "window_end": r.window_end,
+            "dimension": r.dimension, "value": value, "numerator": numerator, "denominator": denominator,
+            "events": r.events, "unit": units.get(r.kpi), "watermark": watermark, "computed_at": computed_at,
+            "source_versions": lineage, "is_final": watermark is not None and r.window_end <= watermark,
+        })  # fmt: skip
+    return pa.Table.from_pylist(table, schema=KPI_ARROW_SCHEMA)
 
 
 KPI_ARROW_SCHEMA = to_arrow_schema(KPI_SCHEMA)
@@ -407,8 +405,7 @@ KPI_ARROW_SCHEMA = to_arrow_schema(KPI_SCHEMA)
 
 def arrow_increments(valid: pa.Table) -> list[Increment]:
     """A batch's valid rows on the driver (``event_time`` and their :func:`measure_entries`
-    in ``measures``) → its per (measure, minute, dimension) sums: what
-    :func:`batch_increments` computes with a Spark job, without one."""
+    in ``measures``) → its per (measure, minute, dimension) sums, without a Spark job."""
     entries = valid.column("measures")
     flat = pc.list_flatten(entries)
     if len(flat) == 0:
@@ -433,17 +430,6 @@ def arrow_increments(valid: pa.Table) -> list[Increment]:
         )
         for r in sums.to_pylist()
     ]
-
-
-def batch_increments(silver_rows: DataFrame, contracts: KpiContracts) -> list[Increment]:
-    """One micro-batch of ``silver.events`` rows → its per (measure, minute, dimension) sums."""
-    measures = measure_rows(silver_rows, contracts.of_kind("measure"))
-    sums = (
-        measures.groupBy(F.window("event_time", "1 minute").start.alias("window_start"), "kpi", "dimension")
-        .agg(F.sum("value").alias("value"), F.count(F.lit(1)).alias("events"))
-        .collect()
-    )
-    return [(r["kpi"], r["window_start"].replace(tzinfo=UTC), r["dimension"], r["value"], int(r["events"])) for r in sums]
 
 
 def finality_delay(catalog: Catalog, settings: Settings) -> timedelta:

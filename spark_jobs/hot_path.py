@@ -37,7 +37,7 @@ from pyspark.sql.streaming import StreamingQuery
 from lakehouse.catalog import Catalog
 from lakehouse.config import Settings, hash_key
 from lakehouse.contracts import KpiContracts
-from lakehouse.privacy import protected_column
+from lakehouse.privacy import protected_field
 from lakehouse.registry import (
     HOT_PATH_QUERY,
     KPI,
@@ -119,10 +119,9 @@ class BatchShape:
             *silver_event_columns(catalog),
         ]
         protected = [
-            protected_column(F.col(f.name), pii[f.name], master_key, key_id).cast(f.dataType).alias(f.name)
-            if f.name in pii else F.col(f.name)
+            protected_field(f.name, f.dataType, pii[f.name], master_key, key_id) if f.name in pii else F.col(f.name)
             for f in silver_schema.fields
-        ]  # fmt: skip
+        ]
         self.written = [
             route, F.col(QUARANTINE_ROW), F.col(LATE_ROW), *protected,
             F.when(route == ROUTE_VALID, measure_entries(contracts.of_kind("measure"))).alias(MEASURES),
@@ -190,13 +189,10 @@ def _struct_rows(column: pa.ChunkedArray, stamp: str, now: datetime) -> pa.Table
 
 
 def _utc(moment: datetime | None) -> datetime | None:
-    return (
-        None
-        if moment is None
-        else moment.replace(tzinfo=UTC)
-        if moment.tzinfo is None
-        else moment.astimezone(UTC)
-    )
+    """``moment`` as an aware UTC time (Spark hands back naive UTC times)."""
+    if moment is None or moment.tzinfo is None:
+        return moment and moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 class SilverGoldWriter:

@@ -122,12 +122,12 @@ def test_the_tail_extrapolation_does_not_stop_at_a_quiet_week() -> None:
     rng = np.random.default_rng(0)
     scores = np.zeros(7 * 1440)
     scores[rng.choice(len(scores), 60, replace=False)] = 1.0 - 0.5 * np.exp(-rng.exponential(0.5, 60))
-    seconds = np.arange(len(scores)) * 60.0
+    event_times = np.arange(len(scores)) * 60.0  # one score a minute (epoch seconds of the history)
     tail = tail_threshold(scores, allowed=2.0, floor=0.5)
     expected = 1.0 - 0.5 * np.exp(-0.5 * np.log(60 / 2))  # the exponential's own quantile
     assert tail == pytest.approx(expected, abs=0.03)
-    assert budget_threshold(scores, seconds, alerts_per_week=2) >= tail
-    assert alert_episodes(scores, budget_threshold(scores, seconds, alerts_per_week=2)) <= 2
+    assert budget_threshold(scores, event_times, alerts_per_week=2) >= tail
+    assert alert_episodes(scores, budget_threshold(scores, event_times, alerts_per_week=2)) <= 2
 
 
 def test_open_views_are_nested_thinnings_of_counts_only() -> None:
