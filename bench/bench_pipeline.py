@@ -197,7 +197,9 @@ def phase(base: dict[str, str], root: Path, name: str) -> Phase:
         "TRIVAS_TABLES__CHECKPOINTS": str(folder / "checkpoints"),
     }
     (folder / "logs").mkdir(parents=True, exist_ok=True)
-    return Phase(name, env, load_settings("local", environ=env))
+    # The phase's settings see what its pipeline processes see: the caller's TRIVAS_*
+    # overrides (e.g. TRIVAS_PIPELINE__APPLICATIONS) under the phase's own.
+    return Phase(name, env, load_settings("local", environ={**os.environ, **env}))
 
 
 # -- traffic: generated and serialised before it is sent -------------------------------------------

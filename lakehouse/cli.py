@@ -48,6 +48,23 @@ def _mount_alerts() -> None:
 _mount_alerts()
 
 
+def lower_priority(nice: int) -> None:
+    """Run this process (and what it starts) at OS priority ``nice``. Under the kernel's
+    autogroup scheduling (Debian's default) each session is one group and a nice value only
+    orders processes inside their group, so the session's group gets the value too: an
+    application started in a session of its own (as ``trivas demo`` starts them) then really
+    yields to the others."""
+    if not nice:
+        return
+    os.nice(nice)
+    autogroup = Path("/proc/self/autogroup")
+    if autogroup.exists():
+        try:
+            autogroup.write_text(str(nice))
+        except OSError as error:  # e.g. a kernel without autogroup support
+            console.print(f"[yellow]could not set this session's autogroup nice: {error}[/]")
+
+
 def _settings(env: str | None) -> Settings:
     return load_settings(env)
 
@@ -243,7 +260,7 @@ def pipeline_run(
     if app_name:
         application = settings.pipeline.application(app_name)
         runner, chosen = application.name, list(application.jobs)
-        os.nice(application.nice)  # before the JVM starts: it and its Python workers inherit it
+        lower_priority(application.nice)  # before the JVM starts: it and its Python workers inherit it
     if jobs:
         chosen = [j.strip() for j in jobs.split(",") if j.strip()]
     spark = get_spark(settings, app_name=f"{settings.spark.app_name}-{runner}")
