@@ -29,8 +29,8 @@ SECONDS_PER_WEEK = 7 * 86400.0
 CANDIDATES = np.r_[np.linspace(0.5, 0.95, 10), 0.97, 0.98, 0.99, 0.995, 0.999, 0.9999]
 MIN_TAIL_EPISODES = 8  # fewer episodes above the floor: too few to fit a tail, counting decides
 MAX_SURPRISE = -np.log(1e-12)  # scores that saturate at 1 count as this surprising
-# A series whose history breaks the budget even at a score of 1 (a likelihood that saturates
-# on clean days) does not page on that score at all: a threshold above any score (scores are
+# A series whose history breaks the budget at every score below 1 (a likelihood that
+# saturates on clean days) does not page on that score at all: a threshold above any score (scores are
 # in [0, 1]; JSON-safe, unlike infinity).
 NEVER_PAGES = 2.0
 
@@ -61,7 +61,8 @@ def surprise(score: np.ndarray | float) -> np.ndarray:
 
 def tail_threshold(scores: np.ndarray, allowed: float, floor: float) -> float:
     """Score at which the episode count, extrapolated from the tail of the episodes above
-    ``floor``, meets ``allowed`` (``floor`` when there are too few episodes to fit a tail)."""
+    ``floor``, meets ``allowed`` (``floor`` when there are too few episodes to fit a tail;
+    :data:`NEVER_PAGES` when the tail needs more than a saturated score of 1 can say)."""
     peaks = episode_peaks(scores, floor)
     if len(peaks) < MIN_TAIL_EPISODES or len(peaks) <= allowed:
         return floor
@@ -70,7 +71,9 @@ def tail_threshold(scores: np.ndarray, allowed: float, floor: float) -> float:
     if not (np.isfinite(shape) and np.isfinite(scale) and abs(shape) <= 0.5 and scale > 0):
         shape, scale = 0.0, float(np.mean(excess))  # an exponential tail when the fit runs off
     level = surprise(floor) + genpareto.isf(max(allowed, 0.5) / len(peaks), shape, 0.0, scale)
-    return float(min(1.0 - np.exp(-level), 1.0))
+    if level >= MAX_SURPRISE:  # beyond what a saturated score can tell apart: no score pages within budget
+        return NEVER_PAGES
+    return float(1.0 - np.exp(-level))
 
 
 def budget_threshold(scores: np.ndarray, seconds: np.ndarray, alerts_per_week: float, floor: float = 0.5) -> float:
@@ -90,8 +93,9 @@ def budget_threshold(scores: np.ndarray, seconds: np.ndarray, alerts_per_week: f
     step = float(np.median(np.diff(np.sort(seconds)))) if len(seconds) > 1 else 0.0
     weeks = max((seconds.max() - seconds.min() + step) / SECONDS_PER_WEEK, 1.0 / 7.0) if len(seconds) else 1.0
     allowed = alerts_per_week * weeks
-    candidates = np.r_[CANDIDATES[floor <= CANDIDATES], 1.0]
-    counted = next((float(t) for t in candidates if alert_episodes(scores, t) <= allowed), NEVER_PAGES)
+    # No candidate at 1: a score saturated at 1 (the likelihood's clip) says nothing of how
+    # rare it is, so a series that needs one to stay within budget does not page on this score.
+    counted = next((float(t) for t in CANDIDATES[floor <= CANDIDATES] if alert_episodes(scores, t) <= allowed), NEVER_PAGES)
     return max(counted, tail_threshold(scores, allowed, floor))
 
 

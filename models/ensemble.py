@@ -368,6 +368,9 @@ def score_batch(
         gaussian = [np.where(ratio.tested, np.maximum(-z, 0.0), np.abs(z)),
                     np.where(ratio.tested, p.band_k * cusum_neg / p.cusum_limit, cusum_evidence),
                     np.where(ratio.tested, 0.0, volatility_evidence)]  # fmt: skip
+        # A run of windows without a failure is what a binomial of few attempts draws (a night
+        # of payments at 5 %): not a stuck sensor when the counts explain it.
+        flat_evidence = np.where(ratio.tested & (x == 0), 0.0, flat_evidence)
     evidence = np.maximum.reduce([*gaussian, flat_evidence])
     peak = a["peak"][rows] * p.refractory_decay
     ongoing = (evidence <= peak) & (evidence > p.band_k * 0.5)
