@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from models import kpi_scoring
 from models.alert_budget import alert_episodes, budget_thresholds, open_window_thresholds
 from models.count_test import STATE_DEFAULTS, CountTestParams, count_step, poisson_llr
 from models.scorer import KpiScorer
+
+pytestmark = pytest.mark.unit
 
 P = CountTestParams()
 BAND_K = 4.0
@@ -119,3 +122,14 @@ def test_a_zero_order_outage_at_seven_a_minute_pages_within_two_minutes_within_b
         kpi_scoring.score_final(scorer, row)
     assert all(t >= 120 * 60 for t in flagged_at), flagged_at  # no page in the two clean hours
     assert flagged_at and flagged_at[0] - 120 * 60 <= 120, flagged_at
+
+
+def test_a_budget_met_only_by_saturated_scores_never_pages() -> None:
+    from models.alert_budget import NEVER_PAGES, budget_threshold
+
+    seconds = np.arange(7 * 1440) * 60.0
+    scores = np.zeros(len(seconds))
+    scores[::500] = 1.0  # twenty saturated episodes in a week: no score below 1 keeps 2 a week
+    assert budget_threshold(scores, seconds, 2.0) == NEVER_PAGES
+    scores[::500] = 0.7  # the same episodes below saturation: a threshold above them
+    assert 0.7 < budget_threshold(scores, seconds, 2.0) <= 1.0
