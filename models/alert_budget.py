@@ -29,8 +29,8 @@ SECONDS_PER_WEEK = 7 * 86400.0
 CANDIDATES = np.r_[np.linspace(0.5, 0.95, 10), 0.97, 0.98, 0.99, 0.995, 0.999, 0.9999]
 MIN_TAIL_EPISODES = 8  # fewer episodes above the floor: too few to fit a tail, counting decides
 MAX_SURPRISE = -np.log(1e-12)  # scores that saturate at 1 count as this surprising
-# A series whose history breaks the budget at every score below 1 (a likelihood that
-# saturates on clean days) does not page on that score at all: a threshold above any score (scores are
+# A series whose history breaks the budget even at a score of 1 (a likelihood that saturates
+# on clean days) does not page on that score at all: a threshold above any score (scores are
 # in [0, 1]; JSON-safe, unlike infinity).
 NEVER_PAGES = 2.0
 
@@ -93,9 +93,10 @@ def budget_threshold(scores: np.ndarray, seconds: np.ndarray, alerts_per_week: f
     step = float(np.median(np.diff(np.sort(seconds)))) if len(seconds) > 1 else 0.0
     weeks = max((seconds.max() - seconds.min() + step) / SECONDS_PER_WEEK, 1.0 / 7.0) if len(seconds) else 1.0
     allowed = alerts_per_week * weeks
-    # No candidate at 1: a score saturated at 1 (the likelihood's clip) says nothing of how
-    # rare it is, so a series that needs one to stay within budget does not page on this score.
-    counted = next((float(t) for t in CANDIDATES[floor <= CANDIDATES] if alert_episodes(scores, t) <= allowed), NEVER_PAGES)
+    # The last candidate is a score saturated at 1 (the likelihood's clip; a spike far out of
+    # band): a series that breaks the budget even there does not page on this score at all.
+    candidates = np.r_[CANDIDATES[floor <= CANDIDATES], 1.0]
+    counted = next((float(t) for t in candidates if alert_episodes(scores, t) <= allowed), NEVER_PAGES)
     return max(counted, tail_threshold(scores, allowed, floor))
 
 

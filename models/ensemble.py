@@ -23,6 +23,9 @@ and drifts), a CUSUM of squared residuals (variance changes), and a flat-line ru
 sensor or a dead checkout: a series that normally moves repeats one value). A run of
 ``shift_run`` same-side exceedances is adopted as the new normal, so one shift pages once.
 The point score is ``1 - 2 ** -((evidence / band_k) ** 2)`` (0.5 at ``band_k`` sigmas).
+Given counts, sequential tests join beside it: the binomial CUSUM of a ratio KPI
+(:mod:`models.ratio_test`) and the Poisson CUSUMs of a count KPI given its exposure
+(:mod:`models.count_test`); their score alone is returned as ``test_score``.
 
 Two NAB-style post-processing steps, O(1) per point, make one threshold fit every series:
 

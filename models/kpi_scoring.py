@@ -11,7 +11,11 @@ Per micro-batch the detect job hands this module:
   delay after it.
 
 A ratio KPI's rows may carry its ``numerator`` and ``denominator`` (``gold.kpi`` does): the
-model then also runs a binomial CUSUM on them (:mod:`models.ratio_test`). A *complete* ratio
+model then also runs a binomial CUSUM on them (:mod:`models.ratio_test`). An additive KPI's
+rows (``additive``; ``tumbling`` False for a sliding rollup) are handed to the model with their
+``exposure`` (the share of the window elapsed, 1 when final), and a count KPI is then also
+judged by Poisson CUSUMs on its events (:mod:`models.count_test`), whose score pages open
+windows beside the band's. A *complete* ratio
 window (ended, not final yet) holds all its counts, so it is scored as the final window would
 be — the sequential test included — one watermark delay early; the complete windows of a
 series still waiting to be final are handed in with it, in time order, so the test has seen

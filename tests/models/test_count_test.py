@@ -129,7 +129,7 @@ def test_a_budget_met_only_by_saturated_scores_never_pages() -> None:
 
     seconds = np.arange(7 * 1440) * 60.0
     scores = np.zeros(len(seconds))
-    scores[::500] = 1.0  # twenty saturated episodes in a week: no score below 1 keeps 2 a week
+    scores[::500] = 1.0  # twenty saturated episodes in a week: not even a score of 1 keeps 2 a week
     assert budget_threshold(scores, seconds, 2.0) == NEVER_PAGES
     scores[::500] = 0.7  # the same episodes below saturation: a threshold above them
     assert 0.7 < budget_threshold(scores, seconds, 2.0) <= 1.0

@@ -84,8 +84,8 @@ def test_budget_thresholds_per_series_keep_clean_history_within_budget() -> None
     assert set(thresholds) == {"orders|1m|all", "sessions|1m|all"}
     for key, threshold in thresholds.items():
         mine = scored["anomaly_score"].to_numpy()[(points["series_key"] == key).to_numpy()]
-        # NEVER_PAGES: only saturated scores (the likelihood's clip at 1) would keep the budget
-        assert alert_episodes(mine, threshold) <= 2 and (0.5 <= threshold < 1.0 or threshold == NEVER_PAGES)
+        # NEVER_PAGES: even saturated scores (the likelihood's clip at 1) break the budget
+        assert alert_episodes(mine, threshold) <= 2 and (0.5 <= threshold <= 1.0 or threshold == NEVER_PAGES)
 
 
 def test_open_windows_page_at_their_own_budget_not_at_the_final_scores_threshold() -> None:
