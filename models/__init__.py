@@ -15,6 +15,9 @@ Public API (import the submodules; ``models.registry`` pulls in MLflow):
 * ``models.kpi_scoring`` / ``models.open_window`` — the detect job's scoring step: final
   windows learnt, open windows scored early, calendar promotions not paged.
 * ``models.alert_budget`` — paging thresholds from an alert budget on each KPI's history.
+* ``models.ratio_test`` / ``models.count_test`` — sequential tests on a window's counts: the
+  binomial CUSUM of ratio KPIs, the Poisson drop/rise CUSUMs of count KPIs (open windows by
+  their exposure).
 * ``models.seasonal_baseline.score_batch(state, params, rows, seconds, values)`` —
   one vectorised O(1)-per-point step over many series.
 * ``models.registry`` — ``train_and_register``, ``load_scorer``, ``load_pyfunc``,

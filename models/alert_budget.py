@@ -22,12 +22,17 @@ import numpy as np
 import pandas as pd
 from scipy.stats import genpareto
 
-from models.series import SERIES_KEY, TIMESTAMP, VALUE, epoch_seconds
+from models.count_test import CountTestParams, replay_views
+from models.series import EXPOSURE, SERIES_KEY, TIMESTAMP, VALUE, epoch_seconds
 
 SECONDS_PER_WEEK = 7 * 86400.0
 CANDIDATES = np.r_[np.linspace(0.5, 0.95, 10), 0.97, 0.98, 0.99, 0.995, 0.999, 0.9999]
 MIN_TAIL_EPISODES = 8  # fewer episodes above the floor: too few to fit a tail, counting decides
 MAX_SURPRISE = -np.log(1e-12)  # scores that saturate at 1 count as this surprising
+# A series whose history breaks the budget even at a score of 1 (a likelihood that saturates
+# on clean days) does not page on that score at all: a threshold above any score (scores are
+# in [0, 1]; JSON-safe, unlike infinity).
+NEVER_PAGES = 2.0
 
 
 def alert_episodes(scores: np.ndarray, threshold: float) -> int:
@@ -56,7 +61,8 @@ def surprise(score: np.ndarray | float) -> np.ndarray:
 
 def tail_threshold(scores: np.ndarray, allowed: float, floor: float) -> float:
     """Score at which the episode count, extrapolated from the tail of the episodes above
-    ``floor``, meets ``allowed`` (``floor`` when there are too few episodes to fit a tail)."""
+    ``floor``, meets ``allowed`` (``floor`` when there are too few episodes to fit a tail;
+    :data:`NEVER_PAGES` when the tail needs more than a saturated score of 1 can say)."""
     peaks = episode_peaks(scores, floor)
     if len(peaks) < MIN_TAIL_EPISODES or len(peaks) <= allowed:
         return floor
@@ -65,7 +71,9 @@ def tail_threshold(scores: np.ndarray, allowed: float, floor: float) -> float:
     if not (np.isfinite(shape) and np.isfinite(scale) and abs(shape) <= 0.5 and scale > 0):
         shape, scale = 0.0, float(np.mean(excess))  # an exponential tail when the fit runs off
     level = surprise(floor) + genpareto.isf(max(allowed, 0.5) / len(peaks), shape, 0.0, scale)
-    return float(min(1.0 - np.exp(-level), 1.0))
+    if level >= MAX_SURPRISE:  # beyond what a saturated score can tell apart: no score pages within budget
+        return NEVER_PAGES
+    return float(1.0 - np.exp(-level))
 
 
 def budget_threshold(scores: np.ndarray, seconds: np.ndarray, alerts_per_week: float, floor: float = 0.5) -> float:
@@ -79,13 +87,16 @@ def budget_threshold(scores: np.ndarray, seconds: np.ndarray, alerts_per_week: f
         floor: Never page below this score.
 
     Returns:
-        The threshold (1.0 when even the strictest candidate breaks the budget).
+        The threshold (:data:`NEVER_PAGES` when even a score of 1 breaks the budget).
     """
     seconds = np.asarray(seconds, float)
     step = float(np.median(np.diff(np.sort(seconds)))) if len(seconds) > 1 else 0.0
     weeks = max((seconds.max() - seconds.min() + step) / SECONDS_PER_WEEK, 1.0 / 7.0) if len(seconds) else 1.0
     allowed = alerts_per_week * weeks
-    counted = next((float(t) for t in CANDIDATES[floor <= CANDIDATES] if alert_episodes(scores, t) <= allowed), 1.0)
+    # The last candidate is a score saturated at 1 (the likelihood's clip; a spike far out of
+    # band): a series that breaks the budget even there does not page on this score at all.
+    candidates = np.r_[CANDIDATES[floor <= CANDIDATES], 1.0]
+    counted = next((float(t) for t in candidates if alert_episodes(scores, t) <= allowed), NEVER_PAGES)
     return max(counted, tail_threshold(scores, allowed, floor))
 
 
@@ -127,6 +138,7 @@ def open_window_thresholds(
     fractions: tuple[float, ...] = OPEN_VIEWS,
     draws: int = 4,
     seed: int = 0,
+    count_params: CountTestParams | None = None,
 ) -> dict[str, float]:
     """Per-series paging thresholds of *open* windows (:mod:`models.open_window`).
 
@@ -141,6 +153,12 @@ def open_window_thresholds(
     only, the threshold would never see the noise of a half-window's extrapolation (orders
     paged 1.2 times a day against a budget of 0.29). A threshold set on the final score
     (whose likelihood saturates near 1 on long clean histories) would silence open windows.
+
+    A count series with an ``exposure`` column (the scorer runs the Poisson CUSUMs of
+    :mod:`models.count_test` on it, given ``count_params``) pages its open windows on the
+    larger of the band score and the tests' score, so both are replayed on the same views
+    (:func:`models.count_test.replay_views`, the tests' state carried by the complete
+    windows from the scorer's causal ``expected``) and one budget covers both.
     """
     from models.open_window import full_window_estimate, open_score
 
@@ -150,13 +168,22 @@ def open_window_thresholds(
     band = [scored[c].to_numpy(float) for c in ("expected", "lower", "upper")]
     warm = scored["confidence"].to_numpy(float) >= 0.5  # past the model's warm-up
     scoreable = warm & np.isfinite(values) & np.isfinite(band[0])
+    tested = np.zeros(len(points), bool)
+    if count_params is not None and EXPOSURE in points:
+        tested = is_count & np.isfinite(points[EXPOSURE].to_numpy(float))
+    rows = pd.factorize(points[SERIES_KEY])[0][tested]
+    seconds = epoch_seconds(points[TIMESTAMP])[tested]
     rng = np.random.default_rng(seed)
     replays = []
     for _ in range(max(draws, 1)):
         score = np.zeros(len(points))
-        for fraction, partial in open_views(values, is_count, fractions, rng):
+        views = open_views(values, is_count, fractions, rng)
+        for fraction, partial in views:
             estimate = full_window_estimate(partial, np.full(len(points), fraction), np.ones(len(points), bool))
             score = np.fmax(score, np.nan_to_num(open_score(estimate, *band, band_k, fraction)))
+        if tested.any():
+            evidence = replay_views(count_params, band_k, rows, seconds, [(f, v[tested]) for f, v in views], band[0][tested])
+            score[tested] = np.fmax(score[tested], 1.0 - np.exp2(-((evidence / band_k) ** 2)))
         replays.append(np.where(scoreable, score, 0.0))
     return _budget_over_replays(points, replays, alerts_per_week, floor)
 

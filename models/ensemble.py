@@ -23,6 +23,9 @@ and drifts), a CUSUM of squared residuals (variance changes), and a flat-line ru
 sensor or a dead checkout: a series that normally moves repeats one value). A run of
 ``shift_run`` same-side exceedances is adopted as the new normal, so one shift pages once.
 The point score is ``1 - 2 ** -((evidence / band_k) ** 2)`` (0.5 at ``band_k`` sigmas).
+Given counts, sequential tests join beside it: the binomial CUSUM of a ratio KPI
+(:mod:`models.ratio_test`) and the Poisson CUSUMs of a count KPI given its exposure
+(:mod:`models.count_test`); their score alone is returned as ``test_score``.
 
 Two NAB-style post-processing steps, O(1) per point, make one threshold fit every series:
 
@@ -47,15 +50,17 @@ import numpy as np
 import pandas as pd
 from scipy.special import log_ndtr
 
-from models import ratio_test
+from models import count_test, ratio_test
 from models import seasonal_baseline as sb
 from models.series import (
     DEFAULT_SERIES,
     DENOMINATOR,
+    EXPOSURE,
     NUMERATOR,
     OUTPUT_COLUMNS,
     SECONDS_PER_DAY,
     SERIES_KEY,
+    TEST_SCORE,
     TIMESTAMP,
     VALUE,
     epoch_seconds,
@@ -119,6 +124,9 @@ class EnsembleParams:
         ratio_rise, ratio_limit, ratio_memory: The binomial CUSUM of ratio KPIs given their
             counts (:class:`models.ratio_test.RatioTestParams`: the rate ratio it is tuned
             to, the nats counting as ``band_k`` sigmas, the base rate's forgetting per point).
+        count_drop, count_rise, count_limit: The Poisson CUSUMs of count KPIs given their
+            exposure (:class:`models.count_test.CountTestParams`: the rate ratios of the drop
+            and the rise test, the nats counting as ``band_k`` sigmas).
     """
 
     local_alpha: float = 0.5
@@ -156,6 +164,9 @@ class EnsembleParams:
     ratio_rise: float = 2.0
     ratio_limit: float = 6.0
     ratio_memory: float = 1.0 / 1440.0
+    count_drop: float = 0.1
+    count_rise: float = 2.0
+    count_limit: float = 6.0
 
     def to_dict(self) -> dict:
         """Plain dict (for MLflow params and JSON)."""
@@ -169,6 +180,10 @@ class EnsembleParams:
         """Parameters of the count-aware test of ratio KPIs."""
         return ratio_test.RatioTestParams(rise=self.ratio_rise, limit=self.ratio_limit, memory=self.ratio_memory)
 
+    def count_params(self) -> count_test.CountTestParams:
+        """Parameters of the count-aware tests of count KPIs."""
+        return count_test.CountTestParams(drop=self.count_drop, rise=self.count_rise, limit=self.count_limit)
+
 
 _SCALARS = {
     "n": 0, "prev_y": np.nan, "local_level": 0.0, "profile_level": 0.0, "scale": 0.0,
@@ -178,6 +193,7 @@ _SCALARS = {
     "lik_n": 0.0, "lik_short": 0.0, "lik_mean": 0.0, "lik_var": 0.0, "quiet": 0.0,
     "alarm_at": np.nan, "quiet_side": 0.0,
     "ratio_cusum": 0.0, "ratio_failures": 0.0, "ratio_attempts": 0.0, "ratio_dispersion": 1.0,
+    **count_test.STATE_DEFAULTS,
 }  # fmt: skip
 
 
@@ -273,13 +289,18 @@ def score_batch(
     values: np.ndarray,
     numerators: np.ndarray | None = None,
     denominators: np.ndarray | None = None,
+    exposures: np.ndarray | None = None,
 ) -> sb.BatchScores:
     """Score one point for each of ``rows`` (distinct series), then learn from it.
 
     Causal: the point is scored against the state before it; the state is updated in place.
     Non-finite values are scored as non-anomalous and not learnt. A ratio KPI's point given
     its counts (``numerators``/``denominators``, NaN where there are none) is also judged by
-    the binomial CUSUM of :mod:`models.ratio_test`.
+    the binomial CUSUM of :mod:`models.ratio_test`; a count KPI's point given its exposure (the
+    share of its window the value covers when it was extrapolated to the full window, 1 for a
+    complete window, NaN where it is not a count) by the Poisson CUSUMs of
+    :mod:`models.count_test`. ``test_score`` of the result is the score of those sequential
+    tests alone (0 without them).
     """
     p = params
     a = state.arrays
@@ -350,6 +371,9 @@ def score_batch(
         gaussian = [np.where(ratio.tested, np.maximum(-z, 0.0), np.abs(z)),
                     np.where(ratio.tested, p.band_k * cusum_neg / p.cusum_limit, cusum_evidence),
                     np.where(ratio.tested, 0.0, volatility_evidence)]  # fmt: skip
+        # A run of windows without a failure is what a binomial of few attempts draws (a night
+        # of payments at 5 %): not a stuck sensor when the counts explain it.
+        flat_evidence = np.where(ratio.tested & (x == 0), 0.0, flat_evidence)
     evidence = np.maximum.reduce([*gaussian, flat_evidence])
     peak = a["peak"][rows] * p.refractory_decay
     ongoing = (evidence <= peak) & (evidence > p.band_k * 0.5)
@@ -362,7 +386,17 @@ def score_batch(
     # The binomial CUSUM already accumulates evidence over windows: it joins the score beside
     # the likelihood, not inside it (its lasting moderate evidence would saturate the likelihood).
     ratio_score = np.where(valid & warm, 1.0 - np.exp2(-((ratio.evidence / p.band_k) ** 2)), 0.0) if ratio is not None else 0.0
-    anomaly_score = np.maximum.reduce(np.broadcast_arrays(point_score, likelihood, ratio_score))
+    count = None
+    if exposures is not None:
+        # A count KPI (integer history) given its exposure: Poisson CUSUMs of its events against
+        # the forecast of the window (the count seen is the extrapolated value times the exposure).
+        f = np.where(valid & is_count, np.asarray(exposures, float), np.nan)
+        columns = {name: a[name][rows] for name in count_test.STATE_DEFAULTS}
+        forecast = sb._inverse(y_hat, use_log, offset)
+        count = count_test.count_step(p.count_params(), p.band_k, columns, np.round(x * f), forecast, f)
+    count_score = np.where(valid, 1.0 - np.exp2(-((count.evidence / p.band_k) ** 2)), 0.0) if count is not None else 0.0
+    test_score = np.maximum(ratio_score, count_score) * np.ones(len(rows))
+    anomaly_score = np.maximum.reduce(np.broadcast_arrays(point_score, likelihood, ratio_score, count_score))
     # After an alarm the rest of its episode does not page again. An alarm is a score at the
     # series' own paging threshold (``alarm_at``, set from its alert budget), else
     # ``threshold``: a blip that would not page must not silence the series.
@@ -382,6 +416,8 @@ def score_batch(
     if ratio is not None:  # the sequential test restarts after an alarm (one crossing, one page)
         lik.update(ratio_cusum=np.where(alarm, 0.0, ratio.cusum), ratio_failures=ratio.failures,
                    ratio_attempts=ratio.attempts, ratio_dispersion=ratio.dispersion)  # fmt: skip
+    if count is not None:  # not restarted by alarms: an ongoing outage is one firing episode
+        lik.update(count.state)
     cusum_pos = np.where(cusum_evidence >= p.band_k, 0.0, cusum_pos)
     cusum_neg = np.where(cusum_evidence >= p.band_k, 0.0, cusum_neg)
     cusum_var = np.where(volatility_evidence >= p.band_k, 0.0, cusum_var)
@@ -483,6 +519,7 @@ def score_batch(
         confidence=confidence,
         center=y_hat,
         sigma=sigma,
+        test_score=test_score,
     )
 
 
@@ -536,18 +573,20 @@ def score_points(state: EnsembleState, params: EnsembleParams, points: pd.DataFr
     seconds = epoch_seconds(points[TIMESTAMP])
     values = points[VALUE].to_numpy(dtype=float)
     counts = (points[NUMERATOR].to_numpy(float), points[DENOMINATOR].to_numpy(float)) if NUMERATOR in points and DENOMINATOR in points else None
+    exposures = points[EXPOSURE].to_numpy(float) if EXPOSURE in points else None
     for key in pd.unique(keys):
         if not state.has(key):
             first_values = sb._earliest_value(keys == key, seconds, values)
             state.add_series(key, sb.choose_transform(first_values, params.relative_floor))
     rows = state.index_of(list(keys))
-    out = {name: np.zeros(len(points)) for name in ("expected", "lower", "upper", "anomaly_score", "confidence")}
+    out = {name: np.zeros(len(points)) for name in ("expected", "lower", "upper", "anomaly_score", "confidence", "test_score")}
     out["is_anomaly"] = np.zeros(len(points), bool)
     for pos in series_rounds(rows, seconds):
-        res = score_batch(state, params, rows[pos], seconds[pos], values[pos], *((c[pos] for c in counts) if counts else ()))
+        res = score_batch(state, params, rows[pos], seconds[pos], values[pos], *((c[pos] for c in counts) if counts else (None, None)),
+                          exposures=exposures[pos] if exposures is not None else None)  # fmt: skip
         for name in out:
             out[name][pos] = getattr(res, name)
-    return pd.DataFrame(out, index=points.index)[OUTPUT_COLUMNS]
+    return pd.DataFrame(out, index=points.index)[[*OUTPUT_COLUMNS, TEST_SCORE]]
 
 
 def fit_state(history: pd.DataFrame, params: EnsembleParams, state: EnsembleState | None = None) -> EnsembleState:

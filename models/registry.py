@@ -75,7 +75,7 @@ class KpiAnomalyModel(mlflow.pyfunc.PythonModel):
         """Score a batch of KPI points (see class docstring)."""
         frame = pd.DataFrame(model_input)
         scored = self.scorer.copy().score(frame)
-        return scored.reset_index(drop=True)
+        return scored[OUTPUT_COLUMNS].reset_index(drop=True)
 
 
 def model_signature() -> ModelSignature:
@@ -215,7 +215,9 @@ def train_and_register(
     in_sample = scorer.replay(points)  # the fitted transforms, from a cold state
     scorer.page_thresholds = budget_thresholds(points, in_sample, alerts_per_week, floor=min(scorer.params.threshold, 0.5))
     band_k = float(getattr(scorer.params, "band_k", 4.0))
-    scorer.open_thresholds = open_window_thresholds(points, in_sample, alerts_per_week, band_k, floor=min(scorer.params.threshold, 0.5))
+    scorer.open_thresholds = open_window_thresholds(
+        points, in_sample, alerts_per_week, band_k, floor=min(scorer.params.threshold, 0.5), count_params=scorer.count_params()
+    )
     metrics["open_threshold_median"] = float(np.median(list(scorer.open_thresholds.values())))
     metrics["page_threshold_median"] = float(np.median(list(scorer.page_thresholds.values())))
     metrics["train_alarm_rate"] = float(in_sample["is_anomaly"].mean())

@@ -10,7 +10,17 @@ import numpy as np
 import pandas as pd
 
 from models import ensemble, ets_challenger, hst_challenger, seasonal_baseline
-from models.series import OUTPUT_COLUMNS, SERIES_KEY, TIMESTAMP, VALUE, normalise_points
+from models.series import (
+    DENOMINATOR,
+    EXPOSURE,
+    NUMERATOR,
+    OUTPUT_COLUMNS,
+    SERIES_KEY,
+    TEST_SCORE,
+    TIMESTAMP,
+    VALUE,
+    normalise_points,
+)
 
 BASELINE = "seasonal_baseline"
 ETS = "ets"
@@ -89,13 +99,17 @@ class KpiScorer:
 
         Returns:
             ``expected, lower, upper, anomaly_score, is_anomaly, confidence`` indexed
-            like ``frame``.
+            like ``frame``; with ``test_score`` (the sequential count/ratio tests' score alone)
+            too when ``frame`` has counts (``numerator``/``denominator``, ``exposure``) and the
+            family tests them.
         """
         points = normalise_points(frame, **columns)
         if self.state is None:
             self.state = FAMILIES[self.kind][2]()
         self._sync_alarm_levels(points[SERIES_KEY])
-        scored = self._module.score_points(self.state, self.params, points)[OUTPUT_COLUMNS]
+        scored = self._module.score_points(self.state, self.params, points)
+        tests = TEST_SCORE in scored and (EXPOSURE in points or (NUMERATOR in points and DENOMINATOR in points))
+        scored = scored[[*OUTPUT_COLUMNS, TEST_SCORE] if tests else OUTPUT_COLUMNS]
         if self.page_thresholds:
             keys = points[SERIES_KEY].map(self.page_thresholds).astype(float)
             threshold = keys.fillna(self.params.threshold).to_numpy()
@@ -151,6 +165,11 @@ class KpiScorer:
         """Paging threshold of each series' open windows (its open-window budget, else
         :meth:`paging_threshold`)."""
         return keys.map(self.open_thresholds).astype(float).fillna(pd.Series(self.paging_threshold(keys), index=keys.index)).to_numpy()
+
+    def count_params(self):  # noqa: ANN201 - models.count_test.CountTestParams | None
+        """Parameters of the family's count tests (:mod:`models.count_test`), if it runs them."""
+        make = getattr(self.params, "count_params", None)
+        return make() if make is not None else None
 
     def copy(self) -> KpiScorer:
         """Independent copy (state included)."""

@@ -232,6 +232,7 @@ class BatchScores:
     confidence: np.ndarray
     center: np.ndarray | None = None  # expectation in the transformed space
     sigma: np.ndarray | None = None  # one-step sigma in the transformed space
+    test_score: np.ndarray | None = None  # score of a family's sequential count/ratio tests alone
 
 
 def _normal_quantile(prob: float) -> float:

@@ -10,6 +10,8 @@ VALUE = "value"
 SERIES_KEY = "series_key"
 NUMERATOR = "numerator"  # a ratio KPI's counts (gold.kpi carries them), optional
 DENOMINATOR = "denominator"
+EXPOSURE = "exposure"  # a count KPI's share of its window the value covers (extrapolated), optional
+TEST_SCORE = "test_score"  # score of the count/ratio sequential tests alone (ensemble output)
 DEFAULT_SERIES = "__default__"
 OUTPUT_COLUMNS = ["expected", "lower", "upper", "anomaly_score", "is_anomaly", "confidence"]
 SECONDS_PER_HOUR = 3600.0
@@ -31,7 +33,8 @@ def normalise_points(
     """Return ``timestamp, value, series_key`` with UTC timestamps, float values.
 
     Rows keep their original order; a missing series column means one series. A ratio
-    KPI's ``numerator`` and ``denominator`` columns are kept when both are there.
+    KPI's ``numerator`` and ``denominator`` columns are kept when both are there, a count
+    KPI's ``exposure`` when it is there.
     """
     missing = {timestamp_col, value_col} - set(frame.columns)
     if missing:
@@ -50,6 +53,8 @@ def normalise_points(
     if NUMERATOR in frame.columns and DENOMINATOR in frame.columns:
         for column in (NUMERATOR, DENOMINATOR):
             out[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
+    if EXPOSURE in frame.columns:
+        out[EXPOSURE] = pd.to_numeric(frame[EXPOSURE], errors="coerce").astype(float)
     return out
 
 

@@ -228,6 +228,7 @@ def open_points(rows: pd.DataFrame, cursor: dict[str, float], contracts: KpiCont
     open_["fraction"] = elapsed_fraction(open_["window_start"], open_["window_end"], open_["computed_at"])
     kinds = {k: c.kind for k, c in contracts.kpis.items()}
     open_["additive"] = open_["kpi"].map(kinds).isin(["measure", "rollup"]).to_numpy()
+    open_["tumbling"] = (open_["kpi"].map(kinds) == "measure").to_numpy()
     return open_.sort_values(["series_key", "t"], kind="stable").reset_index(drop=True)
 
 
@@ -589,6 +590,9 @@ class KpiDetector:
         self.snapshots: SnapshotStore | None = None
         self.scored_points = 0
         self.modelled = {k for k, c in contracts.kpis.items() if c.anomaly_detection}
+        # KPIs summed over tumbling 1-minute windows: a final window is a complete count
+        # (exposure 1) for the model's count tests; sliding rollups are not tested
+        self.tumbling_counts = {k: c.kind == "measure" for k, c in contracts.kpis.items()}
         from lakehouse.campaigns import CampaignCalendar
 
         self.calendar = CampaignCalendar.load()
@@ -705,7 +709,8 @@ class KpiDetector:
             frame = pd.DataFrame(
                 {"timestamp": subset["window_start"], "value": subset["value"].astype(float),
                  "series_key": subset["series_key"], "kpi": subset["kpi"],
-                 "numerator": subset["numerator"].astype(float), "denominator": subset["denominator"].astype(float)}
+                 "numerator": subset["numerator"].astype(float), "denominator": subset["denominator"].astype(float),
+                 "additive": subset["kpi"].map(self.tumbling_counts).fillna(False).astype(bool)}
             )  # fmt: skip
             scored = score_final(state.scorer, frame, self.calendar)
             for column in scored.columns:

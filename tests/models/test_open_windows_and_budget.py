@@ -13,6 +13,7 @@ from lakehouse.campaigns import CampaignCalendar
 from lakehouse.generator import incidents as inc
 from models import kpi_scoring
 from models.alert_budget import (
+    NEVER_PAGES,
     alert_episodes,
     budget_threshold,
     budget_thresholds,
@@ -83,7 +84,8 @@ def test_budget_thresholds_per_series_keep_clean_history_within_budget() -> None
     assert set(thresholds) == {"orders|1m|all", "sessions|1m|all"}
     for key, threshold in thresholds.items():
         mine = scored["anomaly_score"].to_numpy()[(points["series_key"] == key).to_numpy()]
-        assert alert_episodes(mine, threshold) <= 2 and 0.5 <= threshold <= 1.0
+        # NEVER_PAGES: even saturated scores (the likelihood's clip at 1) break the budget
+        assert alert_episodes(mine, threshold) <= 2 and (0.5 <= threshold <= 1.0 or threshold == NEVER_PAGES)
 
 
 def test_open_windows_page_at_their_own_budget_not_at_the_final_scores_threshold() -> None:
