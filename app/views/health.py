@@ -32,7 +32,7 @@ def health() -> None:
         with columns[index % 2]:
             st.subheader(label)
             if len(frame):
-                st.altair_chart(alt.Chart(frame).mark_line().encode(x=alt.X("recorded_at:T", title="UTC"), y=alt.Y(f"{metric}:Q", title=label), color="query:N"), width="stretch")
+                st.altair_chart(alt.Chart(frame[["recorded_at", "query", metric]]).mark_line().encode(x=alt.X("recorded_at:T", title="UTC"), y=alt.Y(f"{metric}:Q", title=label), color="query:N"), width="stretch")
             ui.footer(progress, data.table_freshness(progress.tables[0], 60, now), key=f"progress-{metric}")
     st.subheader("Kafka consumer lag per topic")
     lag = data.cached.kafka_lag(settings.path(settings.paths.logs) / "progress.jsonl")

@@ -42,8 +42,8 @@ def headline() -> None:
             st.metric(
                 f"{tile.label} · today", data.format_value(today, contract.unit), change(today, last_week),
                 help=f"{contract.description} Last week, same period: {data.format_value(last_week, contract.unit)}.",
-                chart_data=list(spark["value"].fillna(0).tail(60)) if len(spark) else None,
             )  # fmt: skip
+            st.html(ui.sparkline(list(spark["value"].tail(60)) if len(spark) else []))
             state = "final" if tile.is_final else "open, partial"
             window = (
                 f"now {data.format_value(tile.value, contract.unit)} in {tile.window_start:%H:%M}–{tile.window_end:%H:%M} ({state})"
