@@ -94,23 +94,28 @@ def band_line(kpi: str, unit: str) -> str:
 
 
 def sparkline(values: list[float], width: int = 160, height: int = 28, colour: str = "#1f77b4") -> str:
-    """A tile's sparkline as inline SVG (one polyline; gaps drawn at the series' minimum).
-    The browser draws it as plain DOM: fourteen tiles cost no chart library (``st.metric``'s
-    ``chart_data`` embeds one Vega view per tile, the Overview's largest frontend cost)."""
+    """A tile's sparkline as an SVG polyline (gaps drawn at the series' minimum), as markup
+    for ``st.html``: an ``<img>`` of the SVG as a data URI (``st.html`` keeps HTML tags only).
+    The browser draws it as a plain image: fourteen tiles cost no chart library
+    (``st.metric``'s ``chart_data`` embeds one Vega view per tile, the Overview's largest
+    frontend cost)."""
+    import base64
+
     points = [float(v) for v in values if v is not None]
     clean = [v for v in points if v == v]  # NaN != NaN
-    if len(points) < 2 or not clean:
-        return f'<svg width="{width}" height="{height}" role="img" aria-label="sparkline: no data"></svg>'
-    low, high = min(clean), max(clean)
-    span = (high - low) or 1.0
-    step = (width - 2) / (len(points) - 1)
-    coords = " ".join(
-        f"{1 + i * step:.1f},{height - 2 - ((v if v == v else low) - low) / span * (height - 4):.1f}" for i, v in enumerate(points)
-    )
-    return (
-        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="sparkline">'
-        f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{coords}"/></svg>'
-    )
+    line = ""
+    if len(points) >= 2 and clean:
+        low, high = min(clean), max(clean)
+        span = (high - low) or 1.0
+        step = (width - 2) / (len(points) - 1)
+        coords = " ".join(
+            f"{1 + i * step:.1f},{height - 2 - ((v if v == v else low) - low) / span * (height - 4):.1f}" for i, v in enumerate(points)
+        )
+        line = f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{coords}"/>'
+    svg = f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}">{line}</svg>'
+    label = "sparkline of the last hour" if line else "sparkline: no data"
+    encoded = base64.b64encode(svg.encode()).decode()
+    return f'<img src="data:image/svg+xml;base64,{encoded}" width="{width}" height="{height}" alt="{label}">'
 
 
 def title(text: str) -> None:

@@ -18,7 +18,8 @@ ui.title("trivas · overview")
 
 
 def change(today: float | None, last_week: float | None) -> str | None:
-    if today is None or not last_week:
+    """``+12.5% vs last week``; None (no arrow) when either side has no value (None or NaN)."""
+    if today is None or last_week is None or pd.isna(today) or pd.isna(last_week) or not last_week:
         return None
     return f"{(today - last_week) / abs(last_week):+.1%} vs last week"
 
@@ -67,8 +68,9 @@ def breakdowns() -> None:
     with left:
         st.subheader("Funnel today")
         funnel = data.cached.session_funnel(settings, midnight)
-        orders, _ = data.cached.period_comparison(settings, contracts, ["orders"], key)
-        steps = pd.concat([funnel.frame, pd.DataFrame([{"step": "ordered", "sessions": orders["today"].iloc[0] or 0}])], ignore_index=True)
+        periods, _ = data.cached.period_comparison(settings, contracts, HEADLINE, key)  # the tiles' read (cached)
+        periods = periods.set_index("kpi")
+        steps = pd.concat([funnel.frame, pd.DataFrame([{"step": "ordered", "sessions": periods.loc["orders", "today"] or 0}])], ignore_index=True)
         chart = alt.Chart(steps).mark_bar().encode(x=alt.X("sessions:Q", title="sessions (orders for the last step)"), y=alt.Y("step:N", sort=None, title=None))
         st.altair_chart(chart, width="stretch")
         state = funnel.tables[0]
@@ -82,9 +84,8 @@ def breakdowns() -> None:
     with left:
         st.subheader("Ad spend by channel and ROAS today")
         spend = data.cached.breakdown(settings, contracts, "ad_spend", "channel", key)
-        roas, _ = data.cached.period_comparison(settings, contracts, ["roas"], key)
         st.altair_chart(alt.Chart(spend.frame).mark_bar().encode(x=alt.X("value:Q", title="ad spend EUR"), y=alt.Y("channel:N", sort="-x")), width="stretch")
-        st.caption(f"ROAS today (blended over channels): **{data.format_value(roas['today'].iloc[0], 'ratio')}**")
+        st.caption(f"ROAS today (blended over channels): **{data.format_value(periods.loc['roas', 'today'], 'ratio')}**")
         ui.footer(spend, data.freshness_of(spend.frame, contracts["ad_spend"].freshness_sla.total_seconds(), now), ui.kpi_sources("ad_spend"), key="ads")
     with right:
         st.subheader("Stock-outs by warehouse today")

@@ -327,14 +327,19 @@ def test_uris_on_screen_hide_credentials() -> None:
 
 @pytest.mark.unit
 def test_tile_sparklines_are_inline_svg() -> None:
+    import base64
+
     from app.ui import sparkline
 
-    line = sparkline([1.0, 3.0, float("nan"), 2.0], width=100, height=20)
-    assert line.startswith("<svg") and "<polyline" in line
+    def svg(markup: str) -> str:
+        assert markup.startswith('<img src="data:image/svg+xml;base64,')
+        return base64.b64decode(markup.split("base64,")[1].split('"')[0]).decode()
+
+    line = svg(sparkline([1.0, 3.0, float("nan"), 2.0], width=100, height=20))
     points = [tuple(map(float, p.split(","))) for p in line.split('points="')[1].split('"')[0].split()]
     assert len(points) == 4 and points[0][0] == 1.0 and points[-1][0] == 99.0
     assert points[1][1] < points[3][1] < points[0][1] == points[2][1]  # higher value, higher point; a gap at the minimum
-    assert "<polyline" not in sparkline([]) and "<polyline" not in sparkline([float("nan")] * 3)
+    assert "<polyline" not in svg(sparkline([])) and "<polyline" not in svg(sparkline([float("nan")] * 3))
 
 
 @pytest.mark.integration
