@@ -93,6 +93,30 @@ def band_line(kpi: str, unit: str) -> str:
     )
 
 
+HTML_COLOURS = {"fresh": "#21c354", "stale": "#ff4b4b", "no data": "#a3a8b8"}
+
+
+def badge_html(fresh: data.Freshness) -> str:
+    """:func:`badge` as HTML (for markup drawn with ``st.html``)."""
+    from html import escape
+
+    text = badge(fresh).split("] ", 1)[1]
+    return f'<span style="color:{HTML_COLOURS[fresh.status]}">● {fresh.status}</span> {escape(text)}'
+
+
+def tile_html(values: list[float], lines: list[str], fresh: data.Freshness, lineage: str) -> str:
+    """What a KPI tile shows under its metric, as one HTML element: the sparkline, ``lines``
+    (the live window, the band), the freshness badge and the lineage. One element instead
+    of four keeps the Overview's frontend work small (each element is a render of the page)."""
+    from html import escape
+
+    rows = [*(escape(line) for line in lines), badge_html(fresh), escape(lineage)]
+    return (
+        f'{sparkline(values)}<div style="font-size:0.875rem;line-height:1.5;overflow-wrap:anywhere;color:rgba(49,51,63,0.6)">'
+        + "<br>".join(rows) + "</div>"
+    )
+
+
 def sparkline(values: list[float], width: int = 160, height: int = 28, colour: str = "#1f77b4") -> str:
     """A tile's sparkline as an SVG polyline (gaps drawn at the series' minimum), as markup
     for ``st.html``: an ``<img>`` of the SVG as a data URI (``st.html`` keeps HTML tags only).
