@@ -18,6 +18,8 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -205,6 +207,8 @@ def main() -> None:
     args = parser.parse_args()
     from tests.app.browser import serve_app
 
+    with open("/proc/loadavg") as load:
+        load_at_start = load.read().split()[:3]
     shots = Path(args.screenshots)
     shots.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
@@ -238,7 +242,10 @@ def main() -> None:
         "app_render_ms": summary(browser_times) if browser_times else summary(server_times),
         "app_render_ms_browser": summary(browser_times),
         "app_render_ms_server_apptest": summary(server_times),
+        "load_average_at_start": load_at_start,
         "load_average_at_end": load_average,
+        "command": "nice -n " + str(os.nice(0)) + " python bench/bench_app.py " + " ".join(sys.argv[1:]),
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip(),
         "target_ms": 1500,
         "gold_kpi_rows": rows,
         "days": args.days,
