@@ -49,7 +49,7 @@ PAGES = {
     "explorer": ("explorer", ("contract · orders", "rows · grain", "lineage: gold.kpi@")),
     "alerts": ("alerts", ("firing now", "lineage: gold.alerts")),
     "quality": ("quality", ("Contract versions in use", "Quarantined:", "lineage: silver.late")),
-    "lineage": ("lineage", ("freshness: a table's last commit",)),
+    "lineage": ("lineage", ("freshness: a table's last commit", "written by")),
     "health": ("health", ("Kafka consumer lag per topic", "lag: the brokers", "lineage: ops.pipeline_health")),
     "models": ("models", ("trivas-refund-risk",)),
 }
@@ -143,6 +143,7 @@ def load_times(port: int, loads: int, pause: float, shots: Path) -> dict[str, li
                 started = time.perf_counter()
                 browser.get(f"http://127.0.0.1:{port}/{path}")
                 text = page_text_when(browser, holds(*markers), timeout=120)
+                drawn(browser, timeout=120)  # and no element still a placeholder (its component's bundle not loaded)
                 elapsed = (time.perf_counter() - started) * 1000
                 if not all(m in text for m in markers):
                     raise RuntimeError(f"page {name} never showed {markers}: {text[:500]}")
@@ -153,6 +154,18 @@ def load_times(port: int, loads: int, pause: float, shots: Path) -> dict[str, li
     finally:
         browser.quit()
     return times
+
+
+SKELETONS = "return document.querySelectorAll('.stSkeleton, [data-testid=stSkeleton], [data-testid=stAppSkeleton]').length"
+
+
+def drawn(browser, timeout: float, interval: float = 0.1) -> None:  # noqa: ANN001
+    """Wait until no element of the page is a placeholder: Streamlit draws a grey skeleton while
+    an element's component (Vega, Graphviz, tables, …) is still loading, whose text markers alone
+    do not show."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and browser.execute_script(SKELETONS):
+        time.sleep(interval)
 
 
 def apptest_times(env: dict[str, str], loads: int) -> dict[str, list[float]]:
@@ -252,7 +265,7 @@ def main() -> None:
         "rollup_first_run_s": round(run.seconds, 1) if run else None,
         "measured_at": now.isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "nice": os.nice(0)},
-        "method": "browser: headless Debian chromium (selenium), navigation → the page's last chart markers shown, app read cache "
+        "method": "browser: headless Debian chromium (selenium), navigation → the page's last chart markers shown and no element skeleton left, app read cache "
                   "expired before every load; apptest: the page's whole script under streamlit AppTest, read cache cleared before every load",
     }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
