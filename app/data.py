@@ -467,6 +467,11 @@ def restated_windows(log: pd.DataFrame) -> pd.DataFrame:
     return changed.reset_index()
 
 
+def newest_time(frame: pd.DataFrame, column: str) -> datetime | None:
+    """The newest time of ``column`` (UTC), None for no rows."""
+    return _utc(pd.to_datetime(frame[column], utc=True).max()) if len(frame) else None
+
+
 def freshness_of(frame: pd.DataFrame, sla_seconds: float, now: datetime) -> Freshness:
     """Freshness of KPI rows: the newest write (``computed_at``) and watermark, against an SLA."""
     if not len(frame) or "computed_at" not in frame:

@@ -212,6 +212,8 @@ def test_every_page_runs_under_apptest(app_env: dict[str, str], monkeypatch: pyt
             app.switch_page(f"views/{page}.py").run()
             assert not app.exception, (page, app.exception)
             assert app.title[0].value, page
+        app.switch_page("views/health.py").run()  # the Kafka lag chart carries freshness and lineage too
+        assert any("● no data" in c.value and "lineage: progress.jsonl" in c.value for c in app.caption)
         app.switch_page("views/alerts.py").run()
         assert {m.label: m.value for m in app.metric}["firing now"] == "1"
         # Read-only: no page offers a control that writes (no buttons at all).
