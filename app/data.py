@@ -11,14 +11,19 @@ and daily ``gold.kpi_rollup`` (:mod:`lakehouse.rollup`), never the minute rows.
 from __future__ import annotations
 
 import math
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
 from deltalake import DeltaTable
 
 from lakehouse.config import Settings
@@ -36,6 +41,8 @@ from lakehouse.registry import (
     SILVER_EVENTS,
 )
 from lakehouse.tables import table_location
+
+T = TypeVar("T")
 
 TILE_ORDER = (
     "orders", "revenue", "average_order_value", "conversion_rate", "cart_abandonment_rate",
@@ -158,6 +165,7 @@ def kpi_series(frame: pd.DataFrame, kpi: str) -> pd.DataFrame:
 # each chart's freshness badge and lineage overlay). Nothing here writes.
 
 DAY = timedelta(days=1)
+CACHE_SECONDS = 2.0  # how long a read (and a table handle) is reused
 WEEK = timedelta(days=7)
 MINUTE_RANGE_LIMIT = timedelta(days=2)  # longer ranges read gold.kpi_rollup, never minute rows
 KPI_CURRENT_VIEW_COLUMNS = KPI_SCHEMA.fieldNames()
@@ -209,22 +217,89 @@ def writer_of(logical: str) -> str | None:
     return node.writer if node else None
 
 
-def table_state(settings: Settings, logical: str) -> tuple[TableState, DeltaTable | None]:
-    """The table's state and an open delta-rs handle (None while it does not exist)."""
+@dataclass
+class _Handle:
+    table: DeltaTable
+    checked: float  # time.monotonic() of the last update
+    version: int
+    committed_at: datetime | None
+    dataset: pads.Dataset
+
+
+class TableHandles:
+    """One open delta-rs handle per table location in the app process, brought up to date
+    (``update_incremental``: only the commits since) at most every ``max_age`` seconds, with
+    the pyarrow dataset of its version built once. Every read of a render (and of every
+    session within ``max_age``) shares one log replay, one ``history`` call and one dataset
+    instead of opening the table anew. Handles are used under a per-location lock."""
+
+    def __init__(self, max_age: float) -> None:
+        self.max_age = max_age
+        self._lock = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._handles: dict[str, _Handle] = {}
+        self.opened = 0  # full log replays (a DeltaTable opened)
+        self.updated = 0  # incremental updates
+
+    def clear(self) -> None:
+        with self._lock:
+            self._handles.clear()
+
+    def use(self, location: str, use: Callable[[_Handle], T]) -> T:
+        """``use(handle)`` on the table's up-to-date handle, under its lock."""
+        with self._lock:
+            lock = self._locks.setdefault(location, threading.Lock())
+        with lock:
+            handle = self._handles.get(location)
+            now = time.monotonic()
+            if handle is None:
+                handle = self._open(DeltaTable(location), now)
+                self.opened += 1
+            elif now - handle.checked >= self.max_age:
+                try:
+                    handle.table.update_incremental()
+                except Exception:  # noqa: BLE001 - the table was replaced under its path: open it again
+                    handle.table = DeltaTable(location)
+                self.updated += 1
+                if handle.table.version() != handle.version:
+                    handle = self._open(handle.table, now)
+                handle.checked = now
+            self._handles[location] = handle
+            return use(handle)
+
+    @staticmethod
+    def _open(table: DeltaTable, now: float) -> _Handle:
+        last = table.history(1)
+        committed = datetime.fromtimestamp(last[0]["timestamp"] / 1000, UTC) if last else None
+        return _Handle(table, now, table.version(), committed, table.to_pyarrow_dataset())
+
+
+def table_state(settings: Settings, logical: str) -> tuple[TableState, pads.Dataset | None]:
+    """The table's state and the pyarrow dataset of that version (None while the table does
+    not exist), from the process's shared handle (:data:`HANDLES`)."""
+    state, dataset = table_use(settings, logical, lambda handle: handle.dataset)
+    return state, dataset
+
+
+def table_use(settings: Settings, logical: str, use: Callable[[_Handle], T]) -> tuple[TableState, T | None]:
+    """The table's state and ``use(handle)`` of its shared up-to-date handle (None, without
+    calling ``use``, while the table does not exist)."""
     from lakehouse.registry import view_of
     from lakehouse.tables import has_commits
 
     view = view_of(logical)
     location = table_location(settings, view.base if view else logical)
+    writer = writer_of(view.base if view else logical)
     if settings.tables.binding == "path" and not has_commits(location):
         return TableState(logical, None, None, writer_of(logical)), None
     try:
-        table = DeltaTable(location)
+        version, committed, out = HANDLES.use(str(location), lambda h: (h.version, h.committed_at, use(h)))
     except Exception:  # noqa: BLE001 - not created yet
         return TableState(logical, None, None, writer_of(logical)), None
-    last = table.history(1)
-    committed = datetime.fromtimestamp(last[0]["timestamp"] / 1000, UTC) if last else None
-    return TableState(logical, table.version(), committed, writer_of(view.base if view else logical)), table
+    return TableState(logical, version, committed, writer), out
+
+
+HANDLES = TableHandles(CACHE_SECONDS)
 
 
 def _ts(moment: datetime) -> pa.Scalar:
@@ -257,7 +332,7 @@ def read_range(settings: Settings, logical: str, time_column: str, since: dateti
         except KeyError:
             names = columns or []
         return Read(_empty(columns or names), query, (state,))
-    frame = table.to_pyarrow_dataset().to_table(filter=condition, columns=columns).to_pandas()
+    frame = table.to_table(filter=condition, columns=columns).to_pandas()
     return Read(frame, query, (state,))
 
 
@@ -304,7 +379,7 @@ def kpi_minutes(settings: Settings, since: datetime, until: datetime | None = No
         condition &= pc.field("kpi").isin(kpis)
     if dimension is not None and not dimension.endswith("="):
         condition &= pc.field("dimension") == dimension
-    log = table.to_pyarrow_dataset().to_table(filter=condition)
+    log = table.to_table(filter=condition)
     if dimension is not None and dimension.endswith("="):
         log = log.filter(pc.starts_with(log["dimension"], dimension))
     current = KPI_CURRENT_VIEW.arrow(log).to_pandas()
@@ -317,8 +392,8 @@ def kpi_rollup(settings: Settings, grain: str, since: datetime, until: datetime,
     from lakehouse.registry import KPI_ROLLUP
     from lakehouse.rollup import read_rollup
 
-    state, _ = table_state(settings, KPI_ROLLUP)
-    frame = read_rollup(settings, grain, since, until, kpis)
+    state, table = table_state(settings, KPI_ROLLUP)
+    frame = read_rollup(settings, grain, since, until, kpis, dataset=table) if table is not None else read_rollup(settings, grain, since, until, kpis)
     where = [f"grain = '{grain}'", f"window_start >= {_sql_time(since)}", f"window_start < {_sql_time(until)}"]
     if kpis is not None:
         where.append("kpi IN (" + ", ".join(f"'{k}'" for k in kpis) + ")")
@@ -342,16 +417,18 @@ def kpi_over_range(settings: Settings, contracts: KpiContracts, kpis: list[str],
     if grain in ("1m", "5m"):
         if until - since > MINUTE_RANGE_LIMIT:
             raise ValueError(f"{grain} rows over more than {MINUTE_RANGE_LIMIT}: use 1h or 1d (gold.kpi_rollup)")
-        minutes, _ = kpi_minutes(settings, since, until, kpis, dimension)
+        minutes, _ = cached.kpi_minutes(settings, since, until, kpis, dimension)  # the explorer's restated windows share it
         frame = minutes.frame if grain == "1m" else aggregate(minutes.frame, contracts, grain)
         return Read(frame, minutes.query + (f"\n-- then summed per {grain} (ratios: sum(numerator) / sum(denominator))" if grain == "5m" else ""), minutes.tables)
     rolled = kpi_rollup(settings, grain, since, until, kpis, dimension)
     covered = rolled_through(rolled.frame, since)
-    if covered >= until:
+    # A range ending inside an hour (a day) counts only that bucket's minutes before its end
+    # (last week's "same period" ends at this minute a week ago, not at the end of its hour).
+    boundary = grain_floor(until, grain)
+    if covered >= until and boundary == until:
         return rolled
     # The rollup job runs every minute; what it has not seen yet comes from the minute rows.
-    tail_start = covered.replace(minute=0, second=0, microsecond=0) if grain == "1h" else covered.replace(hour=0, minute=0, second=0, microsecond=0)
-    tail_start = max(tail_start, since)
+    tail_start = max(min(grain_floor(covered, grain), boundary), since)
     # One read of every KPI's minutes since the tail's start, shared by every chart of a render.
     every, _ = cached.kpi_minutes(settings, tail_start, until, None, None)
     minutes = Read(select(every.frame, kpis, dimension), minutes_query(tail_start, until, kpis, dimension), every.tables)
@@ -360,6 +437,12 @@ def kpi_over_range(settings: Settings, contracts: KpiContracts, kpis: list[str],
     frame = pd.concat([f for f in (head, tail) if len(f)], ignore_index=True) if len(head) or len(tail) else tail
     query = f"{rolled.query} AND window_start < {_sql_time(tail_start)}\nUNION ALL -- the minutes the rollup has not taken in yet\n{minutes.query}  -- summed per {grain}"
     return Read(frame, query, rolled.tables + minutes.tables)
+
+
+def grain_floor(moment: datetime, grain: str) -> datetime:
+    """The start of the hour (``1h``) or UTC day (``1d``) ``moment`` falls in."""
+    hour = moment.replace(minute=0, second=0, microsecond=0)
+    return hour if grain == "1h" else hour.replace(hour=0)
 
 
 def rolled_through(rollup: pd.DataFrame, since: datetime) -> datetime:
@@ -382,6 +465,11 @@ def restated_windows(log: pd.DataFrame) -> pd.DataFrame:
     both = pd.DataFrame({"first_value": first}).join(latest.rename("value"), how="inner")
     changed = both[~np.isclose(both["first_value"].astype(float), both["value"].astype(float), equal_nan=True)]
     return changed.reset_index()
+
+
+def newest_time(frame: pd.DataFrame, column: str) -> datetime | None:
+    """The newest time of ``column`` (UTC), None for no rows."""
+    return _utc(pd.to_datetime(frame[column], utc=True).max()) if len(frame) else None
 
 
 def freshness_of(frame: pd.DataFrame, sla_seconds: float, now: datetime) -> Freshness:
@@ -463,7 +551,7 @@ def alerts_since(settings: Settings, since: datetime) -> Read:
         from lakehouse.alerts.lifecycle import ALERTS_SCHEMA
 
         return Read(_empty(ALERTS_SCHEMA.fieldNames()), query, (state,))
-    frame = table.to_pyarrow_dataset().to_table(filter=(pc.field("updated_at") >= _ts(since)) | (pc.field("state") == FIRING)).to_pandas()
+    frame = table.to_table(filter=(pc.field("updated_at") >= _ts(since)) | (pc.field("state") == FIRING)).to_pandas()
     return Read(frame.sort_values("updated_at", ascending=False), query, (state,))
 
 
@@ -540,7 +628,7 @@ def job_states(settings: Settings) -> Read:
     query = f"SELECT * FROM {PIPELINE_HEALTH} ORDER BY job"
     if table is None:
         return Read(_empty(JOB_STATUS_SCHEMA.fieldNames()), query, (state,))
-    frame = PIPELINE_HEALTH_VIEW.arrow(table.to_pyarrow_table()).to_pandas()
+    frame = PIPELINE_HEALTH_VIEW.arrow(table.to_table()).to_pandas()
     return Read(frame.sort_values("job"), query, (state,))
 
 
@@ -638,12 +726,8 @@ def record_counts(settings: Settings, tables: list[str]) -> dict[str, int]:
     """Rows of each table from its Delta log (file statistics: no data file is read)."""
     counts = {}
     for logical in tables:
-        _, table = table_state(settings, logical)
-        if table is None:
-            counts[logical] = 0
-            continue
-        actions = pa.table(table.get_add_actions(flatten=True)).to_pydict()
-        counts[logical] = int(sum(n or 0 for n in actions.get("num_records", [])))
+        _, actions = table_use(settings, logical, lambda h: pa.table(h.table.get_add_actions(flatten=True)).to_pydict())
+        counts[logical] = int(sum(n or 0 for n in (actions or {}).get("num_records", [])))
     return counts
 
 
@@ -680,7 +764,6 @@ def _cached(function):  # noqa: ANN001, ANN202
     return st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, hash_funcs=hashes)(function)
 
 
-CACHE_SECONDS = 2.0
 
 
 class cached:  # noqa: N801 - a namespace of the cached readers

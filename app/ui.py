@@ -93,6 +93,55 @@ def band_line(kpi: str, unit: str) -> str:
     )
 
 
+HTML_COLOURS = {"fresh": "#21c354", "stale": "#ff4b4b", "no data": "#a3a8b8"}
+
+
+def badge_html(fresh: data.Freshness) -> str:
+    """:func:`badge` as HTML (for markup drawn with ``st.html``)."""
+    from html import escape
+
+    text = badge(fresh).split("] ", 1)[1]
+    return f'<span style="color:{HTML_COLOURS[fresh.status]}">● {fresh.status}</span> {escape(text)}'
+
+
+def tile_html(values: list[float], lines: list[str], fresh: data.Freshness, lineage: str) -> str:
+    """What a KPI tile shows under its metric, as one HTML element: the sparkline, ``lines``
+    (the live window, the band), the freshness badge and the lineage. One element instead
+    of four keeps the Overview's frontend work small (each element is a render of the page)."""
+    from html import escape
+
+    rows = [*(escape(line) for line in lines), badge_html(fresh), escape(lineage)]
+    return (
+        f'{sparkline(values)}<div style="font-size:0.875rem;line-height:1.5;overflow-wrap:anywhere;color:rgba(49,51,63,0.6)">'
+        + "<br>".join(rows) + "</div>"
+    )
+
+
+def sparkline(values: list[float], width: int = 160, height: int = 28, colour: str = "#1f77b4") -> str:
+    """A tile's sparkline as an SVG polyline (gaps drawn at the series' minimum), as markup
+    for ``st.html``: an ``<img>`` of the SVG as a data URI (``st.html`` keeps HTML tags only).
+    The browser draws it as a plain image: fourteen tiles cost no chart library
+    (``st.metric``'s ``chart_data`` embeds one Vega view per tile, the Overview's largest
+    frontend cost)."""
+    import base64
+
+    points = [float(v) for v in values if v is not None]
+    clean = [v for v in points if v == v]  # NaN != NaN
+    line = ""
+    if len(points) >= 2 and clean:
+        low, high = min(clean), max(clean)
+        span = (high - low) or 1.0
+        step = (width - 2) / (len(points) - 1)
+        coords = " ".join(
+            f"{1 + i * step:.1f},{height - 2 - ((v if v == v else low) - low) / span * (height - 4):.1f}" for i, v in enumerate(points)
+        )
+        line = f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{coords}"/>'
+    svg = f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}">{line}</svg>'
+    label = "sparkline of the last hour" if line else "sparkline: no data"
+    encoded = base64.b64encode(svg.encode()).decode()
+    return f'<img src="data:image/svg+xml;base64,{encoded}" width="{width}" height="{height}" alt="{label}">'
+
+
 def title(text: str) -> None:
     st.title(text)
     st.caption(f"environment `{settings().env}` · tables `{settings().tables.root}` · times in UTC")

@@ -204,14 +204,17 @@ def hours_of(dataset: object, contracts: KpiContracts, start: datetime, end: dat
     return aggregate(minutes, contracts, HOUR)
 
 
-def read_rollup(settings: Settings, grain: str, since: datetime, until: datetime, kpis: Iterable[str] | None = None) -> pd.DataFrame:
-    """Rollup rows of ``grain`` whose window starts in [since, until) (empty: no rollup yet)."""
+def read_rollup(settings: Settings, grain: str, since: datetime, until: datetime, kpis: Iterable[str] | None = None,
+                dataset: object | None = None) -> pd.DataFrame:  # fmt: skip
+    """Rollup rows of ``grain`` whose window starts in [since, until) (empty: no rollup yet);
+    from ``dataset`` (a pyarrow dataset of the table a caller already opened) when given."""
     from deltalake import DeltaTable
 
     location = table_location(settings, KPI_ROLLUP)
-    if not has_commits(location):
+    if dataset is None and not has_commits(location):
         return pd.DataFrame(columns=ROLLUP_COLUMNS)
     condition = (pc.field("grain") == grain) & (pc.field("window_start") >= _scalar(since)) & (pc.field("window_start") < _scalar(until))
     if kpis is not None:
         condition = condition & pc.field("kpi").isin(list(kpis))
-    return DeltaTable(location).to_pyarrow_dataset().to_table(filter=condition).to_pandas()
+    source = dataset if dataset is not None else DeltaTable(location).to_pyarrow_dataset()
+    return source.to_table(filter=condition).to_pandas()  # type: ignore[attr-defined]

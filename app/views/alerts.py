@@ -29,7 +29,7 @@ def alert_list() -> None:
     firing = frame[frame["state"] == FIRING] if len(frame) else frame
     st.metric("firing now", len(firing))
     columns = ["state", "rule", "kpi", "dimension", "observed", "expected", "lower", "upper", "first_seen_at", "updated_at"]
-    st.dataframe(frame[columns] if len(frame) else pd.DataFrame(columns=columns), hide_index=True, width="stretch")
+    st.table((frame[columns] if len(frame) else pd.DataFrame(columns=columns)).set_index("state"))  # static HTML: no data-grid bundle
     ui.footer(read, data.table_freshness(read.tables[0], 300, now), "gold.kpi (detect_kpi), ops.job_status (pipeline)", key="alerts")
 
 

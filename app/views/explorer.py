@@ -61,13 +61,14 @@ def chart() -> None:
     if not allowed:
         st.warning(f"{kpi} is a sliding window: it has no hourly or daily rollup; pick a range of 2 days or less")
         return
-    read = data.cached.kpi_over_range(settings, contracts, [kpi], grain, since, key + timedelta(minutes=1), dimension)
+    until = key + timedelta(minutes=1)
+    read = data.cached.kpi_over_range(settings, contracts, [kpi], grain, since, until, dimension)
     frame = read.frame
     alerts = data.cached.alerts_since(settings, since).frame
     alerts = alerts[(alerts["kpi"] == kpi)] if len(alerts) else alerts
     restated = pd.DataFrame()
     if grain == "1m":
-        _, log = data.cached.kpi_minutes(settings, since, None, [kpi], dimension)
+        _, log = data.cached.kpi_minutes(settings, since, until, [kpi], dimension)  # the chart's own read (one scan)
         restated = data.restated_windows(log)
     if not len(frame):
         st.info("no data in this range yet")

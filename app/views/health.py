@@ -32,13 +32,22 @@ def health() -> None:
         with columns[index % 2]:
             st.subheader(label)
             if len(frame):
-                st.altair_chart(alt.Chart(frame).mark_line().encode(x=alt.X("recorded_at:T", title="UTC"), y=alt.Y(f"{metric}:Q", title=label), color="query:N"), width="stretch")
+                st.altair_chart(alt.Chart(frame[["recorded_at", "query", metric]]).mark_line().encode(x=alt.X("recorded_at:T", title="UTC"), y=alt.Y(f"{metric}:Q", title=label), color="query:N"), width="stretch")
             ui.footer(progress, data.table_freshness(progress.tables[0], 60, now), key=f"progress-{metric}")
     st.subheader("Kafka consumer lag per topic")
-    lag = data.cached.kafka_lag(settings.path(settings.paths.logs) / "progress.jsonl")
+    log = settings.path(settings.paths.logs) / "progress.jsonl"
+    lag = data.cached.kafka_lag(log)
     if len(lag):
         st.altair_chart(alt.Chart(lag).mark_line().encode(x=alt.X("recorded_at:T", title="UTC"), y=alt.Y("lag:Q", title="records behind"), color="topic:N", strokeDash="query:N"), width="stretch")
     st.caption("lag: the brokers' latest offsets minus each query's end offsets, per micro-batch (from the pipeline's progress log)")
+    # Its freshness and lineage: the newest progress document read (not a Delta table).
+    newest = data.newest_time(lag, "recorded_at")
+    fresh = data.Freshness(newest, None, (now - newest).total_seconds() if newest else None, 60)
+    left, right = st.columns([6, 1])
+    left.caption(f"{ui.badge(fresh)}  \nlineage: {log.name} (the pipeline's progress log: latestOffset and endOffset of each query's Kafka source) ← Kafka topics")
+    with right.popover("query", key="query-kafka-lag"):
+        st.code(f"-- the last 4 MB of {log}: per progress document and Kafka source, per topic\n"
+                "SELECT timestamp, name, topic, sum(greatest(latestOffset[topic][p] - endOffset[topic][p], 0)) AS lag", language="sql")
 
 
 health()

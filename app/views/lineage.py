@@ -39,7 +39,7 @@ def lineage() -> None:
             "inputs": ", ".join(node.inputs),
         })  # fmt: skip
     st.graphviz_chart(to_dot(nodes, labels), width="stretch")
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.table(pd.DataFrame(rows).set_index("table"))  # static HTML: no data-grid bundle to load
     st.caption("freshness: a table's last commit against 5 minutes; KPI SLAs are on the Overview and KPI explorer")
 
 

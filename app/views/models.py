@@ -18,7 +18,7 @@ for name in (settings.mlflow.anomaly_model, settings.mlflow.refund_model):
     champion = versions[versions["aliases"].str.contains("champion")]
     st.markdown(f"**champion** v{int(champion['version'].iloc[0])}" if len(champion) else "**champion** none")
     st.caption("promotion history: every registered version, oldest first, with the alias it holds now")
-    st.dataframe(versions, hide_index=True, width="stretch")
+    st.table(versions.set_index("version"))  # static HTML: no data-grid bundle
     if len(metrics):
-        st.dataframe(metrics, hide_index=True, width="stretch")
+        st.table(metrics.set_index("version"))
     st.caption(f"registry `{data.shown_uri(settings.mlflow.tracking_uri)}` (read-only calls)")

@@ -28,7 +28,7 @@ def quality() -> None:
         by_reason = data.counts_over_time(q, "quarantined_at", ["reason"])
         st.altair_chart(alt.Chart(by_reason).mark_bar().encode(x=alt.X("bucket:T", title="5 min (UTC)"), y="rows:Q", color="reason:N"), width="stretch")
         by_source = q.groupby(q["source"].fillna("?")).size().rename("rows").reset_index() if len(q) else by_reason.head(0)
-        st.dataframe(by_source, hide_index=True)
+        st.table(by_source.set_index(by_source.columns[0]))  # static HTML tables: no data-grid bundle to load
         ui.footer(quarantine, data.table_freshness(quarantine.tables[0], 3600, now), "raw topics (silver_gold)", key="quarantine")
     with right:
         st.subheader(f"Late (beyond allowed lateness): {len(late.frame)} events")
@@ -45,7 +45,7 @@ def quality() -> None:
         st.caption(" · ".join(f"{t}: {n:,}" for t, n in counts.items()) + " (row counts from the Delta logs)")
     with right:
         st.subheader("Contract versions in use")
-        st.dataframe(data.contract_versions(q), hide_index=True, width="stretch")
+        st.table(data.contract_versions(q).set_index("event_type"))
 
 
 quality()

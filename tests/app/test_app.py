@@ -28,6 +28,7 @@ from lakehouse.registry import (
     QUARANTINE_SCHEMA,
 )
 from lakehouse.rollup import roll_up
+from lakehouse.tables import table_location
 from tests.app.conftest import HOME, app_process, signed_in
 from tests.kpi_rows import kpi_row, write_kpi_rows, write_table
 
@@ -211,6 +212,8 @@ def test_every_page_runs_under_apptest(app_env: dict[str, str], monkeypatch: pyt
             app.switch_page(f"views/{page}.py").run()
             assert not app.exception, (page, app.exception)
             assert app.title[0].value, page
+        app.switch_page("views/health.py").run()  # the Kafka lag chart carries freshness and lineage too
+        assert any("● no data" in c.value and "lineage: progress.jsonl" in c.value for c in app.caption)
         app.switch_page("views/alerts.py").run()
         assert {m.label: m.value for m in app.metric}["firing now"] == "1"
         # Read-only: no page offers a control that writes (no buttons at all).
@@ -322,3 +325,51 @@ def test_bands_are_scored_before_each_window_is_learnt() -> None:
 def test_uris_on_screen_hide_credentials() -> None:
     assert data.shown_uri("https://user:s3cret@mlflow.example/api") == "https://***@mlflow.example/api"
     assert data.shown_uri("sqlite:///var/mlflow/mlflow.db") == "sqlite:///var/mlflow/mlflow.db"
+
+
+@pytest.mark.unit
+def test_tile_sparklines_are_inline_svg() -> None:
+    import base64
+
+    from app.ui import sparkline
+
+    def svg(markup: str) -> str:
+        assert markup.startswith('<img src="data:image/svg+xml;base64,')
+        return base64.b64decode(markup.split("base64,")[1].split('"')[0]).decode()
+
+    line = svg(sparkline([1.0, 3.0, float("nan"), 2.0], width=100, height=20))
+    points = [tuple(map(float, p.split(","))) for p in line.split('points="')[1].split('"')[0].split()]
+    assert len(points) == 4 and points[0][0] == 1.0 and points[-1][0] == 99.0
+    assert points[1][1] < points[3][1] < points[0][1] == points[2][1]  # higher value, higher point; a gap at the minimum
+    assert "<polyline" not in svg(sparkline([])) and "<polyline" not in svg(sparkline([float("nan")] * 3))
+
+
+@pytest.mark.integration
+def test_table_handles_replay_the_log_once_per_max_age(app_env: dict[str, str]) -> None:
+    settings = load_settings("test", environ=app_env)
+    start = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    write_kpi_rows(settings, [kpi_row("orders", start, 1.0)])
+    location = str(table_location(settings, "gold.kpi"))
+    handles = data.TableHandles(max_age=3600)
+    first = handles.use(location, lambda h: (h.version, h.dataset))
+    write_kpi_rows(settings, [kpi_row("orders", start + timedelta(minutes=1), 2.0)])
+    second = handles.use(location, lambda h: (h.version, h.dataset))
+    assert second == first and (handles.opened, handles.updated) == (1, 0)  # within max_age: the same snapshot
+    handles.max_age = 0
+    version, dataset = handles.use(location, lambda h: (h.version, h.dataset))
+    assert version == first[0] + 1 and dataset.count_rows() == 2 and (handles.opened, handles.updated) == (1, 1)
+    assert handles.use(location, lambda h: h.dataset) is dataset and handles.updated == 2  # unchanged version: dataset kept
+
+
+@pytest.mark.integration
+def test_last_week_counts_only_the_minutes_before_now(app_env: dict[str, str]) -> None:
+    settings = load_settings("test", environ=app_env)
+    now = datetime(2026, 11, 20, 12, 30, 20, tzinfo=UTC)
+    hour, week = now.replace(minute=0, second=0), timedelta(days=7)
+    rows = [kpi_row("orders", hour - timedelta(hours=1), 7.0), kpi_row("orders", hour - week - timedelta(hours=1), 5.0)]
+    rows += [kpi_row("orders", hour + timedelta(minutes=m), 2.0) for m in range(31)]  # today up to this minute
+    rows += [kpi_row("orders", hour - week + timedelta(minutes=m), 1.0) for m in range(60)]  # last week: the whole hour
+    write_kpi_rows(settings, rows)
+    roll_up(settings, contracts())  # last week's 12:00 hour is one rollup row of 60 minutes
+    periods, _ = data.period_comparison(settings, contracts(), ["orders"], now)
+    assert periods.set_index("kpi").loc["orders"].to_dict() == {"today": 7.0 + 31 * 2.0, "last_week": 5.0 + 31 * 1.0}
