@@ -268,6 +268,7 @@ class SuiteRunner:
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
         self.suites = suites
+        self.docs_dir = docs_dir
         self.context = gx.get_context(mode="ephemeral")
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
         docs_dir.mkdir(parents=True, exist_ok=True)

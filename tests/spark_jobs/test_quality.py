@@ -227,6 +227,36 @@ def test_gold_kpi_suite_catches_a_negative_revenue_and_a_duplicate_row(spark, la
     assert negative.unexpected_count == 1 and negative.failing_keys[0]["kpi"] == "revenue" and negative.failing_keys[0]["value"] == -12.5
 
 
+@pytest.mark.integration
+def test_the_data_quality_page_shows_the_latest_results_and_links_the_data_docs(spark, lake: Settings, clean_rows, check, monkeypatch) -> None:  # noqa: ANN001
+    from streamlit.testing.v1 import AppTest
+
+    from tests.app.conftest import HOME, app_process
+
+    write_silver(spark, lake, clean_rows)
+    use_lake(check, lake).run(WINDOW, ["silver.orders"], now=NOW)  # passes
+    rows, key = plant_currency(clean_rows)
+    write_silver(spark, lake, [dict(r, event_id=f"late-{r['event_id']}") for r in rows if r["event_id"] == key])
+    use_lake(check, lake).run(WINDOW, ["silver.orders"], now=NOW + timedelta(seconds=1))  # the newest: fails
+    docs = check.runner.docs_dir
+    environ = {"TRIVAS_ENV": "test", "TRIVAS_TABLES__ROOT": lake.tables.root, "TRIVAS_PATHS__VAR": str(docs.parent.parent),
+               "TRIVAS_PATHS__LOGS": str(lake.path(lake.paths.var) / "logs")}  # fmt: skip
+
+    with app_process(environ, monkeypatch):
+        app = AppTest.from_file(HOME, default_timeout=60)
+        app.run()
+        app.switch_page("views/quality.py").run()
+
+    assert not app.exception
+    assert "Validation suites: 1 tables, 1 failing expectations" in [h.value for h in app.subheader]
+    summary, failing = app.table[0].value, app.table[1].value
+    assert summary.loc["silver.orders", "failed"] == 1 and summary.loc["silver.orders", "rows"] == sum(r["domain"] == "orders" for r in clean_rows) + 1
+    assert failing["expectation"].tolist() == ["expect_column_values_to_be_in_set(currency)"]
+    assert json.loads(failing["failing_keys"].iloc[0]) == [{"event_id": f"late-{key}", "currency": "USD"}]
+    assert any((docs / "index.html").as_uri() in m.value for m in app.markdown)
+    assert "silver.orders" in (docs / "index.html").read_text()
+
+
 NOTIFY_CONFIG = """
 receivers:
   pager: {type: pagerduty, url_env: T_PD_URL, routing_key_env: T_PD_KEY}
@@ -302,3 +332,31 @@ def test_cli_quality_run_names_the_suites_of_an_unknown_table(lake: Settings, mo
     monkeypatch.setenv("TRIVAS_TABLES__ROOT", lake.tables.root)
     result = CliRunner().invoke(app, ["quality", "run", "silver.nope", "--no-record"])
     assert result.exit_code == 2 and "silver.orders" in result.output
+
+
+@pytest.mark.integration
+def test_data_written_by_the_real_pipeline_passes_every_suite(spark, deployment: Settings, catalog, check) -> None:  # noqa: ANN001
+    """A seeded stream with duplicates, late, out-of-order and malformed records through a real
+    broker and the KPI path: silver and gold.kpi pass every expectation of their suites."""
+    from lakehouse.contracts import contracts
+    from spark_jobs import pipeline
+    from tests.spark_jobs.stream_fixtures import START as STREAM_START
+    from tests.spark_jobs.stream_fixtures import produce, seeded_stream
+
+    # The stream's records reached Kafka at their simulated arrival times (silver's
+    # ingested_at): freshness is judged on the stream's clock, as of the end of its traffic
+    # (regular records arrive within seconds of their event; delayed faults later).
+    minutes = 8
+    stream = seeded_stream(catalog, deployment, seed=5, minutes=minutes, rate=5)
+    produce(deployment, stream)
+    finished = pipeline.drain(spark, deployment, catalog, contracts(), ["bronze", "silver_gold"])
+    assert all(q.exception() is None for q in finished.values())
+
+    window = Window(STREAM_START - timedelta(hours=1), STREAM_START + timedelta(hours=1))
+    run = use_lake(check, deployment).run(window, now=STREAM_START + timedelta(minutes=minutes, seconds=5))
+
+    assert failures(run) == {}
+    assert {t.table for t in run.tables} == set(load_suites())
+    assert all(t.outcomes[0].rows > 0 for t in run.tables)
+    recorded = read_pandas(deployment, VALIDATIONS)
+    assert len(recorded) == sum(len(s["expectations"]) for s in load_suites().values()) and recorded["success"].all()
