@@ -394,13 +394,17 @@ class QualityCheck:
         return TableRun(table, outcomes)
 
     def run(self, window: Window, tables: Iterable[str] | None = None, now: datetime | None = None, record: bool = True) -> QualityRun:
-        """Validate ``tables`` (default: every suite) over ``window``; record and alert."""
-        now = now or datetime.now(UTC)
+        """Validate ``tables`` (default: every suite) over ``window``; record and alert.
+
+        ``now`` is the moment freshness is judged against (default: the run's own time, which
+        is always its ``run_at``)."""
+        ran_at = datetime.now(UTC)
+        now = now or ran_at
         chosen = list(tables) if tables is not None else self.tables
         unknown = sorted(set(chosen) - set(self.tables))
         if unknown:
             raise KeyError(f"no suite for {unknown}; suites: {self.tables}")
-        run = QualityRun(f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}", window, now, [self.validate_table(t, window, now) for t in chosen])
+        run = QualityRun(f"{ran_at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}", window, ran_at, [self.validate_table(t, window, now) for t in chosen])
         if record:
             self.log.append(run.rows())
             if self.alerts is not None:
