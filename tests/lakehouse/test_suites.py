@@ -114,3 +114,13 @@ def test_cli_suites_check_passes_on_the_repository(tmp_path: Path) -> None:
     (tmp_path / "gold.kpi.json").unlink()
     stale = CliRunner().invoke(app, ["quality", "suites", "--check", "--directory", str(tmp_path)])
     assert stale.exit_code == 1 and "gold.kpi" in stale.output
+
+
+@pytest.mark.parametrize("command", [["quality"], ["quality", "suites"], ["quality", "run"]])
+def test_every_quality_command_has_help(command: list[str]) -> None:
+    from typer.testing import CliRunner
+
+    from lakehouse.cli import app
+
+    result = CliRunner().invoke(app, [*command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output

@@ -360,3 +360,22 @@ def test_data_written_by_the_real_pipeline_passes_every_suite(spark, deployment:
     assert all(t.outcomes[0].rows > 0 for t in run.tables)
     recorded = read_pandas(deployment, VALIDATIONS)
     assert len(recorded) == sum(len(s["expectations"]) for s in load_suites().values()) and recorded["success"].all()
+
+
+def test_the_pipelines_quality_schedule_validates_the_recent_window_of_every_table(spark, lake: Settings, clean_rows) -> None:  # noqa: ANN001
+    from spark_jobs.quality import QualitySchedule
+
+    write_silver(spark, lake, clean_rows)
+    schedule = QualitySchedule(spark, lake)
+
+    run = schedule.run_once(now=NOW)  # the window: the last quality.window_minutes before NOW
+
+    assert run is not None and run.window == Window(NOW - timedelta(minutes=lake.quality.window_minutes), NOW)
+    # Silver is clean and fresh; gold.kpi has no row yet: stale, and only that fails.
+    assert failures(run) == {"gold.kpi": {"expect_column_max_to_be_between(computed_at)"}}
+    recorded = read_pandas(lake, VALIDATIONS)
+    assert len(recorded) == sum(len(s["expectations"]) for s in load_suites().values())
+    alerts = read_pandas(lake, ALERTS_TABLE)
+    assert alerts[["kpi", "grain", "dimension", "rule", "state", "observed"]].values.tolist() == [
+        ["data_quality", "suite", "gold.kpi", RULE_DATA_QUALITY, FIRING, 1.0]
+    ]
