@@ -43,6 +43,7 @@ log = logging.getLogger("trivas.quality")
 VALIDATIONS = "ops.validations"
 QUALITY_WRITER = "quality"  # the pipeline's quality schedule or `trivas quality run`
 SAMPLE_KEYS = 10  # failing keys kept per expectation
+DOCS_RUNS_KEPT = 24  # Data Docs pages kept per table (two hours of the default schedule)
 OBSERVED_CHARS = 500
 
 VALIDATIONS_SCHEMA = T.StructType(
@@ -303,7 +304,20 @@ class SuiteRunner:
     def validate(self, table: str, rows: pd.DataFrame, parameters: dict[str, Any]) -> Any:
         """The GX validation result of ``table``'s suite on ``rows``."""
         result = self.checkpoints[table].run(batch_parameters={"dataframe": rows}, expectation_parameters=parameters)
+        self.prune(table)
         return next(iter(result.run_results.values()))
+
+    def prune(self, table: str, keep: int = DOCS_RUNS_KEPT) -> None:
+        """Forget all but ``table``'s newest ``keep`` results: a scheduled run every few
+        minutes must not grow the context's in-memory store, nor the Data Docs folder (a page
+        per run and table), without bound."""
+        import shutil
+
+        store = self.context.validation_results_store
+        keys = sorted((k for k in store.list_keys() if k.expectation_suite_identifier.name == table), key=lambda k: k.run_id.run_time)
+        for old in keys[:-keep]:
+            store.remove_key(old)
+            shutil.rmtree(self.docs_dir.joinpath("validations", *old.to_tuple()[:-1]), ignore_errors=True)
 
 
 @dataclass

@@ -124,3 +124,19 @@ def test_every_quality_command_has_help(command: list[str]) -> None:
 
     result = CliRunner().invoke(app, [*command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_data_docs_keep_only_the_newest_runs_of_a_table(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from lakehouse.validations import SuiteRunner
+
+    suite = {"name": "silver.orders", "meta": {"trivas": {"keys": ["event_id"]}},
+             "expectations": [{"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "currency", "value_set": ["EUR"]}, "meta": {}}]}  # fmt: skip
+    runner = SuiteRunner({"silver.orders": suite}, tmp_path / "docs")
+    rows = pd.DataFrame({"event_id": ["e1"], "currency": ["EUR"]})
+    for _ in range(4):
+        runner.validate("silver.orders", rows, {})
+    runner.prune("silver.orders", keep=2)
+    pages = sorted((tmp_path / "docs" / "validations").rglob("*.html"))
+    assert len(pages) == 2 and len(runner.context.validation_results_store.list_keys()) == 2
