@@ -284,6 +284,9 @@ class SuiteRunner:
         source = self.context.data_sources.add_pandas("trivas")
         self.checkpoints = {}
         for table, raw in suites.items():
+            missing = {"table", "window_column", "keys"} - set((raw.get("meta") or {}).get("trivas") or {})
+            if missing:
+                raise ValueError(f"suite {table} ({SUITES_DIR.name}/{table}.json): meta.trivas lacks {sorted(missing)}; start from a generated suite")
             suite = gx.ExpectationSuite(name=table, expectations=raw["expectations"], meta=raw.get("meta", {}))
             loaded = {e.expectation_type for e in suite.expectations}
             dropped = sorted({e["type"] for e in raw["expectations"]} - loaded)

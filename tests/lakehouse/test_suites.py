@@ -131,7 +131,7 @@ def test_data_docs_keep_only_the_newest_runs_of_a_table(tmp_path: Path) -> None:
 
     from lakehouse.validations import SuiteRunner
 
-    suite = {"name": "silver.orders", "meta": {"trivas": {"keys": ["event_id"]}},
+    suite = {"name": "silver.orders", "meta": {"trivas": {"table": "silver.orders", "window_column": "event_time", "keys": ["event_id"]}},
              "expectations": [{"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "currency", "value_set": ["EUR"]}, "meta": {}}]}  # fmt: skip
     runner = SuiteRunner({"silver.orders": suite}, tmp_path / "docs")
     rows = pd.DataFrame({"event_id": ["e1"], "currency": ["EUR"]})
@@ -140,3 +140,10 @@ def test_data_docs_keep_only_the_newest_runs_of_a_table(tmp_path: Path) -> None:
     runner.prune("silver.orders", keep=2)
     pages = sorted((tmp_path / "docs" / "validations").rglob("*.html"))
     assert len(pages) == 2 and len(runner.context.validation_results_store.list_keys()) == 2
+
+
+def test_a_suite_without_its_reading_instructions_is_refused(tmp_path: Path) -> None:
+    from lakehouse.validations import SuiteRunner
+
+    with pytest.raises(ValueError, match=r"silver\.orders.*meta\.trivas lacks \['keys', 'table', 'window_column'\]"):
+        SuiteRunner({"silver.orders": {"name": "silver.orders", "meta": {}, "expectations": []}}, tmp_path / "docs")
