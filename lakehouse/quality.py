@@ -140,7 +140,7 @@ class Judge:
             return verdict.qualified, self.loose_envelope(record if record is not None else lenient_loads(text)), domain, None
         try:
             envelope = {f.name: typed_value(f, record.get(f.name)) for f in self.catalog.envelope}
-            payload = {f.name: typed_value(f, record["payload"].get(f.name)) for f in self.payload_fields[domain]}
+            payload = {f.name: typed_value(f, f.value_in(record["payload"])) for f in self.payload_fields[domain]}
         except Unreadable as exc:
             reason = Reason.INVALID_EVENT_TIME.value if str(exc) == "event_time" else f"{Reason.TYPE_MISMATCH.value}:{exc}"
             return reason, self.loose_envelope(record), domain, None
