@@ -7,6 +7,7 @@ the Kafka topic and the silver table of each domain.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -19,7 +20,10 @@ from pyspark.sql import types as T
 
 from lakehouse import REPO_ROOT
 
-CATALOG_DIR = REPO_ROOT / "conf" / "events"
+CATALOG_IN_REPO = "conf/events"
+# TRIVAS_CATALOG_DIR points a process (a collector, a pipeline) at another catalog folder,
+# e.g. a proposed version under test; the repository's folder otherwise.
+CATALOG_DIR = Path(os.environ.get("TRIVAS_CATALOG_DIR") or REPO_ROOT / CATALOG_IN_REPO)
 ENVELOPE_FILE = "_envelope.yaml"
 
 FieldType = Literal["string", "integer", "number", "boolean", "timestamp", "array"]

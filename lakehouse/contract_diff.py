@@ -32,7 +32,7 @@ from typing import Any
 
 from lakehouse import REPO_ROOT
 from lakehouse.catalog import (
-    CATALOG_DIR,
+    CATALOG_IN_REPO,
     ENVELOPE_FILE,
     Catalog,
     EventType,
@@ -176,7 +176,7 @@ def load_catalog_at(ref: str, repo: Path = REPO_ROOT) -> Catalog:
     folder = catalog_folder(Path(ref))
     if folder is not None:
         return load_catalog(folder)
-    relative = CATALOG_DIR.relative_to(REPO_ROOT).as_posix()
+    relative = CATALOG_IN_REPO
     archive = subprocess.run(
         ["git", "-C", str(repo), "archive", "--format=tar", ref, relative], capture_output=True, check=False
     )

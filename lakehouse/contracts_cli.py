@@ -33,8 +33,10 @@ def _verdict(value: str) -> str:
 def render_diff(diff: CatalogDiff) -> Table:
     """The diff as a rich table: one row per change, its verdicts and table migrations."""
     table = Table(title=f"contract changes {diff.old} → {diff.new}", show_lines=True)
-    for column in ("event type", "change", "field", "producers", "consumers", "detail", "tables: migration"):
-        table.add_column(column)
+    for column in ("event type", "change", "field", "producers", "consumers"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("detail", ratio=1)
+    table.add_column("tables: migration", ratio=2)
     for change in diff.changes:
         impacts = "\n".join(f"{t.table}: {t.action}" + (f" {t.column}" if t.column else "") + f" ({t.detail})" for t in change.tables)
         table.add_row(change.event_type, change.kind.value, change.field or "", _verdict(change.producers),
