@@ -1,0 +1,127 @@
+"""``trivas contracts migrate`` on a live table (issue 13 #2): a new optional field becomes a
+nullable ``silver.events`` column while the real hot path (``silver_gold``, a Structured
+Streaming query on the real broker) keeps writing that table; after the query restarts on the
+new catalog, new events fill the column. The migration records the contract versions and a
+second run changes nothing; a change Delta cannot apply in place is refused with its reason."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lakehouse.catalog import CATALOG_DIR, load_catalog
+from lakehouse.config import Settings
+from lakehouse.contract_migrations import (
+    REVISION_PROPERTY,
+    VERSIONS_PROPERTY,
+    apply_plan,
+    plan_table,
+    table_properties,
+)
+from lakehouse.contracts import contracts
+from lakehouse.generator.faults import Delivery
+from lakehouse.registry import SILVER_EVENTS
+from lakehouse.tables import table_version
+from spark_jobs import hot_path
+from tests.spark_jobs.stream_fixtures import produce
+
+pytestmark = [pytest.mark.integration, pytest.mark.spark]
+
+
+def edited_catalog(folder: Path, version: int, **field: object) -> Path:
+    """The project's catalog with one field added to order_placed at ``version`` (older
+    versions stay accepted)."""
+    shutil.copytree(CATALOG_DIR, folder)
+    path = folder / "order_placed.yaml"
+    doc = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**doc, "version": version, "oldest_accepted_version": 1,
+                                    "fields": [*doc["fields"], field]}, sort_keys=False))  # fmt: skip
+    return folder
+
+
+def order(settings: Settings, version: int, **extra: object) -> Delivery:
+    now = datetime.now(UTC)
+    payload = {"order_id": f"o-{uuid.uuid4().hex[:10]}", "customer_id": "c-1", "amount": 20.0, "currency": "EUR",
+               "country": "DE", "items": [{"sku": "sku-1", "quantity": 2, "unit_price": 10.0}], **extra}  # fmt: skip
+    event = {"event_id": str(uuid.uuid4()), "event_type": "order_placed", "schema_version": version,
+             "event_time": now.isoformat(), "source": "tests", "payload": payload}  # fmt: skip
+    topic = f"{settings.kafka.topic_prefix}.orders"
+    return Delivery(topic, None, json.dumps(event).encode(), now, "order_placed", event["event_id"], event, "none")
+
+
+def send_and_process(settings: Settings, query, deliveries: list[Delivery]) -> None:  # noqa: ANN001
+    produce(settings, deliveries)
+    query.processAllAvailable()
+    assert query.isActive and query.exception() is None
+
+
+def test_a_nullable_column_is_added_while_the_hot_path_writes_the_table(
+    deployment: Settings, spark, catalog, tmp_path: Path, table_reader  # noqa: ANN001
+) -> None:
+    settings = deployment
+    proposed = load_catalog(edited_catalog(tmp_path / "events", 2, name="gift_wrap", type="boolean"))
+    query = hot_path.run(spark, settings, catalog, contracts())
+    try:
+        before = [order(settings, 1) for _ in range(3)]
+        send_and_process(settings, query, before)
+
+        plan = plan_table(spark, settings, proposed)
+        assert [(s.action, s.column) for s in plan.steps] == [("add_column", "gift_wrap"), ("record_versions", None)]
+        assert plan.refused == []
+        apply_plan(spark, plan)
+
+        during = [order(settings, 1) for _ in range(3)]  # the running query still holds contract v1
+        send_and_process(settings, query, during)
+    finally:
+        query.stop()
+
+    query = hot_path.run(spark, settings, proposed, contracts())
+    try:
+        after = [order(settings, 2, gift_wrap=True), order(settings, 2, gift_wrap=False), order(settings, 2, gift_wrap=True)]
+        wrapped = {d.event_id: d.event["payload"]["gift_wrap"] for d in after}  # type: ignore[index]
+        old_producer = order(settings, 1)  # within the transition window
+        send_and_process(settings, query, [*after, old_producer])
+    finally:
+        query.stop()
+
+    silver = table_reader(settings, SILVER_EVENTS)
+    sent = before + during + after + [old_producer]
+    mine = silver[silver.event_id.isin([d.event_id for d in sent])]
+    assert sorted(mine.event_id) == sorted(d.event_id for d in sent)  # every event once
+    by_id = dict(zip(mine.event_id, mine.gift_wrap, strict=True))
+    assert {k: by_id[k] for k in wrapped} == wrapped
+    assert all(by_id[d.event_id] is None for d in [*before, *during, old_producer])
+    assert dict(zip(mine.event_id, mine.schema_version, strict=True))[old_producer.event_id] == 1
+
+    properties = table_properties(spark, settings, SILVER_EVENTS)
+    assert json.loads(properties[VERSIONS_PROPERTY])["order_placed"] == 2
+    assert properties[REVISION_PROPERTY] == "1"
+    version = table_version(spark, settings, SILVER_EVENTS)
+    again = plan_table(spark, settings, proposed)
+    assert again.up_to_date and apply_plan(spark, again) == []
+    assert table_version(spark, settings, SILVER_EVENTS) == version  # idempotent: no commit
+
+
+def test_a_type_delta_cannot_widen_in_place_is_refused_and_nothing_changes(lake: Settings, spark, catalog, tmp_path: Path) -> None:  # noqa: ANN001
+    from lakehouse.tables import ensure_declared
+
+    ensure_declared(spark, lake, SILVER_EVENTS)
+    edited_catalog(tmp_path / "events", 2, name="note", type="string")
+    page_view = tmp_path / "events" / "page_view.yaml"
+    doc = yaml.safe_load(page_view.read_text())
+    doc["fields"] = [{**f, "type": "number"} if f["name"] == "page_seq" else f for f in doc["fields"]]
+    page_view.write_text(yaml.safe_dump(doc, sort_keys=False))
+    widened = load_catalog(tmp_path / "events")
+
+    plan = plan_table(spark, lake, widened)
+    assert [(r.column, r.reason.split(";")[0]) for r in plan.refused] == [
+        ("page_seq", "Delta cannot change bigint to double in place")
+    ]
+    # The safe part is still offered; the versions are not recorded while a change is refused.
+    assert [(s.action, s.column) for s in plan.steps] == [("add_column", "note")]
