@@ -125,3 +125,59 @@ def test_a_type_delta_cannot_widen_in_place_is_refused_and_nothing_changes(lake:
     ]
     # The safe part is still offered; the versions are not recorded while a change is refused.
     assert [(s.action, s.column) for s in plan.steps] == [("add_column", "note")]
+
+
+def test_nested_columns_are_added_and_types_widened_in_place_on_a_real_table(spark, tmp_path: Path) -> None:  # noqa: ANN001
+    """The statements migrate runs, on a Delta table with an INT column and an array of
+    structs: a field added inside the array's items, INT widened to BIGINT, values kept."""
+    from pyspark.sql import types as T
+
+    from lakehouse.contract_migrations import plan_migration
+
+    item = T.StructType([T.StructField("sku", T.StringType())])
+    live = T.StructType([T.StructField("page_seq", T.IntegerType()), T.StructField("items", T.ArrayType(item))])
+    path = str(tmp_path / "table")
+    spark.createDataFrame([(7, [("sku-1",)])], live).write.format("delta").save(path)
+    wider_item = T.StructType([*item.fields, T.StructField("note", T.StringType())])
+    target = T.StructType([T.StructField("page_seq", T.LongType()), T.StructField("items", T.ArrayType(wider_item))])
+
+    plan = plan_migration("t", f"delta.`{path}`", live, target, {}, None)
+    assert [(s.action, s.column) for s in plan.steps] == [
+        ("enable_type_widening", None), ("widen_column", "page_seq"), ("add_column", "items.element.note"),
+    ]  # fmt: skip
+    apply_plan(spark, plan)
+
+    migrated = spark.read.format("delta").load(path)
+    assert migrated.schema == target
+    assert [(r.page_seq, [(i.sku, i.note) for i in r["items"]]) for r in migrated.collect()] == [(7, [("sku-1", None)])]
+    assert plan_migration("t", f"delta.`{path}`", migrated.schema, target, {}, None).up_to_date
+
+    off = plan_migration("t", "x", live, target, {"delta.enableTypeWidening": "false"}, None)
+    assert [r.column for r in off.refused] == ["page_seq"] and "delta.enableTypeWidening=false" in off.refused[0].reason
+
+
+def test_the_migrate_command_on_a_deployment(lake: Settings, spark, tmp_path: Path) -> None:  # noqa: ANN001
+    """``trivas contracts migrate`` as an operator runs it: a separate process, the deployment
+    from the environment, the proposed catalog from TRIVAS_CATALOG_DIR; then again (nothing to do)."""
+    import os
+    import subprocess
+    import sys
+
+    from lakehouse import REPO_ROOT
+    from lakehouse.tables import ensure_declared, read_table
+
+    ensure_declared(spark, lake, SILVER_EVENTS)
+    folder = edited_catalog(tmp_path / "events", 2, name="gift_wrap", type="boolean")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TRIVAS_ENV": "test", "TRIVAS_CATALOG_DIR": str(folder),
+           "TRIVAS_PATHS__VAR": str(lake.path(lake.paths.var)), "TRIVAS_TABLES__ROOT": lake.tables.root}  # fmt: skip
+
+    def migrate() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "lakehouse.cli", "contracts", "migrate"],
+                              cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+
+    first = migrate()
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "add_column gift_wrap" in first.stdout and "record_versions" in first.stdout
+    assert read_table(spark, lake, SILVER_EVENTS).schema["gift_wrap"].dataType.simpleString() == "boolean"
+    second = migrate()
+    assert second.returncode == 0 and "nothing to do" in second.stdout
