@@ -25,7 +25,8 @@ import subprocess
 import tarfile
 import tempfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from lakehouse.contracts import KpiContracts
 COMPATIBLE, BREAKING = "compatible", "breaking"
 SILVER_TABLE = "silver.events"  # the one Delta table silver writes per event (domain views over it)
 BRONZE_NOTE = "bronze.events stores each record's raw JSON: no catalog change needs a bronze migration"
+COLUMN_ACTIONS = ("add_column", "widen_column", "keep_column")
 # Catalog type changes where every old value is a valid new value.
 WIDENINGS = {("integer", "number")}
 
@@ -210,8 +212,17 @@ def diff_catalogs(old: Catalog, new: Catalog, kpis: KpiContracts | None = None, 
                                    (TableImpact(SILVER_TABLE, "none", "rows stop arriving; existing rows stay"),
                                     *_kpi_impacts(kpis, before, None))))  # fmt: skip
         else:
-            changes.extend(_event_changes(before, after, old, new, kpis))
+            view = f"silver.{new.domains[after.domain].table}"
+            changes.extend(_with_view(c, view) for c in _event_changes(before, after, old, new, kpis))
     return CatalogDiff(old_name, new_name, tuple(changes))
+
+
+def _with_view(change: Change, view: str) -> Change:
+    """``change`` naming the domain view too when it changes a ``silver.events`` column."""
+    if not any(t.table == SILVER_TABLE and t.action in COLUMN_ACTIONS for t in change.tables):
+        return change
+    note = TableImpact(view, "none", f"a view of {SILVER_TABLE}: its columns follow the catalog")
+    return replace(change, tables=(*change.tables, note))
 
 
 def _change(kind: ChangeKind, event_type: str, field_name: str | None, detail: str, tables: tuple[TableImpact, ...] = (),
@@ -242,14 +253,23 @@ def _event_changes(old: EventType, new: EventType, old_catalog: Catalog, new_cat
                       f"(accepted: {new.accepted_versions.start}..{new.version}); keep it with oldest_accepted_version")  # fmt: skip
     if new.allowed_lateness != old.allowed_lateness:
         longer = new.allowed_lateness > old.allowed_lateness
-        detail = f"allowed lateness {old.allowed_lateness} → {new.allowed_lateness}"
+        detail = f"allowed lateness {_duration(old.allowed_lateness)} → {_duration(new.allowed_lateness)}"
         restart = TableImpact("gold.kpi", "restart", "the hot path sizes its watermark from the catalog at start")
         late = () if longer else (TableImpact("silver.late", "none", "events later than the new lateness land here"),)
         yield _change(ChangeKind.LONGER_LATENESS if longer else ChangeKind.SHORTER_LATENESS, name, None, detail, (restart, *late))
     if new.dedup_horizon != old.dedup_horizon:
-        yield _change(ChangeKind.CHANGED_DEDUP_HORIZON, name, None, f"dedup horizon {old.dedup_horizon} → {new.dedup_horizon}",
+        yield _change(ChangeKind.CHANGED_DEDUP_HORIZON, name, None, f"dedup horizon {_duration(old.dedup_horizon)} → {_duration(new.dedup_horizon)}",
                       (TableImpact(SILVER_TABLE, "restart", "silver's dedup state follows at the next start"),))  # fmt: skip
     yield from _field_changes(old, new, old_catalog, new_catalog, kpis)
+
+
+def _duration(span: timedelta) -> str:
+    """``2m``, ``90s``, ``1h``: as catalog files spell durations."""
+    seconds = int(span.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _field_changes(old: EventType, new: EventType, old_catalog: Catalog, new_catalog: Catalog, kpis: KpiContracts | None) -> Iterator[Change]:

@@ -68,7 +68,7 @@ def diff(
         kpis = load_contracts(catalog=before)
     result = diff_catalogs(before, after, kpis, old, new)
     if as_json:
-        typer.echo(json.dumps(result.as_json(), indent=2))
+        typer.echo(json.dumps(result.as_json(), indent=2, ensure_ascii=False))
     elif not result.changes:
         console.print(f"no contract changes from {old} to {new}")
     else:
