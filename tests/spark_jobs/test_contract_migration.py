@@ -181,3 +181,58 @@ def test_the_migrate_command_on_a_deployment(lake: Settings, spark, tmp_path: Pa
     assert read_table(spark, lake, SILVER_EVENTS).schema["gift_wrap"].dataType.simpleString() == "boolean"
     second = migrate()
     assert second.returncode == 0 and "nothing to do" in second.stdout
+
+
+def silver_rows(catalog, event_ids: list[str], **extra: object):  # noqa: ANN001, ANN201 - pyarrow.Table
+    """``silver.events`` rows of order_placed events (the non-nullable columns filled)."""
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    from lakehouse.registry import silver_events_schema
+
+    schema = to_arrow_schema(silver_events_schema(catalog))
+    at = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    rows = [{"event_id": e, "event_type": "order_placed", "schema_version": 1, "event_time": at, "source": "tests",
+             "domain": "orders", "kafka_topic": "raw.orders", "kafka_partition": 0, "kafka_offset": i, "ingested_at": at,
+             **extra} for i, e in enumerate(event_ids)]  # fmt: skip
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def test_a_stream_reading_the_table_stops_at_the_new_column_and_resumes_without_loss(
+    lake: Settings, spark, catalog, tmp_path: Path  # noqa: ANN001
+) -> None:
+    """Delta's rule for streaming readers (the pipeline's side jobs read ``silver.events``): a
+    schema change stops them once (DELTA_SCHEMA_CHANGED_WITH_VERSION); restarted from their
+    checkpoint — the pipeline restarts a failed side job — they read every row once."""
+    from pyspark.errors import StreamingQueryException
+
+    from lakehouse.tables import ensure_declared, table_location
+    from spark_jobs.io import DriverAppends, read_delta_stream
+
+    ensure_declared(spark, lake, SILVER_EVENTS)
+    proposed = load_catalog(edited_catalog(tmp_path / "events", 2, name="gift_wrap", type="boolean"))
+    appends = DriverAppends(lake)
+    out, checkpoint = str(tmp_path / "out"), str(tmp_path / "reader")
+
+    def start():  # noqa: ANN202 - StreamingQuery
+        stream = read_delta_stream(spark, lake, SILVER_EVENTS).select("event_id")
+        return stream.writeStream.format("delta").option("checkpointLocation", checkpoint).trigger(processingTime="0.2 seconds").start(out)
+
+    first = [str(uuid.uuid4()) for _ in range(3)]
+    appends.append(spark, SILVER_EVENTS, silver_rows(catalog, first), "tests", 0)
+    reader = start()
+    reader.processAllAvailable()
+    apply_plan(spark, plan_table(spark, lake, proposed))
+    second = [str(uuid.uuid4()) for _ in range(3)]
+    appends.append(spark, SILVER_EVENTS, silver_rows(proposed, second, gift_wrap=True), "tests", 1)
+    with pytest.raises(StreamingQueryException, match="DELTA_SCHEMA_CHANGED"):
+        reader.processAllAvailable()
+    reader.stop()
+
+    reader = start()
+    reader.processAllAvailable()
+    reader.stop()
+    read = [r.event_id for r in spark.read.format("delta").load(out).collect()]
+    assert sorted(read) == sorted(first + second)
+    stored = spark.read.format("delta").load(table_location(lake, SILVER_EVENTS)).where("gift_wrap").collect()
+    assert sorted(r.event_id for r in stored) == sorted(second)
