@@ -146,6 +146,13 @@ class CatalogDiff:
             return [c for c in self.changes if c.breaking]
         return [c for c in self.changes if getattr(c, side) == BREAKING]
 
+    def unversioned(self) -> list[str]:
+        """Event types changed in a breaking way without a version bump: their producers
+        cannot say which contract they follow, so no transition window can cover them."""
+        bumped = {c.event_type for c in self.changes if c.kind == ChangeKind.BUMPED_VERSION}
+        whole = (ChangeKind.ADDED_EVENT_TYPE, ChangeKind.REMOVED_EVENT_TYPE)
+        return sorted({c.event_type for c in self.changes if c.breaking and c.kind not in whole} - bumped)
+
     def as_json(self) -> dict[str, Any]:
         """The diff as CI reads it (``trivas contracts diff --json``)."""
         return {
@@ -153,6 +160,7 @@ class CatalogDiff:
             "new": self.new,
             "breaking": {side: bool(self.breaking_for(side)) for side in ("producers", "consumers", "any")},
             "changes": [{**asdict(c), "kind": c.kind.value, "tables": [asdict(t) for t in c.tables]} for c in self.changes],
+            "unversioned_breaking_changes": self.unversioned(),
             "notes": [BRONZE_NOTE],
         }
 

@@ -74,6 +74,8 @@ def diff(
     else:
         console.print(render_diff(result))
         console.print(f"[dim]{BRONZE_NOTE}[/]")
+        for event_type in result.unversioned():
+            console.print(f"[yellow]{event_type}: breaking change without a version bump (no transition window possible)[/]")
     broken = result.breaking_for(fail_on)
     if broken:
         if not as_json:

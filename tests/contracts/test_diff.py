@@ -158,6 +158,9 @@ def test_each_change_is_classified_for_producers_and_consumers(
     assert migrations <= silver
     breaking = any(B in (p, q) for _, _, p, q in expected)
     assert bool(diff.breaking_for("any")) is breaking
+    whole_type = {"added_event_type", "removed_event_type"}
+    unversioned = breaking and not any(k == "bumped_version" for k, *_ in expected) and not {k for k, *_ in expected} & whole_type
+    assert diff.unversioned() == ([event_type] if unversioned else [])
 
 
 def test_a_removed_field_a_kpi_reads_names_the_kpi(tmp_path: Path) -> None:
@@ -188,6 +191,7 @@ def test_the_cli_gates_ci_with_its_exit_code_and_json(tmp_path: Path) -> None:
     broken = runner.invoke(contracts_app, ["diff", str(CATALOG_DIR), str(breaking), "--json"])
     assert broken.exit_code == 1
     assert json.loads(broken.output)["breaking"] == {"producers": True, "consumers": False, "any": True}
+    assert json.loads(broken.output)["unversioned_breaking_changes"] == ["page_view"]
     # Gating on consumers only lets a producer-breaking change through.
     assert runner.invoke(contracts_app, ["diff", str(CATALOG_DIR), str(breaking), "--fail-on", "consumers"]).exit_code == 0
     table = runner.invoke(contracts_app, ["diff", str(CATALOG_DIR), str(breaking)], terminal_width=200)
