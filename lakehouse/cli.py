@@ -74,6 +74,7 @@ def _settings(env: str | None) -> Settings:
 
 def _mount_optional() -> None:
     """Mount the subcommands of the models, ingestion and CDC packages."""
+    from lakehouse.contracts_cli import contracts_app
     from lakehouse.ingest.cdc_cli import app as cdc_app
     from lakehouse.ingest.cli import collect_app, quarantine_app
     from models.cli import app as model_app
@@ -82,6 +83,7 @@ def _mount_optional() -> None:
     app.add_typer(collect_app, name="collect")
     app.add_typer(quarantine_app, name="quarantine")
     app.add_typer(cdc_app, name="cdc")
+    app.add_typer(contracts_app, name="contracts")
 
 
 # -- kafka --------------------------------------------------------------------------------------
