@@ -9,6 +9,7 @@ Spark created from the registry; the violations are planted into those rows.
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -379,3 +380,18 @@ def test_the_pipelines_quality_schedule_validates_the_recent_window_of_every_tab
     assert alerts[["kpi", "grain", "dimension", "rule", "state", "observed"]].values.tolist() == [
         ["data_quality", "suite", "gold.kpi", RULE_DATA_QUALITY, FIRING, 1.0]
     ]
+
+
+def test_a_failing_quality_run_is_logged_and_never_stops_the_pipeline(spark, lake: Settings, clean_rows, caplog) -> None:  # noqa: ANN001
+    from spark_jobs.quality import QualitySchedule
+
+    write_silver(spark, lake, clean_rows)
+    schedule = QualitySchedule(spark, lake)
+    assert schedule.run_once(now=NOW) is not None
+    broken = Path(table_location(lake, SILVER_EVENTS))
+    shutil.rmtree(broken / "_delta_log")
+    (broken / "_delta_log").write_text("not a Delta log")  # a corrupt table: reading it raises
+
+    assert schedule.run_once(now=NOW) is None
+    assert "quality run failed; will retry" in caplog.text
+    assert len(schedule.runs) == 1  # the good run is kept; the next period tries again
