@@ -43,6 +43,9 @@ def _mount_alerts() -> None:
     from lakehouse.actions.cli import actions_app
 
     app.add_typer(actions_app, name="actions")
+    from lakehouse.quality_cli import quality_app
+
+    app.add_typer(quality_app, name="quality")
 
 
 _mount_alerts()
