@@ -28,8 +28,8 @@ def quality() -> None:
         st.subheader(f"Quarantined: {len(q)} records")
         by_reason = data.counts_over_time(q, "quarantined_at", ["reason"])
         st.altair_chart(alt.Chart(by_reason).mark_bar().encode(x=alt.X("bucket:T", title="5 min (UTC)"), y="rows:Q", color="reason:N"), width="stretch")
-        by_source = q.groupby(q["source"].fillna("?")).size().rename("rows").reset_index() if len(q) else by_reason.head(0)
-        st.table(by_source.set_index(by_source.columns[0]))  # static HTML tables: no data-grid bundle to load
+        by_source = data.counts_over_time(q, "quarantined_at", ["source"])
+        st.altair_chart(alt.Chart(by_source).mark_bar().encode(x=alt.X("bucket:T", title="5 min (UTC)"), y="rows:Q", color="source:N"), width="stretch")
         ui.footer(quarantine, data.table_freshness(quarantine.tables[0], 3600, now), "raw topics (silver_gold)", key="quarantine")
     with right:
         st.subheader(f"Late (beyond allowed lateness): {len(late.frame)} events")
