@@ -265,10 +265,11 @@ def test_log_filter_masks_patterns() -> None:
 def test_key_ring_rotation_verifies_old_hashes(tmp_path: Path) -> None:
     old = KeyRing({"k1": b"old-secret"}, "k1")
     stored = old.hash_value("jane@example.org")
-    settings = load_settings("test", environ={"TRIVAS_PRIVACY__HASH_KEY_ID": "k2", "TRIVAS_PRIVACY__HASH_KEY": "new-secret"})
     keys_file = tmp_path / "pii_keys"
     keys_file.write_text("# retired keys\nk1=old-secret\n")
-    ring = load_key_ring(settings, environ={"TRIVAS_PII_KEYS_FILE": str(keys_file)})
+    settings = load_settings("test", environ={"TRIVAS_PRIVACY__HASH_KEY_ID": "k2", "TRIVAS_PRIVACY__HASH_KEY": "new-secret",
+                                              "TRIVAS_PRIVACY__RETIRED_KEYS_FILE": str(keys_file)})  # fmt: skip
+    ring = load_key_ring(settings)
     assert ring.current()[0] == "k2"
     assert ring.verify_hash("jane@example.org", stored) and ring.needs_rehash(stored)
     assert not ring.verify_hash("john@example.org", stored)
