@@ -17,9 +17,9 @@ from typing import Any, Literal
 import yaml
 from pyspark.sql import types as T
 
-from lakehouse import REPO_ROOT
+from lakehouse import conf_dir
 
-CATALOG_DIR = REPO_ROOT / "conf" / "events"
+CATALOG_DIR = conf_dir() / "events"
 ENVELOPE_FILE = "_envelope.yaml"
 
 FieldType = Literal["string", "integer", "number", "boolean", "timestamp", "array"]

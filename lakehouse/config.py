@@ -171,6 +171,13 @@ class Privacy(_Frozen):
     vault_key: SecretStr | None = None
 
 
+class RulesFile(_Frozen):
+    """A component whose rules are a document of their own (alert routes, action policies):
+    the tree names the file, relative to the configuration folder unless absolute."""
+
+    file: str
+
+
 class SecretsPolicy(_Frozen):
     """What a missing secret means. With development fallbacks (``local``, ``test``) a missing
     hash key or CDC password is generated once under ``<paths.var>/secrets`` and a missing
@@ -215,6 +222,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="forbid")
 
     env: str
+    conf_dir: str
     project: str
     paths: Paths
     tables: Tables
@@ -230,6 +238,8 @@ class Settings(BaseSettings):
     generator: Generator
     collector: CollectorSettings
     cdc: CdcSettings
+    alerts: RulesFile = RulesFile(file="alerts.yaml")
+    actions: RulesFile = RulesFile(file="actions.yaml")
 
     @classmethod
     def settings_customise_sources(
@@ -258,6 +268,19 @@ class Settings(BaseSettings):
         """Resolve a configured path against the project's home (:func:`lakehouse.home`)."""
         path = Path(relative_or_absolute)
         return path if path.is_absolute() else home() / path
+
+    def conf_file(self, relative_or_absolute: str) -> Path:
+        """Resolve a file named by the settings against the configuration folder."""
+        path = Path(relative_or_absolute)
+        return path if path.is_absolute() else Path(self.conf_dir) / path
+
+    def alerts_file(self) -> Path:
+        """The alert routes, receivers and on-call schedules (``conf/alerts.yaml``)."""
+        return self.conf_file(self.alerts.file)
+
+    def actions_file(self) -> Path:
+        """The action policies and guardrails (``conf/actions.yaml``)."""
+        return self.conf_file(self.actions.file)
 
     def uses_local_broker(self) -> bool:
         """True when no external Kafka cluster is configured."""
@@ -311,7 +334,7 @@ def layers(env: str | None, environ: Mapping[str, str], conf: Path) -> list[Laye
     env_file = conf / f"{env}.yaml"
     if not env_file.exists():
         raise FileNotFoundError(f"unknown environment {env!r}: {env_file} does not exist")
-    found = [Layer("base.yaml", {**_read_yaml(conf / "base.yaml"), "env": env})]
+    found = [Layer("base.yaml", _read_yaml(conf / "base.yaml"))]
     for section, name in SECTION_FILES.items():
         if (conf / name).exists():
             found.append(Layer(name, {section: _read_yaml(conf / name)}))
@@ -320,6 +343,7 @@ def layers(env: str | None, environ: Mapping[str, str], conf: Path) -> list[Laye
         found.append(Layer(f"overlay {overlay}", _read_yaml(Path(overlay))))
     values, variables = variable_overrides(environ)
     found.append(Layer("environment variable", values, variables))
+    found.append(Layer("loader (TRIVAS_ENV, --env, TRIVAS_CONF_DIR)", {"env": env, "conf_dir": str(conf)}))
     return found
 
 

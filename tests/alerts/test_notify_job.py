@@ -41,7 +41,7 @@ def test_drained_notify_job_delivers_spark_written_alerts(
 
     config_file = tmp_path / "alerts.yaml"
     config_file.write_text(NOTIFY_CONFIG)
-    monkeypatch.setenv("TRIVAS_ALERTS_FILE", str(config_file))
+    monkeypatch.setenv("TRIVAS_ALERTS__FILE", str(config_file))
     clock = live_clock()
     anomaly = make_alert(first_seen_at=clock())
     ensure_table(spark, lake, ALERTS_TABLE, ALERTS_SCHEMA)
@@ -75,7 +75,7 @@ def test_continuous_notify_query_routes_new_alerts(spark, lake: Settings, endpoi
 
     config_file = tmp_path / "alerts.yaml"
     config_file.write_text(NOTIFY_CONFIG)
-    monkeypatch.setenv("TRIVAS_ALERTS_FILE", str(config_file))
+    monkeypatch.setenv("TRIVAS_ALERTS__FILE", str(config_file))
     ensure_table(spark, lake, ALERTS_TABLE, ALERTS_SCHEMA)
     queries = pipeline.start(spark, lake, catalog, kpi_contracts, ["notify"])
     try:
