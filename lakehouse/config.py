@@ -15,6 +15,7 @@ checkout's ``conf/``); ``$TRIVAS_ENV`` picks the environment. Secrets are ``Secr
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
@@ -466,7 +467,7 @@ def _self_and_parents(key: str) -> list[str]:
 
 
 def _shown(value: Any) -> str:
-    return value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip()
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 # -- secrets ------------------------------------------------------------------------------------
