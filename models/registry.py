@@ -54,11 +54,17 @@ def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
     return uri
 
 
+# A Databricks workspace's models live in Unity Catalog's registry (three-level names such as
+# trivas.ml.kpi_anomaly), not in the workspace registry that the tracking URI would imply.
+REGISTRY_OF_TRACKING = {"databricks": "databricks-uc"}
+
+
 def _use(tracking_uri: str | None) -> MlflowClient:
     uri = resolve_tracking_uri(tracking_uri)
+    registry_uri = REGISTRY_OF_TRACKING.get(uri, uri)
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    mlflow.set_registry_uri(registry_uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=registry_uri)
 
 
 class KpiAnomalyModel(mlflow.pyfunc.PythonModel):
