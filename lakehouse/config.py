@@ -39,6 +39,9 @@ ALIASES = {
     "TRIVAS_KAFKA_BOOTSTRAP": ("kafka", "bootstrap"),
     "MLFLOW_TRACKING_URI": ("mlflow", "tracking_uri"),
 }
+# Keys whose variables are taken as text, never parsed as YAML (a secret may look like a number
+# or a mapping).
+SECRET_SUFFIXES = ("password", "key", "keys", "secret", "token")
 # Files whose whole content is one section of the tree.
 SECTION_FILES = {"collector": "collector.yaml", "cdc": "cdc.yaml"}
 
@@ -372,7 +375,7 @@ def variable_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict
             keys = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
         else:
             continue
-        value = yaml.safe_load(raw) if raw != "" and not keys[-1].endswith(("password", "key")) else raw
+        value = yaml.safe_load(raw) if raw != "" and not keys[-1].endswith(SECRET_SUFFIXES) else raw
         node = overrides
         for key in keys[:-1]:
             node = node.setdefault(key, {})
