@@ -564,6 +564,42 @@ def late_since(settings: Settings, since: datetime) -> Read:
     return read_range(settings, LATE, "recorded_at", since, columns=["event_type", "domain", "lateness_seconds", "recorded_at"])
 
 
+def validations_since(settings: Settings, since: datetime) -> Read:
+    """``ops.validations`` rows of the runs since ``since`` (the quality schedule's results)."""
+    from lakehouse.validations import VALIDATIONS
+
+    return read_range(settings, VALIDATIONS, "run_at", since)
+
+
+def latest_validations(frame: pd.DataFrame) -> pd.DataFrame:
+    """The outcomes of each table's newest run, failures first."""
+    if frame.empty:
+        return frame
+    newest = frame.groupby("table")["run_at"].transform("max")
+    latest = frame[frame["run_at"] == newest]
+    return latest.sort_values(["success", "table", "expectation"], kind="stable").reset_index(drop=True)
+
+
+def validation_summary(latest: pd.DataFrame) -> pd.DataFrame:
+    """Per table: its newest run, the window it validated, rows, expectations passed/failed."""
+    columns = ["table", "run_at", "window_start", "window_end", "rows", "expectations", "failed"]
+    if latest.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = latest.groupby("table")
+    summary = grouped.agg(run_at=("run_at", "max"), window_start=("window_start", "max"), window_end=("window_end", "max"),
+                          rows=("rows", "max"), expectations=("expectation", "size"))  # fmt: skip
+    summary["failed"] = grouped["success"].apply(lambda s: int((~s.astype(bool)).sum()))
+    return summary.reset_index()[columns]
+
+
+def data_docs_index(settings: Settings) -> Path | None:
+    """The Data Docs' ``index.html`` (built by every validation run), None before the first."""
+    from lakehouse.validations import data_docs_dir
+
+    index = data_docs_dir(settings) / "index.html"
+    return index if index.exists() else None
+
+
 def counts_over_time(frame: pd.DataFrame, time_column: str, by: list[str], every: str = "5min") -> pd.DataFrame:
     """Row counts per ``every`` bucket and ``by`` columns (quarantine by reason, late by type)."""
     if not len(frame):
@@ -784,6 +820,7 @@ class cached:  # noqa: N801 - a namespace of the cached readers
     table_states = staticmethod(_cached(lambda settings, names: [table_state(settings, n)[0] for n in names]))
     model_registry = staticmethod(_cached(model_registry))
     record_counts = staticmethod(_cached(record_counts))
+    validations_since = staticmethod(_cached(validations_since))
 
 
 

@@ -7,6 +7,7 @@ the Kafka topic and the silver table of each domain.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -19,7 +20,10 @@ from pyspark.sql import types as T
 
 from lakehouse import conf_dir
 
-CATALOG_DIR = conf_dir() / "events"
+CATALOG_IN_REPO = "conf/events"  # the catalog's path in git (contract diffs read it at a revision)
+# TRIVAS_CATALOG_DIR points a process (a collector, a pipeline) at another catalog folder,
+# e.g. a proposed version under test; the configuration folder's otherwise (lakehouse.conf_dir).
+CATALOG_DIR = Path(os.environ.get("TRIVAS_CATALOG_DIR") or conf_dir() / "events")
 ENVELOPE_FILE = "_envelope.yaml"
 
 FieldType = Literal["string", "integer", "number", "boolean", "timestamp", "array"]
@@ -68,6 +72,8 @@ class FieldSpec:
     format: str | None = None
     description: str = ""
     items: tuple[FieldSpec, ...] = ()
+    since: int = 1
+    aliases: tuple[str, ...] = ()
 
     @classmethod
     def from_yaml(cls, raw: dict[str, Any]) -> FieldSpec:
@@ -81,7 +87,23 @@ class FieldSpec:
         if raw["type"] == "array" and not items:
             raise ValueError(f"array field {raw['name']!r} needs items")
         allowed = tuple(raw["allowed"]) if raw.get("allowed") is not None else None
-        return cls(**{**raw, "items": items, "allowed": allowed})
+        aliases = tuple(raw.get("aliases", ()))
+        return cls(**{**raw, "items": items, "allowed": allowed, "aliases": aliases})
+
+    def required_in(self, version: int) -> bool:
+        """Whether a record of contract ``version`` must carry this field: a field added as
+        required in a later version (``since``) is optional for older producers."""
+        return self.required and self.since <= version
+
+    def value_in(self, payload: dict[str, Any]) -> Any:
+        """This field's value in ``payload``, under its name or, for a record written before a
+        rename, under one of its ``aliases`` (None when absent)."""
+        value = payload.get(self.name)
+        if value is None:
+            for alias in self.aliases:
+                if payload.get(alias) is not None:
+                    return payload[alias]
+        return value
 
     def spark_type(self) -> T.DataType:
         """The Spark type of this field."""
@@ -137,6 +159,14 @@ class EventType:
     allowed_lateness: timedelta
     dedup_horizon: timedelta
     fields: tuple[FieldSpec, ...]
+    oldest_accepted_version: int | None = None
+
+    @property
+    def accepted_versions(self) -> range:
+        """The contract versions the collector and silver accept: the current one and, during
+        a transition window, the older ones from ``oldest_accepted_version`` on."""
+        oldest = self.version if self.oldest_accepted_version is None else self.oldest_accepted_version
+        return range(oldest, self.version + 1)
 
     def field(self, name: str) -> FieldSpec:
         """The payload field called ``name``."""
@@ -266,6 +296,20 @@ def _check_domain_consistency(catalog: Catalog) -> None:
                     )
 
 
+def _check_versions(file: str, version: int, oldest: int | None, fields: tuple[FieldSpec, ...]) -> None:
+    """The transition window lies within 1..version, ``since`` within it, and an alias names
+    no other field (a record could not say which one it meant)."""
+    if oldest is not None and not 1 <= int(oldest) <= version:
+        raise ValueError(f"{file}: oldest_accepted_version {oldest} must be within 1..{version}")
+    names = {f.name for f in fields}
+    for spec in fields:
+        if not 1 <= spec.since <= version:
+            raise ValueError(f"{file}: field {spec.name!r} since {spec.since} must be within 1..{version}")
+        clash = names.intersection(spec.aliases)
+        if clash:
+            raise ValueError(f"{file}: alias {sorted(clash)[0]!r} of {spec.name!r} is also a field")
+
+
 def load_catalog(directory: Path = CATALOG_DIR) -> Catalog:
     """Load and validate every ``<event_type>.yaml`` of ``directory``."""
     envelope_raw = yaml.safe_load((directory / ENVELOPE_FILE).read_text())
@@ -286,6 +330,7 @@ def load_catalog(directory: Path = CATALOG_DIR) -> Catalog:
         fields = tuple(FieldSpec.from_yaml(f) for f in raw["fields"])
         if raw["key"] not in {f.name for f in fields}:
             raise ValueError(f"{path.name}: partition key {raw['key']!r} is not a field")
+        _check_versions(path.name, int(raw["version"]), raw.get("oldest_accepted_version"), fields)
         event_types[path.stem] = EventType(
             event_type=path.stem,
             version=int(raw["version"]),
@@ -296,6 +341,7 @@ def load_catalog(directory: Path = CATALOG_DIR) -> Catalog:
             allowed_lateness=parse_duration(raw["allowed_lateness"]),
             dedup_horizon=parse_duration(raw["dedup_horizon"]),
             fields=fields,
+            oldest_accepted_version=raw.get("oldest_accepted_version"),
         )
     catalog = Catalog(envelope=envelope, domains=domains, event_types=event_types)
     _check_domain_consistency(catalog)

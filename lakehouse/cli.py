@@ -46,6 +46,9 @@ def _mount_alerts() -> None:
     from lakehouse.actions.cli import actions_app
 
     app.add_typer(actions_app, name="actions")
+    from lakehouse.quality_cli import quality_app
+
+    app.add_typer(quality_app, name="quality")
 
 
 _mount_alerts()
@@ -73,9 +76,10 @@ def _settings(env: str | None) -> Settings:
 
 
 def _mount_optional() -> None:
-    """Mount the subcommands of the models, ingestion and CDC packages (once)."""
+    """Mount the subcommands of the models, ingestion, CDC and contracts packages (once)."""
     if any(group.name == "model" for group in app.registered_groups):
         return
+    from lakehouse.contracts_cli import contracts_app
     from lakehouse.ingest.cdc_cli import app as cdc_app
     from lakehouse.ingest.cli import collect_app, quarantine_app
     from models.cli import app as model_app
@@ -84,6 +88,7 @@ def _mount_optional() -> None:
     app.add_typer(collect_app, name="collect")
     app.add_typer(quarantine_app, name="quarantine")
     app.add_typer(cdc_app, name="cdc")
+    app.add_typer(contracts_app, name="contracts")
 
 
 # -- kafka --------------------------------------------------------------------------------------

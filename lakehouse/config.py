@@ -128,6 +128,17 @@ class Maintenance(_Frozen):
     vacuum_retain_hours: float = 168.0
 
 
+class Quality(_Frozen):
+    """Validation suites run by the pipeline over recent data, off the hot path
+    (lakehouse.validations, spark_jobs.quality)."""
+
+    enabled: bool = True
+    check_every_seconds: float = 300.0
+    window_minutes: float = 15.0
+    seasonal_lags_days: list[float] = [7.0, 1.0]
+    volume_tolerance: float = 0.5
+
+
 class Application(_Frozen):
     """One Spark application of the pipeline: its jobs and its OS scheduling priority."""
 
@@ -234,6 +245,7 @@ class Settings(BaseSettings):
     spark: Spark
     streaming: Streaming
     maintenance: Maintenance = Maintenance()
+    quality: Quality = Quality()
     pipeline: Pipeline = Pipeline()
     mlflow: MLflow
     privacy: Privacy

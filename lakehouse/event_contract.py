@@ -77,7 +77,10 @@ class Reason(StrEnum):
     UNKNOWN_EVENT_TYPE = "unknown_event_type"
     """event_type is not a catalog type."""
     UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
-    """schema_version is not the catalog's current version of the type."""
+    """schema_version is not an integer, or newer than the catalog's current version of the type."""
+    RETIRED_SCHEMA_VERSION = "retired_schema_version"
+    """schema_version is older than the type's transition window (``oldest_accepted_version``
+    in its catalog file): its producer must upgrade; replayable after a contract fix."""
     WRONG_TOPIC = "wrong_topic"
     """Silver only: the record sits on another domain's raw topic."""
     INVALID_EVENT_TIME = "invalid_event_time"
@@ -274,6 +277,23 @@ def _value_violation(spec: FieldSpec, value: Any, name: str, prefix: str = "") -
     return None
 
 
+def _version_violation(event: EventType, version: Any) -> Verdict | None:
+    """None when ``version`` is within ``event``'s accepted versions (its transition window)."""
+    accepted = event.accepted_versions
+    integral = isinstance(version, int) or (isinstance(version, float) and version.is_integer())
+    if isinstance(version, bool) or not integral or not 1 <= version <= event.version:
+        return Verdict(
+            Reason.UNSUPPORTED_SCHEMA_VERSION, None,
+            f"schema_version must be an integer within {accepted.start}..{event.version}",
+        )  # fmt: skip
+    if version < accepted.start:
+        return Verdict(
+            Reason.RETIRED_SCHEMA_VERSION, None,
+            f"schema_version {version} is older than the transition window ({accepted.start}..{event.version})",
+        )  # fmt: skip
+    return None
+
+
 class RecordRules:
     """The contract of raw records, derived from the catalog."""
 
@@ -318,10 +338,9 @@ class RecordRules:
         if event is None:
             return Verdict(Reason.UNKNOWN_EVENT_TYPE, None, "event_type is not in the catalog")
         version = record["schema_version"]
-        if isinstance(version, bool) or not _type_ok(self._envelope["schema_version"], version) or version != event.version:
-            return Verdict(
-                Reason.UNSUPPORTED_SCHEMA_VERSION, None, f"schema_version must be {event.version}"
-            )
+        version_verdict = _version_violation(event, version)
+        if version_verdict is not None:
+            return version_verdict
         if topic is not None and topic_prefix is not None and topic != topic_for(topic_prefix, event.domain):
             return Verdict(Reason.WRONG_TOPIC, None, f"{event.event_type} belongs on {topic_for(topic_prefix, event.domain)}")
         for name, spec in self._envelope.items():
@@ -342,10 +361,12 @@ class RecordRules:
         payload = record["payload"]
         if not isinstance(payload, dict):
             return Verdict(Reason.TYPE_MISMATCH, "payload", "payload must be a JSON object")
-        return self._payload_violation(event, payload)
+        return self._payload_violation(event, payload, int(version))
 
-    def _payload_violation(self, event: EventType, payload: dict[str, Any]) -> Verdict | None:
-        forbidden = sorted(f.name for f in event.fields if f.pii == "forbidden" and f.name in payload)
+    def _payload_violation(self, event: EventType, payload: dict[str, Any], version: int) -> Verdict | None:
+        forbidden = sorted(
+            f.name for f in event.fields if f.pii == "forbidden" and any(n in payload for n in (f.name, *f.aliases))
+        )
         if forbidden:
             return Verdict(
                 Reason.FORBIDDEN_PII,
@@ -353,16 +374,16 @@ class RecordRules:
                 "forbidden fields present: " + ", ".join(f"payload.{n}" for n in forbidden),
             )
         for spec in event.fields:
-            value = payload.get(spec.name)
+            value = spec.value_in(payload)
             if value is None:
-                if spec.required:
+                if spec.required_in(version):
                     return Verdict(Reason.MISSING_REQUIRED, spec.name, f"payload.{spec.name} is required")
                 continue
             violation = _value_violation(spec, value, spec.name, "payload.")
             if violation is not None:
                 return violation
             if spec.type == "array":
-                if spec.required and not value:
+                if spec.required_in(version) and not value:
                     return Verdict(Reason.MISSING_REQUIRED, spec.name, f"payload.{spec.name} must not be empty")
                 for element in value:
                     violation = self._item_violation(spec, element)
@@ -403,6 +424,12 @@ class RecordRules:
                 out[name], changed = parse_time(value).isoformat(), True  # type: ignore[union-attr]
         payload = dict(out["payload"])
         for spec in event.fields:
+            alias = next((a for a in spec.aliases if a in payload), None)
+            if alias is not None:
+                # A record written before a rename travels under the current name.
+                value = payload.pop(alias)
+                payload.setdefault(spec.name, value)
+                changed = True
             value = payload.get(spec.name)
             if value is None:
                 continue

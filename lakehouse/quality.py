@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -130,6 +131,12 @@ class Judge:
         self.topic_prefix = topic_prefix
         self.rules = RecordRules(catalog)
         self.payload_fields = {d: catalog.all_payload_fields(d) for d in catalog.domains}
+        # Per event type, the spec whose aliases find each domain column in its payload (its
+        # own field's, so a rename in one type never reads another type's field).
+        self.readers = {
+            name: [(f, next((own for own in e.fields if own.name == f.name), replace(f, aliases=()))) for f in self.payload_fields[e.domain]]
+            for name, e in catalog.event_types.items()
+        }
 
     def judge(self, text: str | None, topic: str | None, arrival: datetime) -> tuple[str | None, dict | None, str | None, dict | None]:
         """``(reason, envelope, domain, payload)`` of one raw record."""
@@ -140,7 +147,7 @@ class Judge:
             return verdict.qualified, self.loose_envelope(record if record is not None else lenient_loads(text)), domain, None
         try:
             envelope = {f.name: typed_value(f, record.get(f.name)) for f in self.catalog.envelope}
-            payload = {f.name: typed_value(f, record["payload"].get(f.name)) for f in self.payload_fields[domain]}
+            payload = {f.name: typed_value(f, own.value_in(record["payload"])) for f, own in self.readers[event.event_type]}
         except Unreadable as exc:
             reason = Reason.INVALID_EVENT_TIME.value if str(exc) == "event_time" else f"{Reason.TYPE_MISMATCH.value}:{exc}"
             return reason, self.loose_envelope(record), domain, None

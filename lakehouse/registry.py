@@ -50,6 +50,7 @@ from lakehouse.alerts.store import (
 from lakehouse.catalog import Catalog
 from lakehouse.catalog import catalog as load_catalog
 from lakehouse.freshness import FRESHNESS_SCHEMA
+from lakehouse.validations import QUALITY_WRITER, VALIDATIONS, VALIDATIONS_SCHEMA
 
 # The streaming queries that own tables (their writers).
 BRONZE_QUERY = "bronze_events"
@@ -328,6 +329,8 @@ def registry() -> dict[str, TableSpec | ViewSpec]:
         TableSpec(ALERT_COMMANDS, COMMANDS_SCHEMA, COMMANDS_WRITER, "acknowledgements and silences of alerts"),
         TableSpec(ACTION_REQUESTS, REQUESTS_SCHEMA, ACT_WRITER, "proposed and suppressed actions (one per idempotency key)"),
         TableSpec(ACTION_COMMANDS, ACTION_COMMANDS_SCHEMA, ACTION_COMMANDS_WRITER, "approvals, rejections, rollbacks and the kill switch"),
+        TableSpec(VALIDATIONS, VALIDATIONS_SCHEMA, QUALITY_WRITER,
+                  "outcome of every expectation of every validation run (gx/expectations suites)"),
         TableSpec(AUDIT_LOG, AUDIT_SCHEMA, WORKER_WRITER, "append-only audit trail of every action step", properties=AUDIT_PROPERTIES),
     ]  # fmt: skip
     views = [domain_view(catalog, d) for d in catalog.domains] + [

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
 from lakehouse.config import Settings
 from lakehouse.contracts import KpiContracts
@@ -205,7 +206,7 @@ def hours_of(dataset: object, contracts: KpiContracts, start: datetime, end: dat
 
 
 def read_rollup(settings: Settings, grain: str, since: datetime, until: datetime, kpis: Iterable[str] | None = None,
-                dataset: object | None = None) -> pd.DataFrame:  # fmt: skip
+                dataset: ds.Dataset | None = None) -> pd.DataFrame:  # fmt: skip
     """Rollup rows of ``grain`` whose window starts in [since, until) (empty: no rollup yet);
     from ``dataset`` (a pyarrow dataset of the table a caller already opened) when given."""
     from deltalake import DeltaTable
@@ -217,4 +218,4 @@ def read_rollup(settings: Settings, grain: str, since: datetime, until: datetime
     if kpis is not None:
         condition = condition & pc.field("kpi").isin(list(kpis))
     source = dataset if dataset is not None else DeltaTable(location).to_pyarrow_dataset()
-    return source.to_table(filter=condition).to_pandas()  # type: ignore[attr-defined]
+    return source.to_table(filter=condition).to_pandas()

@@ -102,6 +102,11 @@ def score_final(scorer: KpiScorer, points: pd.DataFrame, calendar: CampaignCalen
         explained = campaign_tests(points["kpi"], points["timestamp"], value, scored["lower"].to_numpy(float), calendar)
         tests = np.nan_to_num(scored[TEST_SCORE].to_numpy(float))
         score = np.where(explained & (tests >= score), 0.0, score)
+        # The alarm's suppression zeroes the rest of an episode's scores, but a count's
+        # Poisson tests are not restarted by alarms: while they stay over the threshold the
+        # episode is ongoing (a dead checkout stays one firing alert instead of resolving a
+        # minute after it paged). A ratio's test restarts at its alarm, so this is a no-op there.
+        score = np.maximum(score, np.where(explained, 0.0, tests))
     flagged = (score >= threshold) & (score > 0)
     promo = expected_rises(points["kpi"], points["timestamp"], value, scored["expected"].to_numpy(), calendar)
     scored["is_anomaly"] = flagged & ~promo

@@ -253,17 +253,16 @@ def _alarm_episodes(detected: np.ndarray, in_window: np.ndarray) -> tuple[int, i
     return len(starts), true_alarms
 
 
-def sweep_corpus(
-    corpus: Sequence[ScoredPoints], profile: CostProfile
-) -> tuple[float, float]:
-    """Threshold maximising the corpus total (NAB ``calcScoreByThreshold``).
+def score_curve(corpus: Sequence[ScoredPoints], profile: CostProfile) -> tuple[np.ndarray, np.ndarray]:
+    """The corpus total at every distinct anomaly score taken as the threshold (NAB
+    ``calcScoreByThreshold``).
 
-    Rows of all files are sorted by anomaly score, descending; at each distinct
-    score the total is ``sum(FP costs of rows above) + sum over windows of
-    max(best reward above, -fn_weight)``.
+    Rows of all files are sorted by anomaly score, descending; at each distinct score the
+    total is ``sum(FP costs of rows above) + sum over windows of max(best reward above,
+    -fn_weight)``.
 
     Returns:
-        ``(best_threshold, best_raw_score)``; threshold 1.1 means "never detect".
+        ``(thresholds, totals)``, thresholds descending from 1.1 ("never detect").
     """
     scores = np.concatenate([p.anomaly_scores for p in corpus])
     weights = np.concatenate([p.weights for p in corpus])
@@ -281,7 +280,7 @@ def sweep_corpus(
     window_best = {int(w): -profile.fn_weight for w in np.unique(window_ids[window_ids >= 0])}
     fp_total = 0.0
     windows_total = sum(window_best.values())
-    best_threshold, best_score = 1.1, fp_total + windows_total
+    thresholds, totals = [1.1], [fp_total + windows_total]
     i = 0
     n = len(order)
     while i < n:
@@ -295,10 +294,57 @@ def sweep_corpus(
                 windows_total += weights[row] - window_best[w]
                 window_best[w] = weights[row]
             i += 1
-        total = fp_total + windows_total
-        if total > best_score:
-            best_threshold, best_score = float(current), total
-    return best_threshold, float(best_score)
+        thresholds.append(float(current))
+        totals.append(fp_total + windows_total)
+    return np.asarray(thresholds), np.asarray(totals, float)
+
+
+def sweep_corpus(corpus: Sequence[ScoredPoints], profile: CostProfile) -> tuple[float, float]:
+    """Threshold maximising the corpus total (the highest one on ties).
+
+    Returns:
+        ``(best_threshold, best_raw_score)``; threshold 1.1 means "never detect".
+    """
+    thresholds, totals = score_curve(corpus, profile)
+    best = int(np.argmax(totals))
+    return float(thresholds[best]), float(totals[best])
+
+
+def total_at(thresholds: np.ndarray, totals: np.ndarray, threshold: np.ndarray) -> np.ndarray:
+    """A corpus' total at arbitrary thresholds, read off its :func:`score_curve`: detections
+    are the rows scoring at or above the threshold."""
+    ascending = thresholds[::-1]
+    # the smallest curve threshold >= t holds exactly the rows scoring >= t
+    j = np.searchsorted(ascending, np.asarray(threshold, float), side="left")
+    return totals[::-1][np.minimum(j, len(ascending) - 1)]
+
+
+def sweep_groups(groups: Sequence[Sequence[ScoredPoints]], profile: CostProfile) -> tuple[float, float]:
+    """Threshold maximising the mean of the groups' normalised scores (each corpus counts
+    once, whatever its number of rows: pooled, a group of many long files would pick the
+    threshold for all).
+
+    A group with no window to find after probation has no normalised score (its null and
+    perfect detectors tie) and does not vote.
+
+    Returns:
+        ``(best_threshold, mean normalised score)`` (the highest threshold on ties; 1.1 and
+        NaN when no group has a window).
+    """
+    curves = [score_curve(g, profile) for g in groups]
+    candidates = np.unique(np.concatenate([t for t, _ in curves]))[::-1]
+    mean, voters = np.zeros(len(candidates)), 0
+    for group, (thresholds, totals) in zip(groups, curves, strict=True):
+        null, perfect = null_and_perfect(group, profile)
+        if perfect == null:
+            continue
+        mean += 100.0 * (total_at(thresholds, totals, candidates) - null) / (perfect - null)
+        voters += 1
+    if not voters:
+        return 1.1, float("nan")
+    mean /= voters
+    best = int(np.argmax(mean))
+    return float(candidates[best]), float(mean[best])
 
 
 def null_and_perfect(corpus: Sequence[ScoredPoints], profile: CostProfile) -> tuple[float, float]:

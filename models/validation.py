@@ -159,9 +159,15 @@ class _Scored:
 
     points: list[dict[str, dict[str, nab.ScoredPoints]]]  # candidate -> profile -> file
     profiles: dict[str, nab.CostProfile]
+    group_of: dict[str, str]  # file -> its group
 
     def sweep(self, candidate: int, profile: str, files: list[str]) -> tuple[float, float]:
-        return nab.sweep_corpus([self.points[candidate][profile][f] for f in files], self.profiles[profile])
+        """Threshold (and score) chosen on ``files``: the mean of their groups' normalised
+        scores, each group counting once (:func:`models.nab.sweep_groups`)."""
+        groups: dict[str, list[nab.ScoredPoints]] = {}
+        for f in files:
+            groups.setdefault(self.group_of[f], []).append(self.points[candidate][profile][f])
+        return nab.sweep_groups(list(groups.values()), self.profiles[profile])
 
     def best_candidate(self, files: list[str]) -> int:
         """The candidate with the best standard score swept on ``files`` (first on ties)."""
@@ -187,7 +193,8 @@ def validate(
     """In-sample, leave-one-file-out and leave-one-group-out validation with the recorded search.
 
     Leave-one-file-out (the gate's protocol): for each file, the candidate parameters and each
-    profile's threshold are chosen on all *other* files (every group), then the file is scored
+    profile's threshold are chosen on all *other* files (every group, the mean of the groups'
+    normalised scores: each group counts once, however many rows it has), then the file is scored
     with them; a group's out-of-sample score sums its files' raw scores, normalised with NAB's
     null and perfect detectors of that group. Nothing of the held-out file touches its
     parameters or threshold. Leave-one-group-out is the stricter, reported beside it.
@@ -216,7 +223,7 @@ def validate(
         for corpus in groups.values():
             per_file.update(score_corpus_with_probation(scorer, corpus))
         points.append({p: {f: nab.sweep_weights(f, per_file[f], limits[f], prof) for f in every} for p, prof in profiles.items()})
-    scored = _Scored(points, profiles)
+    scored = _Scored(points, profiles, {f: g for g, fs in names.items() for f in fs})
     records = [{"candidate": c, **params, "group": g, "standard_in": scored.result("standard", [scored.file_score(c, "standard", f, scored.sweep(c, "standard", names[g])[0]) for f in names[g]], 0.0).score}
                for c, params in enumerate(grid) for g in groups]  # fmt: skip
 

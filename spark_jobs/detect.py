@@ -103,6 +103,8 @@ from lakehouse.tables import (
     table_exists,
     table_location,
 )
+from models.series import EXPOSURE
+from spark_jobs import detect_windows as windows
 from spark_jobs.gold import KPI_TABLE
 from spark_jobs.io import start_foreach_batch
 
@@ -113,7 +115,11 @@ FRESHNESS_QUERY = "detect_freshness"
 CHANGE_FEED_PROPERTY = "delta.enableChangeDataFeed"
 KPI_KEY = ("kpi", "grain", "window_start", "dimension")
 # numerator/denominator: a ratio KPI's counts, which its binomial test reads (models.ratio_test)
-POINT_COLUMNS = ["kpi", "grain", "window_start", "window_end", "dimension", "value", "numerator", "denominator", "is_final", "computed_at"]
+# watermark: gold's, as of the row's write (the frontier of windows without rows, detect_windows)
+POINT_COLUMNS = [
+    "kpi", "grain", "window_start", "window_end", "dimension", "value", "numerator", "denominator", "is_final", "computed_at",
+    "watermark",
+]  # fmt: skip
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def utc_now() -> datetime:
@@ -202,18 +208,20 @@ def new_points(rows: pd.DataFrame, cursor: dict[str, float]) -> pd.DataFrame:
     return fresh.sort_values(["series_key", "t"], kind="stable").reset_index(drop=True)
 
 
-def open_points(rows: pd.DataFrame, cursor: dict[str, float], contracts: KpiContracts) -> pd.DataFrame:
+def open_points(rows: pd.DataFrame, cursor: dict[str, float], contracts: KpiContracts, frontier: datetime | None = None) -> pd.DataFrame:
     """Open windows to score as an early warning: not final, after their series' cursor.
 
     Args:
-        rows: ``POINT_COLUMNS`` (the newest image of each changed KPI row).
+        rows: ``POINT_COLUMNS`` (the newest image of each not-final KPI window).
         cursor: ``series_key`` → epoch seconds of the last final ``window_start`` scored.
         contracts: KPI contracts (which KPIs add up over a window).
+        frontier: Gold's newest processed arrival (:mod:`spark_jobs.detect_windows`): a
+            window has elapsed up to it whether or not its row changed since; ``None``: up to
+            each row's ``computed_at``.
 
     Returns:
         The rows with ``series_key``, ``t``, ``timestamp`` (= ``window_start``), ``fraction``
-        (share of the window elapsed at ``computed_at``) and ``additive``, in event-time order
-        per series.
+        (share of the window elapsed) and ``additive``, in event-time order per series.
     """
     from models.open_window import elapsed_fraction
 
@@ -225,7 +233,8 @@ def open_points(rows: pd.DataFrame, cursor: dict[str, float], contracts: KpiCont
     done = open_["series_key"].map(cursor).astype(float).fillna(-np.inf).to_numpy()
     open_ = open_[open_["t"].to_numpy() > done]
     open_["timestamp"] = open_["window_start"]
-    open_["fraction"] = elapsed_fraction(open_["window_start"], open_["window_end"], open_["computed_at"])
+    as_of = open_["computed_at"] if frontier is None else pd.Series(pd.Timestamp(frontier), index=open_.index)
+    open_["fraction"] = elapsed_fraction(open_["window_start"], open_["window_end"], as_of)
     kinds = {k: c.kind for k, c in contracts.kpis.items()}
     open_["additive"] = open_["kpi"].map(kinds).isin(["measure", "rollup"]).to_numpy()
     open_["tumbling"] = (open_["kpi"].map(kinds) == "measure").to_numpy()
@@ -238,14 +247,18 @@ def apply_open_rule(
     """Advance the early-warning alert of each series by one batch of open-window scores.
 
     A series trips when any of its open windows in the batch is anomalous (the alert points
-    at the first such window); otherwise its firing early-warning alert resolves.
+    at the first such window); otherwise its firing early-warning alert resolves. While the
+    series' final-window alert is firing, its episode is already paging: an early warning
+    does not open a second one (a spike's final alert, then the count test's memory of it in
+    the next open minutes).
     """
     if points.empty:
         return
     frame = points.assign(**{f"_{c}": scores[c].to_numpy() for c in scores.columns})
     for series, part in frame.groupby("series_key", sort=False):
         tripped = part[part["_is_anomaly"].astype(bool)]
-        if tripped.empty and (series, RULE_MODEL_OPEN) not in book.open:
+        warning = (series, RULE_MODEL_OPEN) in book.open
+        if not warning and (tripped.empty or (series, RULE_MODEL) in book.open):
             continue
         row = tripped.iloc[0] if len(tripped) else part.iloc[-1]
         point = {
@@ -295,6 +308,11 @@ def apply_rules(
     if points.empty:
         return
     limits = threshold_outcomes(points, contracts)
+    if "filled" in points:
+        # A dimension's minute without events is not a breach of a contract's min or max,
+        # which speak of the whole shop: only the total's empty minutes are held to them.
+        quiet = points["filled"].eq(True).to_numpy() & (points["dimension"] != TOTAL).to_numpy()
+        limits.loc[quiet, [RULE_MIN, RULE_MAX]] = np.nan
     outcomes = {RULE_MIN: limits[RULE_MIN].to_numpy(), RULE_MAX: limits[RULE_MAX].to_numpy()}
     if scores is not None:
         scored = scores["anomaly_score"].notna().to_numpy() & pd.to_numeric(points["value"], errors="coerce").notna().to_numpy()
@@ -476,13 +494,16 @@ class SnapshotStore:
 
 @dataclass
 class DetectorState:
-    """What a detect batch starts from: scorer, cursors, open alerts (model and thresholds)."""
+    """What a detect batch starts from: scorer, cursors, open alerts (model and thresholds),
+    gold's newest watermark and the latest image of every window not final yet."""
 
     scorer: Any | None = None  # models.scorer.KpiScorer
     model_version: str | None = None
     cursor: dict[str, float] = field(default_factory=dict)
     book: AlertBook = field(default_factory=AlertBook)
     batch_id: int = -1
+    watermark: datetime | None = None
+    views: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def to_bytes(self) -> bytes:
         meta = {
@@ -490,8 +511,11 @@ class DetectorState:
             "cursor": self.cursor,
             "open": [[s, r, a.to_json()] for (s, r), a in self.book.open.items()],
             "batch_id": self.batch_id,
+            "watermark": None if self.watermark is None else self.watermark.isoformat(),
         }
         arrays: dict[str, np.ndarray] = {"meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
+        if len(self.views):
+            arrays["views"] = np.frombuffer(_frame_bytes(self.views), np.uint8)
         if self.scorer is not None:
             config = {"kind": self.scorer.kind, "params": self.scorer.params.to_dict(), "page_thresholds": self.scorer.page_thresholds,
                       "open_thresholds": self.scorer.open_thresholds}
@@ -519,7 +543,27 @@ class DetectorState:
             scorer.page_thresholds = {str(k): float(v) for k, v in config.get("page_thresholds", {}).items()}
             scorer.open_thresholds = {str(k): float(v) for k, v in config.get("open_thresholds", {}).items()}
         book = AlertBook(open={(s, r): Alert.from_json(a) for s, r, a in meta["open"]})
-        return cls(scorer, meta["model_version"], {k: float(v) for k, v in meta["cursor"].items()}, book, meta["batch_id"])
+        watermark = datetime.fromisoformat(meta["watermark"]) if meta.get("watermark") else None
+        views = _frame_of(arrays["views"].tobytes()) if "views" in arrays else pd.DataFrame()
+        cursor = {k: float(v) for k, v in meta["cursor"].items()}
+        return cls(scorer, meta["model_version"], cursor, book, meta["batch_id"], watermark, views)
+
+
+def _frame_bytes(frame: pd.DataFrame) -> bytes:
+    """A frame as Arrow IPC bytes (the snapshot's open windows)."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _frame_of(payload: bytes) -> pd.DataFrame:
+    import pyarrow as pa
+
+    return pa.ipc.open_stream(payload).read_all().to_pandas()
 
 
 # -- the detect writer -------------------------------------------------------------------------
@@ -573,7 +617,10 @@ class KpiDetector:
         options: DetectOptions,
         sink: AlertSink,
         watchdog: FreshnessWatchdog,
+        finality_delay: timedelta = timedelta(0),
     ) -> None:
+        """``finality_delay``: gold's (:func:`spark_jobs.gold.finality_delay`), which places
+        its newest processed arrival after the watermark its rows carry."""
         from models.champion import ChampionWatcher, load_anomaly_version, resolve_settings_uri
 
         self.settings = settings
@@ -593,6 +640,8 @@ class KpiDetector:
         # KPIs summed over tumbling 1-minute windows: a final window is a complete count
         # (exposure 1) for the model's count tests; sliding rollups are not tested
         self.tumbling_counts = {k: c.kind == "measure" for k, c in contracts.kpis.items()}
+        self.counts = {k for k, tumbling in self.tumbling_counts.items() if tumbling}
+        self.finality_delay = finality_delay
         from lakehouse.campaigns import CampaignCalendar
 
         self.calendar = CampaignCalendar.load()
@@ -655,7 +704,11 @@ class KpiDetector:
         frame = frame[(frame["t"].to_numpy() > low) & (frame["t"].to_numpy() <= high)]
         frame = frame.sort_values(["series_key", "t"], kind="stable")
         if len(frame):
-            scorer.score(frame[["window_start", "value", "series_key", "numerator", "denominator"]].rename(columns={"window_start": "timestamp"}))
+            history = frame[["window_start", "value", "series_key", "numerator", "denominator"]].rename(columns={"window_start": "timestamp"})
+            # a final window of a tumbling count is complete: the count tests learn it as the
+            # live path will score it (without it they would wait for an hour of live windows)
+            history[EXPOSURE] = np.where(frame["kpi"].isin(self.counts).to_numpy(), 1.0, np.nan)
+            scorer.score(history)
         return len(frame)
 
     # -- one micro-batch
@@ -670,15 +723,20 @@ class KpiDetector:
             written = rows.groupby("kpi")["computed_at"].max()
             self.watchdog.observe({k: _utc(v) for k, v in written.items()})
         switched = self._follow_champion(session, state)
-        points = new_points(rows, state.cursor)
         now = self.options.clock()
+        watermark = windows.newest_watermark(rows)
+        if watermark is not None and (state.watermark is None or watermark > state.watermark):
+            state.watermark = watermark
+        points = new_points(rows, state.cursor)
+        points = windows.with_empty_final_windows(
+            points, windows.followed_counts(state.cursor, self.counts), state.watermark, now, state.views
+        )
         scores = self.score(state, points)
         apply_rules(state.book, points, scores, self.contracts, state.model_version, now)
         if len(points):
             last = points.groupby("series_key")["t"].max()
             state.cursor.update({k: float(v) for k, v in last.items()})
-        opened = open_points(rows, state.cursor, self.contracts)
-        opened = opened[opened["kpi"].isin(self.modelled).to_numpy()].reset_index(drop=True)
+        opened = self.open_windows(state, rows, now)
         if state.scorer is not None and len(opened):
             from models.kpi_scoring import score_open
 
@@ -686,7 +744,7 @@ class KpiDetector:
         changes = state.book.take_changes()
         self.sink.write(session, changes, DETECT_QUERY, batch_id)
         self.scored_points += len(points)
-        if len(points) or switched or changes:
+        if len(rows) or len(points) or switched or changes:
             assert self.snapshots is not None
             previous = state.batch_id
             state.batch_id = batch_id
@@ -694,6 +752,21 @@ class KpiDetector:
             # Keep the snapshot a replay of this batch would start from.
             self.snapshots.prune(previous if previous >= 0 else batch_id)
         self.watchdog.check(session)
+
+    def open_windows(self, state: DetectorState, rows: pd.DataFrame, now: datetime) -> pd.DataFrame:
+        """The open windows of modelled KPIs to score this batch: every window not final yet
+        (its latest image, changed in this batch or not) and the empty minutes of followed
+        counts, elapsed up to gold's frontier (:mod:`spark_jobs.detect_windows`)."""
+        modelled = rows[rows["kpi"].isin(self.modelled).to_numpy() & ~rows["is_final"].astype(bool).to_numpy()].copy()
+        modelled["series_key"] = modelled["kpi"] + "|" + modelled["grain"] + "|" + modelled["dimension"]
+        modelled["t"] = _seconds(modelled["window_start"]) if len(modelled) else pd.Series(dtype=float)
+        state.views = windows.carry_open_views(state.views, modelled, state.cursor, state.watermark)
+        frontier = windows.frontier_of(state.watermark, self.finality_delay)
+        follow = windows.followed_counts(state.cursor, self.counts & self.modelled)
+        candidates = windows.with_empty_open_windows(state.views, follow, state.watermark, frontier, now)
+        if candidates.empty:
+            return open_points(rows.iloc[0:0], state.cursor, self.contracts)
+        return open_points(candidates, state.cursor, self.contracts, frontier)
 
     def score(self, state: DetectorState, points: pd.DataFrame) -> pd.DataFrame | None:
         """Model outputs for the points of KPIs with anomaly detection on (others NaN)."""
@@ -745,7 +818,11 @@ def run(
         )
     sink = AlertSink(settings)
     watchdog = FreshnessWatchdog(settings, contracts, sink, options.clock)
-    detector = KpiDetector(settings, contracts, options, sink, watchdog)
+    from lakehouse.catalog import catalog as load_catalog
+    from spark_jobs.gold import finality_delay
+
+    delay = finality_delay(catalog or load_catalog(), settings)
+    detector = KpiDetector(settings, contracts, options, sink, watchdog, finality_delay=delay)
     trigger = options.trigger_seconds or settings.streaming.side_trigger_seconds
     queries = [
         start_foreach_batch(read_kpi_changes(spark, settings), settings, DETECT_QUERY, detector, trigger, available_now=available_now)

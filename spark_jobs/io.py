@@ -181,7 +181,7 @@ class DriverAppends:
         schema = pa.schema(table.schema().to_arrow())
         write_deltalake(
             table,
-            rows.select(schema.names).cast(schema),
+            with_table_columns(rows, schema),
             mode="append",
             partition_by=table.metadata().partition_columns or None,
             commit_properties=CommitProperties(
@@ -193,6 +193,16 @@ class DriverAppends:
         )
         table.update_incremental()
         return table.version()
+
+
+def with_table_columns(rows: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``rows`` in the table's columns and types. A column the table gained while this writer
+    runs (``trivas contracts migrate`` adds nullable ones) is null in its rows, as Spark's
+    Delta appends fill it: a writer on the previous contract keeps running."""
+    for name in schema.names:
+        if name not in rows.column_names:
+            rows = rows.append_column(name, pa.nulls(rows.num_rows, schema.field(name).type))
+    return rows.select(schema.names).cast(schema)
 
 
 _BACKGROUND = ThreadPoolExecutor(max_workers=8, thread_name_prefix="trivas-write")

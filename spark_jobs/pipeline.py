@@ -15,7 +15,8 @@ that fails is restarted with exponential backoff and never takes the KPI path do
 is on ``ops.pipeline_health`` and opens an alert (:mod:`spark_jobs.health`). Each
 query runs in its own FAIR scheduler pool; ``conf/fairscheduler.xml`` weights the KPI path
 above the side queries. Delta maintenance runs in a thread of its own
-(:mod:`spark_jobs.maintenance`). Stopping is graceful: queries finish their micro-batch.
+(:mod:`spark_jobs.maintenance`), and so do the validation suites over recent data
+(:mod:`spark_jobs.quality`, every ``quality.check_every_seconds``). Stopping is graceful: queries finish their micro-batch.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from spark_jobs import bronze, gold, hot_path
 from spark_jobs.health import FAILED, RUNNING, STARTING, STOPPED, JobHealth
 from spark_jobs.io import append_idempotent
 from spark_jobs.maintenance import TableMaintenance
+from spark_jobs.quality import QualitySchedule
 
 log = logging.getLogger("trivas.pipeline")
 JOBS = ("bronze", "silver_gold", "gold")
@@ -329,6 +331,9 @@ def run_until_stopped(
     maintenance = TableMaintenance(spark, settings, maintained)
     if settings.maintenance.enabled:
         maintenance.start()
+    quality = QualitySchedule(spark, settings)
+    if settings.quality.enabled and "silver_gold" in jobs:  # with the tables it validates
+        quality.start()
     next_snapshot = time.monotonic() + freshness_every_s
     taking_turns = [running[j] for j in running if in_turns and j in TURN_JOBS]
     turns = SideTurns(taking_turns, settings.streaming.side_trigger_seconds) if taking_turns else None
@@ -348,6 +353,7 @@ def run_until_stopped(
             stop.wait(0.5)
     finally:
         maintenance.stop()
+        quality.stop()
         for job in running.values():
             job.stop()
             health.report(job.name, STOPPED, job.failures)

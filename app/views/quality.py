@@ -1,5 +1,6 @@
-"""Data quality: quarantine by reason and source over time with PII-scrubbed samples, late
-events by type, duplicates dropped and the contract versions in use."""
+"""Data quality: the latest validation results per table (suites generated from the contracts,
+with a link to the Data Docs), quarantine by reason and source over time with PII-scrubbed
+samples, late events by type, duplicates dropped and the contract versions in use."""
 
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ def quality() -> None:
         st.subheader(f"Quarantined: {len(q)} records")
         by_reason = data.counts_over_time(q, "quarantined_at", ["reason"])
         st.altair_chart(alt.Chart(by_reason).mark_bar().encode(x=alt.X("bucket:T", title="5 min (UTC)"), y="rows:Q", color="reason:N"), width="stretch")
-        by_source = q.groupby(q["source"].fillna("?")).size().rename("rows").reset_index() if len(q) else by_reason.head(0)
-        st.table(by_source.set_index(by_source.columns[0]))  # static HTML tables: no data-grid bundle to load
+        by_source = data.counts_over_time(q, "quarantined_at", ["source"])
+        st.altair_chart(alt.Chart(by_source).mark_bar().encode(x=alt.X("bucket:T", title="5 min (UTC)"), y="rows:Q", color="source:N"), width="stretch")
         ui.footer(quarantine, data.table_freshness(quarantine.tables[0], 3600, now), "raw topics (silver_gold)", key="quarantine")
     with right:
         st.subheader(f"Late (beyond allowed lateness): {len(late.frame)} events")
@@ -48,4 +49,27 @@ def quality() -> None:
         st.table(data.contract_versions(q).set_index("event_type"))
 
 
+@st.fragment(run_every=max(settings.app.refresh_seconds, 10))
+def validations() -> None:
+    now = ui.now()
+    read = data.cached.validations_since(settings, data.clock(now, 10) - timedelta(days=1))
+    latest = data.latest_validations(read.frame)
+    summary = data.validation_summary(latest)
+    failing = int(summary["failed"].sum()) if len(summary) else 0
+    st.subheader(f"Validation suites: {len(summary)} tables, {failing} failing expectations" if len(summary) else "Validation suites: no run yet")
+    if len(summary):
+        st.table(summary.set_index("table"))
+        failed = latest[~latest["success"].astype(bool)]
+        if len(failed):
+            st.caption("Failing expectations (failing keys PII-scrubbed)")
+            st.table(failed[["table", "expectation", "observed_value", "unexpected_count", "failing_keys"]].set_index("table"))
+    docs = data.data_docs_index(settings)
+    if docs is not None:
+        st.markdown(f"[Data Docs (every expectation, per run)]({docs.as_uri()}) · `{docs}`")
+    st.caption("Suites: gx/expectations/*.json (`trivas quality suites`); runs: the pipeline every "
+               f"{settings.quality.check_every_seconds:.0f}s over the last {settings.quality.window_minutes:.0f} min, or `trivas quality run`.")
+    ui.footer(read, data.table_freshness(read.tables[0], 2 * settings.quality.check_every_seconds, now), "gx/expectations suites (quality)", key="validations")
+
+
+validations()
 quality()

@@ -27,6 +27,7 @@ from lakehouse.alerts.dispatch import (
     Notification,
 )
 from lakehouse.alerts.lifecycle import (
+    RULE_DATA_QUALITY,
     RULE_FRESHNESS,
     RULE_JOB_FAILED,
     RULE_MAX,
@@ -42,6 +43,7 @@ RULE_RUNBOOKS = {
     RULE_MAX: f"{RUNBOOKS}#kpi-threshold",
     RULE_FRESHNESS: f"{RUNBOOKS}#freshness-sla",
     RULE_JOB_FAILED: f"{RUNBOOKS}#pipeline-job-failed",
+    RULE_DATA_QUALITY: f"{RUNBOOKS}#data-quality",
     "test": f"{RUNBOOKS}#alert-delivery",
 }
 PD_SEVERITIES = ("critical", "error", "warning", "info")
@@ -83,6 +85,7 @@ def headline(item: Item) -> str:
     what = {
         RULE_FRESHNESS: f"{a.kpi} is stale: no update for {number(a.observed)} s (SLA {number(a.upper)} s)",
         RULE_JOB_FAILED: f"pipeline job {a.dimension} failed ({number(a.observed)} time(s) in a row)",
+        RULE_DATA_QUALITY: f"data quality of {a.dimension}: {number(a.observed)} expectation(s) failed",
         RULE_MIN: f"{a.kpi} ({a.dimension}) below its minimum: {number(a.observed)} < {number(a.lower)}",
         RULE_MAX: f"{a.kpi} ({a.dimension}) above its maximum: {number(a.observed)} > {number(a.upper)}",
         "test": f"test notification through route {a.dimension}",

@@ -23,6 +23,8 @@ FIRING, RESOLVED, ACKNOWLEDGED = "firing", "resolved", "acknowledged"
 RULE_MODEL, RULE_MIN, RULE_MAX, RULE_FRESHNESS = "anomaly_model", "threshold_min", "threshold_max", "freshness_sla"
 RULE_MODEL_OPEN = "anomaly_model_open"  # early warning on windows still filling
 RULE_JOB_FAILED = "pipeline_job_failed"  # a pipeline job failed (spark_jobs.health)
+RULE_DATA_QUALITY = "data_quality"  # a table failed expectations of its suite (lakehouse.validations)
+QUALITY_KPI, QUALITY_GRAIN = "data_quality", "suite"  # kpi and grain of data-quality alerts
 RULES = (RULE_MODEL, RULE_MODEL_OPEN, RULE_MIN, RULE_MAX, RULE_FRESHNESS)
 
 ALERTS_SCHEMA = T.StructType(
@@ -167,6 +169,9 @@ __all__ = [
     "FIRING",
     "RESOLVED",
     "RULES",
+    "QUALITY_GRAIN",
+    "QUALITY_KPI",
+    "RULE_DATA_QUALITY",
     "RULE_FRESHNESS",
     "RULE_JOB_FAILED",
     "RULE_MAX",

@@ -38,7 +38,7 @@ from lakehouse.alerts.dispatch import (
     notification_id,
     summary,
 )
-from lakehouse.alerts.lifecycle import ACKNOWLEDGED, FIRING, RESOLVED, Alert, alert_id
+from lakehouse.alerts.lifecycle import ACKNOWLEDGED, FIRING, QUALITY_KPI, RESOLVED, Alert, alert_id
 from lakehouse.alerts.receivers import Sender, build_senders
 from lakehouse.alerts.routing import (
     PIPELINE_KPI,
@@ -158,6 +158,19 @@ class KpiFacts:
         }
 
 
+def quality_details(settings: Settings, table: str) -> dict[str, Any]:
+    """The failed expectations of a table's newest validation run (a data-quality alert's
+    error) and where they are recorded."""
+    from lakehouse.validations import failure_summary, latest_outcomes
+
+    try:
+        failures = failure_summary(latest_outcomes(settings), table)
+    except Exception:  # noqa: BLE001 - enrichment is best effort; the alert goes out anyway
+        log.exception("could not read the validations of %s", table)
+        failures = ""
+    return {"error": failures or None, "lineage": f"ops.validations (table {table}) · var/quality/data_docs"}
+
+
 class AlertRouter:
     """Reads alerts, decides, delivers and records (see the module docstring)."""
 
@@ -226,6 +239,8 @@ class AlertRouter:
             if alert.kpi == PIPELINE_KPI:
                 details["error"] = self.jobs.errors.get(alert.dimension)
                 details["lineage"] = f"ops.job_status (job {alert.dimension})"
+            elif alert.kpi == QUALITY_KPI:
+                details.update(quality_details(self.settings, alert.dimension))
             else:
                 details.update(self.kpi_facts.lookup(alert))
             self.details[alert.alert_id] = details

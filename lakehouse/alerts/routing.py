@@ -5,7 +5,9 @@ Every alert gets labels the routing tree, silences and inhibit rules match on: `
 ``severity`` (from the rule, ``severities`` in ``conf/alerts.yaml``), ``domain`` (the KPI's
 source domain), ``route`` (the KPI contract's ``alert_route``), ``owner`` and ``job`` (the
 pipeline job whose output the alert is about: ``silver_gold`` for a KPI, the job itself for a
-``pipeline_job_failed`` alert).
+``pipeline_job_failed`` alert). A ``data_quality`` alert (kpi ``data_quality``, dimension = the
+table) gets ``domain`` = the table's layer, ``route`` = ``data_quality`` and ``job`` = the table's
+writer.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from lakehouse.alerts.config import InhibitRule, Matcher, Route
-from lakehouse.alerts.lifecycle import RULE_JOB_FAILED, Alert
+from lakehouse.alerts.lifecycle import QUALITY_KPI, RULE_JOB_FAILED, Alert
 from lakehouse.contracts import TOTAL, KpiContracts
 
 PIPELINE_KPI = "pipeline"
@@ -35,6 +37,9 @@ def alert_labels(alert: Alert, contracts: KpiContracts, severities: dict[str, st
     }
     if alert.kpi == PIPELINE_KPI:
         labels.update(domain=PIPELINE_KPI, route=PIPELINE_KPI, job=alert.dimension, owner="")
+    elif alert.kpi == QUALITY_KPI:
+        labels.update(domain=alert.dimension.partition(".")[0], route=QUALITY_KPI, job=KPI_JOB, owner="")
+        return labels  # the dimension is a table name, not column=value pairs
     else:
         labels.update(
             domain=(contract.source or "") if contract else "",

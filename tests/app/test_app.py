@@ -105,6 +105,17 @@ def test_sample_records_are_pii_scrubbed() -> None:
     assert EMAIL not in record and "1234567" not in record and "a lot" in record
 
 
+def test_quarantine_counts_per_source_and_five_minutes() -> None:
+    t0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    frame = pd.DataFrame({
+        "quarantined_at": [t0, t0 + timedelta(minutes=1), t0 + timedelta(minutes=4, seconds=59), t0 + timedelta(minutes=5), t0],
+        "source": ["sdk:web", "sdk:web", "webhook:stripe", "sdk:web", None],
+    })  # fmt: skip
+    counts = data.counts_over_time(frame, "quarantined_at", ["source"])
+    got = {(int((b - pd.Timestamp(t0)) / pd.Timedelta(minutes=5)), s): n for b, s, n in counts.itertuples(index=False)}
+    assert got == {(0, "sdk:web"): 2, (0, "webhook:stripe"): 1, (0, "?"): 1, (1, "sdk:web"): 1}
+
+
 # -- a deployment's tables, and ground truth from them -----------------------------------------
 
 

@@ -127,9 +127,9 @@ def test_a_zero_order_outage_at_seven_a_minute_pages_within_two_minutes_within_b
 def test_a_budget_met_only_by_saturated_scores_never_pages() -> None:
     from models.alert_budget import NEVER_PAGES, budget_threshold
 
-    seconds = np.arange(7 * 1440) * 60.0
-    scores = np.zeros(len(seconds))
+    event_times = np.arange(7 * 1440) * 60.0  # a week of minute windows (epoch seconds)
+    scores = np.zeros(len(event_times))
     scores[::500] = 1.0  # twenty saturated episodes in a week: not even a score of 1 keeps 2 a week
-    assert budget_threshold(scores, seconds, 2.0) == NEVER_PAGES
+    assert budget_threshold(scores, event_times, 2.0) == NEVER_PAGES
     scores[::500] = 0.7  # the same episodes below saturation: a threshold above them
-    assert 0.7 < budget_threshold(scores, seconds, 2.0) <= 1.0
+    assert 0.7 < budget_threshold(scores, event_times, 2.0) <= 1.0

@@ -124,3 +124,38 @@ def test_point_labels_become_centred_windows() -> None:
     assert nab.windows_from_point_labels(ts, labels) == [(ts[90], ts[110])]
     labels[[5, 6]] = 1  # two runs -> length 10 each; the first starts in probation (30 rows)
     assert nab.windows_from_point_labels(ts, labels) == [(ts[95], ts[105])]
+
+
+def test_group_sweep_maximises_the_mean_of_the_groups_normalised_scores() -> None:
+    # Brute force: every distinct score as the threshold, each group's files scored at it and
+    # normalised with that group's null and perfect detectors, then averaged.
+    rng = np.random.default_rng(3)
+    groups = [
+        [nab.sweep_weights(f"a{i}", rng.random(N) ** 3, WINDOW, STANDARD) for i in range(4)],
+        [nab.sweep_weights("b0", rng.random(N), [(30, 39), (70, 79)], STANDARD)],
+    ]
+    candidates = np.unique(np.concatenate([p.anomaly_scores for g in groups for p in g]))
+
+    def mean_normalised(threshold: float) -> float:
+        total = 0.0
+        for group in groups:
+            null, perfect = nab.null_and_perfect(group, STANDARD)
+            raw = sum(nab.score_file(p, STANDARD, threshold).score for p in group)
+            total += nab.normalised(raw, null, perfect)
+        return total / len(groups)
+
+    brute = [mean_normalised(t) for t in candidates]
+    threshold, best = nab.sweep_groups(groups, STANDARD)
+    assert best == pytest.approx(max(brute))
+    assert mean_normalised(threshold) == pytest.approx(max(brute))
+    # one group: the same threshold as NAB's pooled sweep
+    assert nab.sweep_groups(groups[:1], STANDARD)[0] == nab.sweep_corpus(groups[0], STANDARD)[0]
+
+
+def test_a_group_without_windows_does_not_vote() -> None:
+    rng = np.random.default_rng(4)
+    found = [nab.sweep_weights("a", rng.random(N), WINDOW, STANDARD)]
+    nothing = [nab.sweep_weights("b", rng.random(N), [], STANDARD)]
+    assert nab.sweep_groups([found, nothing], STANDARD) == nab.sweep_groups([found], STANDARD)
+    threshold, score = nab.sweep_groups([nothing], STANDARD)
+    assert threshold == 1.1 and math.isnan(score)

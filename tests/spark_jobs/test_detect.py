@@ -43,7 +43,8 @@ def normal_value(kpi: str, minute: int, rng: np.random.Generator) -> float:
 
 
 def history(days: float = 2.0, seed: int = 0) -> pd.DataFrame:
-    """Training history of the three live series (gold.kpi shape → model points)."""
+    """Training history of the three live series (gold.kpi shape → model points); the final
+    windows of a count are complete (exposure 1), as detect warms a model on them."""
     rng = np.random.default_rng(seed)
     minutes = np.arange(-int(days * 24 * 60), 0)
     parts = []
@@ -55,19 +56,23 @@ def history(days: float = 2.0, seed: int = 0) -> pd.DataFrame:
                     "timestamp": [T0 + int(m) * MINUTE for m in minutes],
                     "value": values,
                     "series_key": detect.series_key(kpi, "1m", "all"),
+                    "exposure": 1.0 if SERIES[kpi][2] else np.nan,
                 }
             )
         )
     return pd.concat(parts, ignore_index=True)
 
 
-def kpi_row(kpi: str, minute: int, value: float | None, *, final: bool, computed_at: datetime, dimension: str = "all") -> dict:
+def kpi_row(
+    kpi: str, minute: int, value: float | None, *, final: bool, computed_at: datetime, dimension: str = "all",
+    watermark: datetime | None = None,
+) -> dict:  # fmt: skip
     """One gold.kpi row (window ``T0 + minute``) in KPI_SCHEMA."""
     start = T0 + minute * MINUTE
     return {
         "kpi": kpi, "grain": "1m", "window_start": start, "window_end": start + MINUTE, "dimension": dimension,
         "value": value, "numerator": None, "denominator": None, "events": 1, "unit": "x",
-        "watermark": None, "computed_at": computed_at, "source_versions": {}, "is_final": final,
+        "watermark": watermark, "computed_at": computed_at, "source_versions": {}, "is_final": final,
     }  # fmt: skip
 
 
@@ -354,3 +359,53 @@ def test_open_window_outage_pages_early_on_an_append_only_stream(spark, kpi_tabl
     append_kpi_rows(spark, settings, [update(11, orders[11], 65)])
     run_detect(spark, settings, lambda: at + timedelta(seconds=70))
     assert alerts(spark, settings) == {("orders", "all", 11, "anomaly_model_open", "resolved")}
+
+
+@pytest.mark.spark
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_dead_checkout_pages_from_the_minutes_gold_never_writes(spark, kpi_table: Settings) -> None:  # noqa: ANN001
+    """No order at all writes no orders row: the open minutes up to gold's frontier and the
+    final ones up to its watermark are read as zeros (the other KPIs carry the watermark)."""
+    from lakehouse.catalog import catalog
+
+    settings = kpi_table
+    registry.train_and_register(history(), tracking_uri=settings.mlflow.tracking_uri, model_name=settings.mlflow.anomaly_model, evaluate=False)
+    delay = gold.finality_delay(catalog(), settings)
+    rng = np.random.default_rng(7)
+    values = {kpi: [normal_value(kpi, m, rng) for m in range(40)] for kpi in SERIES}
+    lag = int(np.ceil(delay / MINUTE))  # windows between gold's watermark and its frontier
+
+    def batch(watermark_minute: float, kpis: tuple[str, ...], upto: int, since: int = 0) -> list[dict]:
+        """Gold's rows as of a watermark: final up to it, open after it, up to minute ``upto``."""
+        watermark = T0 + watermark_minute * MINUTE
+        return [
+            kpi_row(k, m, values[k][m], final=(m + 1) * MINUTE <= watermark - T0, computed_at=watermark + delay, watermark=watermark)
+            for k in kpis for m in range(since, upto)
+        ]  # fmt: skip
+
+    # Ten final minutes of every KPI and the open ones up to the frontier; the checkout dies
+    # at minute 10 + lag: from then on only payments write rows.
+    outage = 10 + lag
+    append_kpi_rows(spark, settings, batch(10, tuple(SERIES), outage))
+    run_detect(spark, settings, lambda: T0 + outage * MINUTE)
+    assert {a for a in alerts(spark, settings) if a[0] == "orders"} == set()
+
+    # Two and a half minutes on: orders' open minutes outage, outage + 1 (and half of + 2)
+    # have no row, and pages as an early warning.
+    append_kpi_rows(spark, settings, batch(12.5, ("payment_failure_rate",), outage + 3, since=outage))
+    append_kpi_rows(spark, settings, [r for r in batch(12.5, ("orders", "revenue"), outage) if r["is_final"] and r["window_start"] >= T0 + 10 * MINUTE])
+    run_detect(spark, settings, lambda: T0 + (outage + 2.5) * MINUTE)
+    early = alert_rows(spark, settings).query("rule == 'anomaly_model_open' and kpi == 'orders'")
+    assert early[["state", "observed"]].values.tolist() == [["firing", 0.0]]
+    assert early.iloc[0]["window_start"] == pd.Timestamp(T0 + outage * MINUTE).tz_localize(None)
+
+    # Once the watermark has passed them, the empty minutes are final zeros: the model pages
+    # on them and so does the contract's min (orders >= 1 a minute, the whole shop).
+    append_kpi_rows(spark, settings, batch(outage + 2, ("payment_failure_rate",), outage + 2 + lag, since=outage + 3))
+    append_kpi_rows(spark, settings, [r for r in batch(outage + 2, ("orders", "revenue"), outage, since=12) if r["is_final"]])
+    run_detect(spark, settings, lambda: T0 + (outage + 2 + lag) * MINUTE)
+    final = {a for a in alerts(spark, settings) if a[0] == "orders" and a[3] != "anomaly_model_open"}
+    assert final == {("orders", "all", outage, "anomaly_model", "firing"), ("orders", "all", outage, "threshold_min", "firing")}
+    observed = alert_rows(spark, settings).query("rule == 'threshold_min' and kpi == 'orders'")["observed"].tolist()
+    assert observed == [0.0]
