@@ -127,16 +127,16 @@ def raw_producer_rate(settings: Settings, events: list[dict[str, Any]]) -> float
 def start_collector(env: dict[str, str], folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     conf = folder / "collector.yaml"
-    conf.write_text(yaml.safe_dump({
+    conf.write_text(yaml.safe_dump({"collector": {
         "limits": {"max_body_bytes": 8 * 1024 * 1024, "max_batch_events": 1000,
                    "events_per_s": 10**7, "burst": 10**7},
         "api_keys_file": str(folder / "keys.json"),
         "vault": {"path": str(folder / "vault.sqlite"), "key_file": str(folder / "none")},
-    }))  # fmt: skip
+    }}))  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-m", "lakehouse.ingest.cli", "collect", "--port", str(port)],
         cwd=REPO,
-        env={**os.environ, **env, "TRIVAS_COLLECTOR_CONF": str(conf)},
+        env={**os.environ, **env, "TRIVAS_CONF_OVERLAY": str(conf)},
         stdout=(folder / "collector.out").open("wb"),
         stderr=subprocess.STDOUT,
     )
@@ -218,7 +218,7 @@ def main() -> None:
         "TRIVAS_PATHS__VAR": str(folder / "var"),
         "TRIVAS_PRIVACY__HASH_KEY": "bench-key",
         "TRIVAS_COLLECTOR_API_KEYS": f"bench:{key_hash(API_KEY)}",
-        "TRIVAS_PII_VAULT_KEY": "22" * 32,
+        "TRIVAS_PRIVACY__VAULT_KEY": "22" * 32,
     }
     settings = load_settings("local", environ=env)
     kafka.up(settings, load_catalog())

@@ -180,10 +180,10 @@ def machine_env(root: Path) -> dict[str, str]:
         "TRIVAS_TABLES__CHECKPOINTS": str(root / "checkpoints"),
         # The demo's registry (champions are trained once, then reused by every run).
         "TRIVAS_MLFLOW__TRACKING_URI": f"sqlite:///{REPO_ROOT / 'var' / 'mlflow' / 'mlflow.db'}",
-        "TRIVAS_CDC_PG_PORT": str(free_port()),
-        "TRIVAS_CDC_CONNECT_PORT": str(free_port()),
-        "TRIVAS_CDC_PG_DATA_DIR": str(root / "cdc" / "postgres"),
-        "TRIVAS_CDC_CONNECT_DIR": str(root / "cdc" / "connect"),
+        "TRIVAS_CDC__PG_PORT": str(free_port()),
+        "TRIVAS_CDC__CONNECT_PORT": str(free_port()),
+        "TRIVAS_CDC__PG_DATA_DIR": str(root / "cdc" / "postgres"),
+        "TRIVAS_CDC__CONNECT_DIR": str(root / "cdc" / "connect"),
     }
 
 

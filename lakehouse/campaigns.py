@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-CALENDAR_PATH = Path(__file__).resolve().parents[1] / "conf" / "campaign_calendar.yaml"
+from lakehouse import conf_dir
+
+CALENDAR_PATH = conf_dir() / "campaign_calendar.yaml"
 
 
 @dataclass(frozen=True)

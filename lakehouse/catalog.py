@@ -18,12 +18,12 @@ from typing import Any, Literal
 import yaml
 from pyspark.sql import types as T
 
-from lakehouse import REPO_ROOT
+from lakehouse import conf_dir
 
-CATALOG_IN_REPO = "conf/events"
+CATALOG_IN_REPO = "conf/events"  # the catalog's path in git (contract diffs read it at a revision)
 # TRIVAS_CATALOG_DIR points a process (a collector, a pipeline) at another catalog folder,
-# e.g. a proposed version under test; the repository's folder otherwise.
-CATALOG_DIR = Path(os.environ.get("TRIVAS_CATALOG_DIR") or REPO_ROOT / CATALOG_IN_REPO)
+# e.g. a proposed version under test; the configuration folder's otherwise (lakehouse.conf_dir).
+CATALOG_DIR = Path(os.environ.get("TRIVAS_CATALOG_DIR") or conf_dir() / "events")
 ENVELOPE_FILE = "_envelope.yaml"
 
 FieldType = Literal["string", "integer", "number", "boolean", "timestamp", "array"]

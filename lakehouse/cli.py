@@ -1,7 +1,8 @@
 """The ``trivas`` command line: one entry point for every component.
 
-Subcommands of other packages (models, ingestion, CDC) are mounted here. (No Databricks job
-definitions ship yet; the commands are plain console scripts.)
+Subcommands of other packages (models, ingestion, CDC) are mounted here. Every command takes
+``--env`` (:mod:`lakehouse.settings_cli`). The same commands run as Databricks
+``python_wheel_task``s (``databricks.yml``, docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from rich.table import Table
 
 from lakehouse import REPO_ROOT
 from lakehouse.config import Settings, load_settings
+from lakehouse.settings_cli import config_app, with_env_options
 
 app = typer.Typer(help="trivas: real-time e-commerce analytics lakehouse.", no_args_is_help=True)
 kafka_app = typer.Typer(
@@ -32,6 +34,7 @@ kafka_app = typer.Typer(
 pipeline_app = typer.Typer(help="The streaming pipeline.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(config_app, name="config")
 console = Console()
 
 
@@ -73,7 +76,9 @@ def _settings(env: str | None) -> Settings:
 
 
 def _mount_optional() -> None:
-    """Mount the subcommands of the models, ingestion and CDC packages."""
+    """Mount the subcommands of the models, ingestion, CDC and contracts packages (once)."""
+    if any(group.name == "model" for group in app.registered_groups):
+        return
     from lakehouse.contracts_cli import contracts_app
     from lakehouse.ingest.cdc_cli import app as cdc_app
     from lakehouse.ingest.cli import collect_app, quarantine_app
@@ -584,10 +589,15 @@ def tables(env: str = typer.Option(None)) -> None:
     console.print(table)
 
 
+def command_tree() -> typer.Typer:
+    """The whole ``trivas`` command tree, every command with its ``--env``."""
+    _mount_optional()
+    return with_env_options(app)
+
+
 def main() -> None:
     """Console-script entry point."""
-    _mount_optional()
-    app()
+    command_tree()()
 
 
 if __name__ == "__main__":

@@ -1,27 +1,60 @@
-"""Typed, frozen settings from ``conf/base.yaml`` + ``conf/<env>.yaml`` + ``TRIVAS_*`` variables.
+"""One settings tree for every trivas component, as pydantic-settings.
 
-Precedence (last wins): base file, environment file, environment variables. Nested keys in
-variables are joined with ``__`` (``TRIVAS_SPARK__MASTER=local[4]``); the documented shortcut
-``TRIVAS_KAFKA_BOOTSTRAP`` sets ``kafka.bootstrap``. Secrets are ``SecretStr`` so they are
-masked whenever settings are printed or logged.
+Layers (last wins): model defaults; ``base.yaml`` and the section files (``collector.yaml`` →
+``collector``, ``cdc.yaml`` → ``cdc``); ``<env>.yaml``; the files named by
+``$TRIVAS_CONF_OVERLAY`` (``:``-separated, whole-tree YAML: a deployment's or a test's own
+overrides); ``TRIVAS_*`` variables, nested keys joined with ``__``
+(``TRIVAS_SPARK__MASTER=local[4]``, values read as YAML scalars). Aliases exist only where a
+standard or documented name does: ``TRIVAS_KAFKA_BOOTSTRAP`` for ``kafka.bootstrap`` and
+MLflow's own ``MLFLOW_TRACKING_URI`` for ``mlflow.tracking_uri`` (the ``TRIVAS_`` name wins).
+
+The folder is :func:`lakehouse.conf_dir` (``$TRIVAS_CONF_DIR``, the copy inside the wheel, or the
+checkout's ``conf/``); ``$TRIVAS_ENV`` picks the environment. Secrets are ``SecretStr``
+(masked whenever printed); :func:`provenance` says which layer gave each value.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from lakehouse import REPO_ROOT
+from lakehouse import conf_dir, home
+from lakehouse.ingest.settings import CdcSettings, CollectorSettings
 
-CONF_DIR = REPO_ROOT / "conf"
+CONF_DIR = conf_dir()
 ENV_PREFIX = "TRIVAS_"
-SHORTCUTS = {"TRIVAS_KAFKA_BOOTSTRAP": ("kafka", "bootstrap")}
+OVERLAY_ENV = "TRIVAS_CONF_OVERLAY"
+# Variables that are not TRIVAS_A__B but set one key: a documented shortcut and standard names.
+ALIASES = {
+    "TRIVAS_KAFKA_BOOTSTRAP": ("kafka", "bootstrap"),
+    "MLFLOW_TRACKING_URI": ("mlflow", "tracking_uri"),
+}
+# Keys whose variables are taken as text, never parsed as YAML (a secret may look like a number
+# or a mapping).
+SECRET_SUFFIXES = ("password", "key", "keys", "secret", "token")
+# Files whose whole content is one section of the tree.
+SECTION_FILES = {"collector": "collector.yaml", "cdc": "cdc.yaml"}
+
+
+class MissingSecretError(RuntimeError):
+    """A secret the deployment needs is not set (outside development fallbacks)."""
+
+    def __init__(self, variable: str, env: str) -> None:
+        super().__init__(
+            f"missing secret: set {variable} (environment {env!r} has no development fallback; "
+            "see secrets.development_fallbacks)"
+        )
+        self.variable = variable
 
 
 class _Frozen(BaseModel):
@@ -144,6 +177,29 @@ class Privacy(_Frozen):
     hash_key_id: str
     hash_key: SecretStr | None = None
     hash_key_file: str | None = None
+    # Retired hash keys, kept so that hashes written before a rotation still verify:
+    # "k1:<secret>,…" here, or a file of "<key id>=<secret>" lines.
+    retired_keys: SecretStr | None = None
+    retired_keys_file: str | None = None
+    # The PII vault's key (64 hex characters), distinct from every hash key; or the collector's
+    # vault.key_file.
+    vault_key: SecretStr | None = None
+
+
+class RulesFile(_Frozen):
+    """A component whose rules are a document of their own (alert routes, action policies):
+    the tree names the file, relative to the configuration folder unless absolute."""
+
+    file: str
+
+
+class SecretsPolicy(_Frozen):
+    """What a missing secret means. With development fallbacks (``local``, ``test``) a missing
+    hash key or CDC password is generated once under ``<paths.var>/secrets`` and a missing
+    vault key or webhook secret leaves that feature off; everywhere else a missing secret stops
+    the process with :class:`MissingSecretError` naming its variable."""
+
+    development_fallbacks: bool = False
 
 
 class App(_Frozen):
@@ -174,10 +230,14 @@ class Generator(_Frozen):
         return value
 
 
-class Settings(_Frozen):
-    """Everything a trivas process needs to know about its deployment."""
+class Settings(BaseSettings):
+    """Everything a trivas process needs to know about its deployment: one tree, one section
+    per component."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid")
 
     env: str
+    conf_dir: str
     project: str
     paths: Paths
     tables: Tables
@@ -189,13 +249,54 @@ class Settings(_Frozen):
     pipeline: Pipeline = Pipeline()
     mlflow: MLflow
     privacy: Privacy
+    secrets: SecretsPolicy = SecretsPolicy()
     app: App
     generator: Generator
+    collector: CollectorSettings
+    cdc: CdcSettings
+    alerts: RulesFile = RulesFile(file="alerts.yaml")
+    actions: RulesFile = RulesFile(file="actions.yaml")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Highest priority first: the call's own values, then the layers of :func:`layers`."""
+        chosen = _LAYERS.get()
+        if chosen is None:  # Settings() built directly: the process's environment
+            chosen = layers(None, os.environ, conf_dir())
+        return (
+            init_settings,
+            *(LayerSource(settings_cls, layer) for layer in reversed(chosen)),
+        )
+
+    @field_validator("mlflow")
+    @classmethod
+    def _absolute_registry(cls, mlflow: MLflow) -> MLflow:
+        return mlflow.model_copy(update={"tracking_uri": absolute_sqlite_uri(mlflow.tracking_uri)})
 
     def path(self, relative_or_absolute: str) -> Path:
-        """Resolve a configured path against the repository root."""
+        """Resolve a configured path against the project's home (:func:`lakehouse.home`)."""
         path = Path(relative_or_absolute)
-        return path if path.is_absolute() else REPO_ROOT / path
+        return path if path.is_absolute() else home() / path
+
+    def conf_file(self, relative_or_absolute: str) -> Path:
+        """Resolve a file named by the settings against the configuration folder."""
+        path = Path(relative_or_absolute)
+        return path if path.is_absolute() else Path(self.conf_dir) / path
+
+    def alerts_file(self) -> Path:
+        """The alert routes, receivers and on-call schedules (``conf/alerts.yaml``)."""
+        return self.conf_file(self.alerts.file)
+
+    def actions_file(self) -> Path:
+        """The action policies and guardrails (``conf/actions.yaml``)."""
+        return self.conf_file(self.actions.file)
 
     def uses_local_broker(self) -> bool:
         """True when no external Kafka cluster is configured."""
@@ -212,6 +313,56 @@ class Settings(_Frozen):
         return f"localhost:{self.kafka.local_broker.port}"
 
 
+@dataclass(frozen=True)
+class Layer:
+    """One source of settings: its name (as ``trivas config show`` reports it) and its values."""
+
+    origin: str
+    values: dict[str, Any]
+    # Per dotted key, the variable that set it (variables only).
+    variables: dict[str, str] | None = None
+
+
+class LayerSource(PydanticBaseSettingsSource):
+    """A :class:`Layer` as a pydantic-settings source."""
+
+    def __init__(self, settings_cls: type[BaseSettings], layer: Layer) -> None:
+        super().__init__(settings_cls)
+        self.layer = layer
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.layer.values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return self.layer.values
+
+
+_LAYERS: ContextVar[list[Layer] | None] = ContextVar("trivas_settings_layers", default=None)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def layers(env: str | None, environ: Mapping[str, str], conf: Path) -> list[Layer]:
+    """The layers of one environment's settings, lowest priority first."""
+    env = env or environ.get("TRIVAS_ENV", "local")
+    env_file = conf / f"{env}.yaml"
+    if not env_file.exists():
+        raise FileNotFoundError(f"unknown environment {env!r}: {env_file} does not exist")
+    found = [Layer("base.yaml", _read_yaml(conf / "base.yaml"))]
+    for section, name in SECTION_FILES.items():
+        if (conf / name).exists():
+            found.append(Layer(name, {section: _read_yaml(conf / name)}))
+    found.append(Layer(f"{env}.yaml", _read_yaml(env_file)))
+    for overlay in filter(None, environ.get(OVERLAY_ENV, "").split(os.pathsep)):
+        found.append(Layer(f"overlay {overlay}", _read_yaml(Path(overlay))))
+    values, variables = variable_overrides(environ)
+    found.append(Layer("environment variable", values, variables))
+    found.append(Layer("loader (TRIVAS_ENV, --env, TRIVAS_CONF_DIR)", {"env": env, "conf_dir": str(conf)}))
+    return found
+
+
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """Merge two nested mappings; values of ``override`` win, nested mappings merge."""
     merged = dict(base)
@@ -223,55 +374,64 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return merged
 
 
-def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Nested overrides from ``TRIVAS_*`` variables (values parsed as YAML scalars)."""
+def variable_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Nested overrides from ``TRIVAS_A__B`` variables and :data:`ALIASES` (values parsed as
+    YAML scalars), and the variable behind each dotted key. A ``TRIVAS_`` name beats an alias."""
     overrides: dict[str, Any] = {}
-    for name, raw in environ.items():
-        if name in SHORTCUTS:
-            keys: tuple[str, ...] = SHORTCUTS[name]
+    variables: dict[str, str] = {}
+    ordered = sorted(environ.items(), key=lambda item: item[0].startswith(ENV_PREFIX) and "__" in item[0])
+    for name, raw in ordered:
+        if name in ALIASES:
+            keys: tuple[str, ...] = ALIASES[name]
         elif name.startswith(ENV_PREFIX) and "__" in name:
             keys = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
         else:
             continue
-        value = yaml.safe_load(raw) if raw != "" else ""
+        value = yaml.safe_load(raw) if raw != "" and not keys[-1].endswith(SECRET_SUFFIXES) else raw
         node = overrides
         for key in keys[:-1]:
             node = node.setdefault(key, {})
         node[keys[-1]] = value
-    return overrides
+        variables[".".join(keys)] = name
+    return overrides, variables
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Nested overrides from ``TRIVAS_*`` variables (see :func:`variable_overrides`)."""
+    return variable_overrides(environ)[0]
 
 
 def load_settings(
     env: str | None = None,
     environ: Mapping[str, str] | None = None,
-    conf_dir: Path = CONF_DIR,
+    conf_dir: Path | None = None,
 ) -> Settings:
     """Load and validate the settings of one environment.
 
     Args:
-        env: environment name (``conf/<env>.yaml``); defaults to ``$TRIVAS_ENV`` or ``local``.
+        env: environment name (``<conf>/<env>.yaml``); defaults to ``$TRIVAS_ENV`` or ``local``.
         environ: variables to read overrides from; defaults to ``os.environ``.
-        conf_dir: folder holding ``base.yaml`` and the environment files.
+        conf_dir: the configuration folder; defaults to :func:`lakehouse.conf_dir`.
     """
     environ = os.environ if environ is None else environ
-    env = env or environ.get("TRIVAS_ENV", "local")
-    env_file = conf_dir / f"{env}.yaml"
-    if not env_file.exists():
-        raise FileNotFoundError(f"unknown environment {env!r}: {env_file} does not exist")
-    data = yaml.safe_load((conf_dir / "base.yaml").read_text())
-    data = deep_merge(data, yaml.safe_load(env_file.read_text()) or {})
-    data = deep_merge(data, env_overrides(environ))
-    data["env"] = env
-    data["mlflow"]["tracking_uri"] = absolute_sqlite_uri(data["mlflow"]["tracking_uri"])
-    return Settings.model_validate(data)
+    chosen = layers(env, environ, conf_dir or _conf_dir_from(environ))
+    token = _LAYERS.set(chosen)
+    try:
+        return Settings()  # type: ignore[call-arg] - every field comes from the layers
+    finally:
+        _LAYERS.reset(token)
+
+
+def _conf_dir_from(environ: Mapping[str, str]) -> Path:
+    return Path(environ["TRIVAS_CONF_DIR"]) if environ.get("TRIVAS_CONF_DIR") else conf_dir()
 
 
 def absolute_sqlite_uri(uri: str) -> str:
-    """``sqlite:///var/x.db`` (relative) → an absolute path under the repository root, so
+    """``sqlite:///var/x.db`` (relative) → an absolute path under the project's home, so
     every process finds the same registry whatever its working directory."""
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
-        return f"{prefix}{REPO_ROOT / uri[len(prefix) :]}"
+        return f"{prefix}{home() / uri[len(prefix) :]}"
     return uri
 
 
@@ -281,13 +441,66 @@ def settings() -> Settings:
     return load_settings()
 
 
+# -- where each value came from ------------------------------------------------------------------
+
+
+def leaves(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """``(dotted.key, value)`` for every leaf of a nested mapping (lists are leaves)."""
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            yield from leaves(value, f"{dotted}.")
+        else:
+            yield dotted, value
+
+
+def provenance(env: str | None = None, environ: Mapping[str, str] | None = None) -> list[tuple[str, str, str]]:
+    """``(key, value, origin)`` of every effective setting, secrets masked. The origin is the
+    highest layer that sets the key (or a parent of it): ``default``, ``base.yaml``, a section
+    file, ``<env>.yaml``, an overlay, or ``environment variable NAME``."""
+    environ = os.environ if environ is None else environ
+    chosen = layers(env, environ, _conf_dir_from(environ))
+    effective = load_settings(env, environ).model_dump(mode="json")
+    set_by: dict[str, str] = {}
+    for layer in chosen:
+        for key, _ in leaves(layer.values):
+            set_by[key] = (
+                f"environment variable {layer.variables[key]}" if layer.variables else layer.origin
+            )
+    rows = []
+    for key, value in leaves(effective):
+        origin = next(
+            (set_by[k] for k in _self_and_parents(key) if k in set_by), "default"
+        )
+        rows.append((key, _shown(value), origin))
+    return rows
+
+
+def _self_and_parents(key: str) -> list[str]:
+    parts = key.split(".")
+    return [".".join(parts[:n]) for n in range(len(parts), 0, -1)]
+
+
+def _shown(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+# -- secrets ------------------------------------------------------------------------------------
+
+
 def hash_key(config: Settings) -> bytes:
-    """The PII hashing key, from the environment or a secret file; never from git."""
+    """The PII hashing key, from the environment or a secret file; never from git.
+
+    Without one, development environments (``secrets.development_fallbacks``) derive a key per
+    checkout; any other environment stops: hashes written by two hosts with different keys
+    would never join.
+    """
     if config.privacy.hash_key is not None:
         return config.privacy.hash_key.get_secret_value().encode()
     if config.privacy.hash_key_file:
         return config.path(config.privacy.hash_key_file).read_bytes().strip()
-    # A development key, derived per checkout so that no shared key lives in the repo.
+    if not config.secrets.development_fallbacks:
+        raise MissingSecretError("TRIVAS_PRIVACY__HASH_KEY (or TRIVAS_PRIVACY__HASH_KEY_FILE)", config.env)
     key_file = config.path(config.paths.var) / "secrets" / "pii_hash_key"
     if not key_file.exists():
         key_file.parent.mkdir(parents=True, exist_ok=True)

@@ -17,10 +17,10 @@ from typing import Any, Literal
 
 import yaml
 
-from lakehouse import REPO_ROOT
+from lakehouse import conf_dir
 from lakehouse.catalog import Catalog, parse_duration
 
-KPI_FILE = REPO_ROOT / "conf" / "kpis.yaml"
+KPI_FILE = conf_dir() / "kpis.yaml"
 TOTAL = "all"  # the dimension value of a KPI's overall (undimensioned) row
 
 

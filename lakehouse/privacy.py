@@ -106,9 +106,9 @@ from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-KEYS_ENV = "TRIVAS_PII_KEYS"  # "k1:<secret>,k2:<secret>": older keys kept to verify old hashes
-KEYS_FILE_ENV = "TRIVAS_PII_KEYS_FILE"  # a file with one "<key id>=<secret>" per line
-VAULT_KEY_ENV = "TRIVAS_PII_VAULT_KEY"  # 32 bytes as 64 hex chars; distinct from every hash key
+from pydantic import SecretStr  # noqa: E402
+
+VAULT_KEY_VARIABLE = "TRIVAS_PRIVACY__VAULT_KEY"  # 32 bytes as 64 hex chars; distinct from every hash key
 
 
 def protect_record(
@@ -265,22 +265,22 @@ def parse_keys(text: str, separator: str) -> dict[str, bytes]:
     return keys
 
 
-def load_key_ring(settings: Any, environ: _Mapping[str, str] | None = None) -> KeyRing:
+def load_key_ring(settings: Any) -> KeyRing:
     """The key ring: the settings' key (current, written by silver too) plus retired keys.
 
     Rotation: give the new key through the settings (``TRIVAS_PRIVACY__HASH_KEY_ID=k2`` and
     ``TRIVAS_PRIVACY__HASH_KEY``/``…__HASH_KEY_FILE``) and keep the old ones in
-    ``$TRIVAS_PII_KEYS`` (``k1:<secret>``) or the file named by ``$TRIVAS_PII_KEYS_FILE``
-    (``k1=<secret>`` per line) so that hashes written before the rotation still verify.
+    ``privacy.retired_keys`` (``TRIVAS_PRIVACY__RETIRED_KEYS="k1:<secret>"``) or the file named
+    by ``privacy.retired_keys_file`` (``k1=<secret>`` per line) so that hashes written before
+    the rotation still verify.
     """
     from lakehouse.config import hash_key
 
-    environ = os.environ if environ is None else environ
-    keys = parse_keys(environ.get(KEYS_ENV, ""), ":")
-    keys_file = environ.get(KEYS_FILE_ENV)
-    if keys_file:
-        keys.update(parse_keys(Path(keys_file).read_text(), "="))
-    current_id = settings.privacy.hash_key_id
+    privacy = settings.privacy
+    keys = parse_keys(privacy.retired_keys.get_secret_value() if privacy.retired_keys else "", ":")
+    if privacy.retired_keys_file:
+        keys.update(parse_keys(settings.path(privacy.retired_keys_file).read_text(), "="))
+    current_id = privacy.hash_key_id
     keys[current_id] = hash_key(settings)
     return KeyRing(keys=keys, current_id=current_id)
 
@@ -289,10 +289,9 @@ class VaultLockedError(PermissionError):
     """Raised when the vault is read without its key."""
 
 
-def load_vault_key(environ: _Mapping[str, str] | None = None, key_file: Path | None = None) -> bytes | None:
-    """The vault key (32 bytes) from ``$TRIVAS_PII_VAULT_KEY`` (hex) or a key file (hex)."""
-    environ = os.environ if environ is None else environ
-    raw = environ.get(VAULT_KEY_ENV, "").strip()
+def load_vault_key(configured: SecretStr | None, key_file: Path | None = None) -> bytes | None:
+    """The vault key (32 bytes) from the settings (``privacy.vault_key``, hex) or a key file (hex)."""
+    raw = configured.get_secret_value().strip() if configured is not None else ""
     if not raw and key_file is not None and key_file.exists():
         raw = key_file.read_text().strip()
     if not raw:
@@ -338,7 +337,7 @@ class PiiVault:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         if self._key is None:
-            raise VaultLockedError(f"the PII vault needs its key (${VAULT_KEY_ENV})")
+            raise VaultLockedError(f"the PII vault needs its key (${VAULT_KEY_VARIABLE})")
         return AESGCM(self._key)
 
     def store(self, entries: Iterable[tuple[str, str, str]]) -> int:

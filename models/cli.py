@@ -20,8 +20,20 @@ app = typer.Typer(help="KPI anomaly models: train, evaluate, promote, serve, sco
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCORE_COLUMNS = ["timestamp", "value", "anomaly_score", "expected", "lower", "upper", "is_anomaly"]
 
-TrackingUri = typer.Option(None, "--tracking-uri", help="MLflow URI (default: $MLFLOW_TRACKING_URI or var/mlflow sqlite).")
-ModelName = typer.Option(registry.DEFAULT_MODEL_NAME, "--model-name", help="Registered model name.")
+TrackingUri = typer.Option(None, "--tracking-uri", help="MLflow URI (default: the environment's mlflow.tracking_uri).")
+ModelName = typer.Option(None, "--model-name", help="Registered model name (default: the environment's mlflow.anomaly_model).")
+Env = typer.Option(None, "--env", help="environment (conf/<env>.yaml) whose MLflow registry and model names to use")
+
+
+def registry_target(env: str | None, tracking_uri: str | None, model_name: str | None) -> tuple[str, str]:
+    """The registry and the model name: the options, else the environment's settings, so a
+    model is registered under the name the detect job of that environment loads."""
+    from lakehouse.config import load_settings
+
+    if tracking_uri and model_name:
+        return tracking_uri, model_name
+    mlflow = load_settings(env).mlflow
+    return registry.resolve_tracking_uri(tracking_uri or mlflow.tracking_uri), model_name or mlflow.anomaly_model
 
 
 @app.command()
@@ -33,9 +45,11 @@ def train(
     value_col: str = typer.Option(VALUE, "--value-col"),
     no_evaluate: bool = typer.Option(False, "--no-evaluate", help="Skip the NAB evaluation."),
     tracking_uri: str | None = TrackingUri,
-    model_name: str = ModelName,
+    model_name: str | None = ModelName,
+    env: str | None = Env,
 ) -> None:
     """Train on history, log to MLflow, register and set an alias."""
+    tracking_uri, model_name = registry_target(env, tracking_uri, model_name)
     result = registry.train_and_register(
         input,
         kind,
@@ -53,7 +67,7 @@ def train(
 
 @app.command()
 def bootstrap(
-    env: str | None = typer.Option(None, "--env", help="environment (conf/<env>.yaml) whose MLflow registry to use"),
+    env: str | None = Env,
     no_evaluate: bool = typer.Option(False, "--no-evaluate", help="Skip the NAB calibration of a new anomaly champion."),
 ) -> None:
     """Register a champion for each streaming model that has none (demo, fresh machine)."""
@@ -102,9 +116,11 @@ def evaluate(
 def promote(
     min_improvement: float = typer.Option(0.0, "--min-improvement", help="Required gain in NAB points."),
     tracking_uri: str | None = TrackingUri,
-    model_name: str = ModelName,
+    model_name: str | None = ModelName,
+    env: str | None = Env,
 ) -> None:
     """Promotion gate: the challenger replaces the champion only if it scores better."""
+    tracking_uri, model_name = registry_target(env, tracking_uri, model_name)
     decision = registry.promote_if_better(model_name=model_name, tracking_uri=tracking_uri, min_improvement=min_improvement)
     verdict = "PROMOTED" if decision.promoted else "kept champion"
     typer.echo(f"{verdict}: {decision.reason} ({decision.metric})")
@@ -115,9 +131,11 @@ def serve(
     port: int = typer.Option(5001, "--port", "-p"),
     host: str = typer.Option("127.0.0.1", "--host"),
     tracking_uri: str | None = TrackingUri,
-    model_name: str = ModelName,
+    model_name: str | None = ModelName,
+    env: str | None = Env,
 ) -> None:
     """Serve ``models:/<name>@champion`` over REST (``POST /invocations``)."""
+    tracking_uri, model_name = registry_target(env, tracking_uri, model_name)
     raise typer.Exit(subprocess.call(serve_command(model_name, port, host), env=serve_environment(tracking_uri)))
 
 
@@ -145,9 +163,11 @@ def score(
     timestamp_col: str = typer.Option(TIMESTAMP, "--timestamp-col"),
     value_col: str = typer.Option(VALUE, "--value-col"),
     tracking_uri: str | None = TrackingUri,
-    model_name: str = ModelName,
+    model_name: str | None = ModelName,
+    env: str | None = Env,
 ) -> None:
     """Score a CSV causally with the champion (row t sees only rows <= t)."""
+    tracking_uri, model_name = registry_target(env, tracking_uri, model_name)
     try:
         scorer = registry.load_scorer(registry.CHAMPION, model_name=model_name, tracking_uri=tracking_uri)
     except LookupError as exc:

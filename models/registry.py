@@ -2,13 +2,13 @@
 
 Models are MLflow pyfunc models (``name=`` logging, MLflow 3) registered under
 one name with the aliases ``champion`` and ``challenger`` (no stages). The
-tracking/registry URI is a parameter everywhere; by default it comes from
-``MLFLOW_TRACKING_URI`` or is ``sqlite:///<repo>/var/mlflow/mlflow.db``.
+tracking/registry URI is a parameter everywhere; by default it is the settings'
+``mlflow.tracking_uri`` (``TRIVAS_MLFLOW__TRACKING_URI``, MLflow's own ``MLFLOW_TRACKING_URI``
+as a fallback, else ``sqlite:///<home>/var/mlflow/mlflow.db``).
 """
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -44,20 +44,27 @@ EXPERIMENT = "trivas-kpi-anomaly"
 
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
-    """Tracking URI: the argument, else ``MLFLOW_TRACKING_URI``, else the repo's sqlite file."""
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        db_dir = REPO_ROOT / "var" / "mlflow"
-        db_dir.mkdir(parents=True, exist_ok=True)
-        uri = f"sqlite:///{db_dir / 'mlflow.db'}"
+    """Tracking URI: the argument, else the settings' ``mlflow.tracking_uri`` (environment from
+    ``$TRIVAS_ENV``); a sqlite file's folder is created."""
+    from lakehouse.config import load_settings
+
+    uri = tracking_uri or load_settings().mlflow.tracking_uri
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     return uri
+
+
+# A Databricks workspace's models live in Unity Catalog's registry (three-level names such as
+# trivas.ml.kpi_anomaly), not in the workspace registry that the tracking URI would imply.
+REGISTRY_OF_TRACKING = {"databricks": "databricks-uc"}
 
 
 def _use(tracking_uri: str | None) -> MlflowClient:
     uri = resolve_tracking_uri(tracking_uri)
+    registry_uri = REGISTRY_OF_TRACKING.get(uri, uri)
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    mlflow.set_registry_uri(registry_uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=registry_uri)
 
 
 class KpiAnomalyModel(mlflow.pyfunc.PythonModel):

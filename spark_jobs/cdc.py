@@ -32,7 +32,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from lakehouse.catalog import catalog as event_catalog
 from lakehouse.config import Settings, hash_key
-from lakehouse.ingest.cdc import CdcSettings, MirroredTable, load_cdc_settings, mirrored_tables
+from lakehouse.ingest.cdc import CdcSettings, MirroredTable, mirrored_tables
 from lakehouse.privacy import apply_pii_policy
 from lakehouse.tables import checkpoint_location, delta_table, ensure_table
 from spark_jobs.io import read_kafka, start_foreach_batch
@@ -230,7 +230,7 @@ def run(
     cdc: CdcSettings | None = None,
 ) -> StreamingQuery:
     """Start the Debezium topics → ``silver.shop_*`` mirror query."""
-    cdc = cdc or load_cdc_settings()
+    cdc = cdc or settings.cdc
     tables = mirrored_tables(cdc)
     for table in tables:
         ensure_table(spark, settings, table.silver, silver_schema(table))

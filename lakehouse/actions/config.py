@@ -18,10 +18,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
-from lakehouse import REPO_ROOT
+from lakehouse import home
 from lakehouse.alerts.config import parse_duration, resolve_secret
 
-ACTIONS_PATH = REPO_ROOT / "conf" / "actions.yaml"
 KILL_SWITCH_ENV = "TRIVAS_ACTIONS_KILL_SWITCH"
 
 PAUSE_CAMPAIGN, ADJUST_BID, SURFACE_PRODUCT = "pause_campaign", "adjust_bid", "surface_product"
@@ -198,7 +197,7 @@ class ActionsConfig(_Strict):
 
             return accounts_path(settings())
         path = Path(named)
-        return path if path.is_absolute() else REPO_ROOT / path
+        return path if path.is_absolute() else home() / path
 
 
 def parse_actions_config(raw: dict[str, Any]) -> ActionsConfig:
@@ -206,6 +205,11 @@ def parse_actions_config(raw: dict[str, Any]) -> ActionsConfig:
     return ActionsConfig.model_validate(raw or {})
 
 
-def load_actions_config(path: Path | None = None) -> ActionsConfig:
-    """Load ``conf/actions.yaml`` (or ``path``)."""
-    return parse_actions_config(yaml.safe_load((path or ACTIONS_PATH).read_text()))
+def load_actions_config(path: Path | None = None, settings: Any = None) -> ActionsConfig:
+    """Load ``path``, else the settings' ``actions.file`` (``conf/actions.yaml`` by default;
+    ``TRIVAS_ACTIONS__FILE`` or ``conf/<env>.yaml`` name another)."""
+    if path is None:
+        from lakehouse.config import load_settings
+
+        path = (settings or load_settings()).actions_file()
+    return parse_actions_config(yaml.safe_load(path.read_text()))

@@ -19,9 +19,8 @@ from typing import Any
 import yaml
 from pydantic import SecretStr
 
-from lakehouse import REPO_ROOT
+from lakehouse import home
 
-ALERTS_FILE = REPO_ROOT / "conf" / "alerts.yaml"
 RECEIVER_TYPES = ("email", "slack", "pagerduty", "webhook")
 # Fields that may only come from the environment or a file.
 SECRET_FIELDS = {
@@ -59,7 +58,7 @@ def resolve_secret(raw: dict[str, Any], name: str, environ: dict[str, str] | Non
         return SecretStr(value)
     if f"{name}_file" in raw:
         path = Path(raw[f"{name}_file"])
-        path = path if path.is_absolute() else REPO_ROOT / path
+        path = path if path.is_absolute() else home() / path
         if not path.exists():
             raise MissingSecret(f"secret file {path} does not exist")
         return SecretStr(path.read_text().strip())
@@ -416,7 +415,11 @@ def _descendants(route: Route) -> list[Route]:
     return out
 
 
-def load_alerts_config(path: Path | None = None) -> AlertsConfig:
-    """Parse ``conf/alerts.yaml`` (or ``$TRIVAS_ALERTS_FILE``, or ``path``)."""
-    path = path or Path(os.environ.get("TRIVAS_ALERTS_FILE", ALERTS_FILE))
+def load_alerts_config(path: Path | None = None, settings: Any = None) -> AlertsConfig:
+    """Parse ``path``, else the settings' ``alerts.file`` (``conf/alerts.yaml`` by default;
+    ``TRIVAS_ALERTS__FILE`` or ``conf/<env>.yaml`` name another)."""
+    if path is None:
+        from lakehouse.config import load_settings
+
+        path = (settings or load_settings()).alerts_file()
     return parse_config(yaml.safe_load(Path(path).read_text()))

@@ -220,12 +220,16 @@ class WebhookSender(Sender):
 SENDERS: dict[str, type[Sender]] = {"email": EmailSender, "slack": SlackSender, "pagerduty": PagerDutySender, "webhook": WebhookSender}
 
 
-def build_senders(config: AlertsConfig) -> dict[str, Sender]:
-    """A sender per receiver whose secrets are set; the others are skipped with a warning."""
+def build_senders(config: AlertsConfig, require_secrets: bool = False) -> dict[str, Sender]:
+    """A sender per receiver whose secrets are set; the others are skipped with a warning, or,
+    with ``require_secrets`` (every environment without development fallbacks), stop the
+    process: a router that silently drops a receiver would page nobody."""
     senders = {}
     for name, spec in config.receivers.items():
         try:
             senders[name] = SENDERS[spec.type](spec, config)
         except MissingSecret as missing:
+            if require_secrets:
+                raise MissingSecret(f"receiver {name}: {missing}") from None
             log.warning("receiver %s is disabled: %s", name, missing)
     return senders

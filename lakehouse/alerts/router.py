@@ -185,7 +185,7 @@ class AlertRouter:
     ) -> None:
         self.settings = settings
         self.contracts = contracts
-        self.config = config or load_alerts_config()
+        self.config = config or load_alerts_config(settings=settings)
         self.clock = clock
         self.notifications = NotificationLog(settings)
         self.commands = CommandLog(settings)
@@ -196,7 +196,8 @@ class AlertRouter:
         self.lifecycle_seen = self.notifications.lifecycle_seen()
         self.details: dict[str, dict[str, Any]] = {}
         self.recorder = Recorder(self.notifications.record)
-        self.senders = build_senders(self.config) if senders is None else senders
+        required = not settings.secrets.development_fallbacks
+        self.senders = build_senders(self.config, required) if senders is None else senders
         self.workers = {name: ReceiverWorker(s, self.recorder, on_delivered) for name, s in self.senders.items()}
         self.lock = threading.Lock()
 

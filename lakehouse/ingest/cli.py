@@ -88,13 +88,14 @@ def vault_reveal(
     token: str,
     purpose: Annotated[str, typer.Option(help="why (recorded in the vault's access log)")],
 ) -> None:
-    """Print the clear value behind a ``tok_…`` token (needs $TRIVAS_PII_VAULT_KEY)."""
+    """Print the clear value behind a ``tok_…`` token (needs $TRIVAS_PRIVACY__VAULT_KEY)."""
     import getpass
 
     from lakehouse.privacy import PiiVault, VaultLockedError, load_vault_key
 
-    config = load_collector_settings()
-    vault = PiiVault(config.path(config.vault.path), load_vault_key(key_file=config.path(config.vault.key_file)))
+    settings = load_settings()
+    config = settings.collector
+    vault = PiiVault(config.path(config.vault.path), load_vault_key(settings.privacy.vault_key, config.path(config.vault.key_file)))
     try:
         value = vault.reveal(token, actor=getpass.getuser(), purpose=purpose)
     except VaultLockedError as exc:

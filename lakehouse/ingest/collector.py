@@ -35,7 +35,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from lakehouse.catalog import Catalog, load_catalog
-from lakehouse.config import Settings, hash_key, load_settings
+from lakehouse.config import MissingSecretError, Settings, hash_key, load_settings
 from lakehouse.ingest.api_models import ERRORS, BatchResponse, EventBatch, WebhookResponse
 from lakehouse.ingest.collector_metrics import Metrics, MetricsMiddleware
 from lakehouse.ingest.dead_letters import DeadLetters
@@ -50,7 +50,7 @@ from lakehouse.ingest.validation import EventValidator
 from lakehouse.ingest.webhook_deliveries import WebhookDeliveries
 from lakehouse.ingest.webhook_intake import receive_webhook
 from lakehouse.ingest.webhooks import providers
-from lakehouse.privacy import PiiVault, load_vault_key
+from lakehouse.privacy import VAULT_KEY_VARIABLE, PiiVault, load_vault_key
 
 log = logging.getLogger("trivas.collector")
 DEDUP_MARGIN_HOURS = 24.0
@@ -85,6 +85,9 @@ class Collector:
             name: read_secrets(environ.get(conf.secrets_env), config.path(conf.secrets_file))
             for name, conf in config.webhooks.providers.items()
         }
+        for name, conf in config.webhooks.providers.items():
+            if not self.secrets[name] and not settings.secrets.development_fallbacks:
+                raise MissingSecretError(f"{conf.secrets_env} (or the file {conf.secrets_file})", settings.env)
         self.retention_s = {
             name: 3600.0
             * (
@@ -100,7 +103,9 @@ class Collector:
         )
         self.metrics = Metrics()
         self.versions = {t: e.version for t, e in catalog.event_types.items()}
-        vault_key = load_vault_key(environ, config.path(config.vault.key_file))
+        vault_key = load_vault_key(settings.privacy.vault_key, config.path(config.vault.key_file))
+        if vault_key is None and not settings.secrets.development_fallbacks:
+            raise MissingSecretError(f"{VAULT_KEY_VARIABLE} (or the file {config.vault.key_file})", settings.env)
         vault = PiiVault(config.path(config.vault.path), vault_key) if vault_key else None
         self.publisher = Publisher(
             settings, catalog, config, master_key, vault, self.metrics.produce_errors.inc

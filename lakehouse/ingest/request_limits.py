@@ -72,7 +72,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a bound on header bytes and header time.
 
     The limits come from the collector settings of the serving process
-    (``conf/collector.yaml`` + ``$TRIVAS_COLLECTOR_CONF``), so that every worker process —
+    (the settings tree's ``collector`` section), so that every worker process —
     uvicorn imports this class by name — applies the same ones.
     """
 

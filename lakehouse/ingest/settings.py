@@ -1,24 +1,19 @@
-"""Typed, frozen settings of the collector from ``conf/collector.yaml``.
+"""Typed, frozen settings of the ingestion relays: the collector and CDC.
 
-``TRIVAS_COLLECTOR_CONF=<file>`` overlays another YAML file on the base one (tests, deployments).
-The collector's variables deliberately avoid ``__`` so that ``lakehouse.config`` (which maps
-``TRIVAS_A__B`` onto its own settings) never sees them.
+Both are sections of the one settings tree (:mod:`lakehouse.config`): ``conf/collector.yaml``
+is its ``collector`` section and ``conf/cdc.yaml`` its ``cdc`` section, overridden like every
+other key by ``conf/<env>.yaml`` and ``TRIVAS_COLLECTOR__…`` / ``TRIVAS_CDC__…`` variables.
+This module imports nothing of :mod:`lakehouse.config` at import time: the tree imports it.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from lakehouse import REPO_ROOT
-from lakehouse.config import deep_merge
-
-COLLECTOR_CONF = REPO_ROOT / "conf" / "collector.yaml"
-OVERLAY_ENV = "TRIVAS_COLLECTOR_CONF"
+from lakehouse import home
 
 
 class _Frozen(BaseModel):
@@ -60,7 +55,7 @@ class Producer(_Frozen):
 
 class Vault(_Frozen):
     path: str
-    key_env: str
+    # The key itself is a privacy secret: TRIVAS_PRIVACY__VAULT_KEY, or this file.
     key_file: str
 
 
@@ -76,21 +71,50 @@ class CollectorSettings(_Frozen):
     vault: Vault
 
     def path(self, relative_or_absolute: str) -> Path:
-        """Resolve a configured path against the repository root."""
+        """Resolve a configured path against the project's home (:func:`lakehouse.home`)."""
         path = Path(relative_or_absolute)
-        return path if path.is_absolute() else REPO_ROOT / path
+        return path if path.is_absolute() else home() / path
 
 
-def load_collector_settings(
-    environ: Mapping[str, str] | None = None, conf_file: Path = COLLECTOR_CONF
-) -> CollectorSettings:
-    """Load ``conf/collector.yaml`` plus the optional ``$TRIVAS_COLLECTOR_CONF`` overlay."""
-    environ = os.environ if environ is None else environ
-    data = yaml.safe_load(conf_file.read_text())
-    overlay = environ.get(OVERLAY_ENV)
-    if overlay:
-        data = deep_merge(data, yaml.safe_load(Path(overlay).read_text()) or {})
-    return CollectorSettings.model_validate(data)
+class CdcSettings(_Frozen):
+    """The ``cdc`` section (``conf/cdc.yaml``): the shop database, Connect and Debezium."""
+
+    pg_managed: bool
+    pg_host: str
+    pg_port: int
+    pg_database: str
+    pg_data_dir: str
+    pg_os_user: str
+    shop_user: str
+    replication_user: str
+    shop_password: SecretStr | None = None
+    replication_password: SecretStr | None = None
+    connect_port: int
+    connect_heap: str
+    connect_dir: str
+    connector_name: str
+    topic_prefix: str
+    slot_name: str
+    publication: str
+    tables: tuple[str, ...]
+    snapshot_mode: str
+    poll_interval_ms: int
+    offset_flush_interval_ms: int
+
+    def topic(self, table: str) -> str:
+        """Debezium's topic for ``schema.table``."""
+        return f"{self.topic_prefix}.{table}"
+
+    def topics(self) -> list[str]:
+        """Every topic the connector writes to."""
+        return [self.topic(t) for t in self.tables]
+
+
+def load_collector_settings(environ: Mapping[str, str] | None = None) -> CollectorSettings:
+    """The ``collector`` section of the settings tree (environment from ``$TRIVAS_ENV``)."""
+    from lakehouse.config import load_settings
+
+    return load_settings(environ=environ).collector
 
 
 def read_secrets(env_value: str | None, file: Path | None) -> list[str]:

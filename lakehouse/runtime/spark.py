@@ -7,7 +7,7 @@ import sys
 
 from pyspark.sql import SparkSession
 
-from lakehouse.config import CONF_DIR, Settings
+from lakehouse.config import Settings
 from lakehouse.runtime.jars import java_executable, resolve_bundle
 
 # Delta and state-store settings that matter for seconds-level latency on a small machine
@@ -65,7 +65,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
             "spark.driver.memory": settings.spark.driver_memory,
             "spark.ui.enabled": str(settings.spark.ui_enabled).lower(),
             "spark.sql.warehouse.dir": str(settings.path(settings.paths.var) / "warehouse"),
-            "spark.scheduler.allocation.file": str(CONF_DIR / "fairscheduler.xml"),
+            "spark.scheduler.allocation.file": str(settings.conf_file("fairscheduler.xml")),
             # Contract checks compile to large generated methods; HotSpot leaves methods over
             # 8 kB of bytecode interpreted unless told otherwise (10x slower filters here).
             "spark.driver.extraJavaOptions": (

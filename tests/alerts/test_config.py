@@ -56,3 +56,25 @@ def test_every_alerts_command_has_help(command: list[str]) -> None:
 
     result = CliRunner().invoke(app, command)
     assert result.exit_code == 0 and "Usage" in result.output, result.output
+
+
+def test_a_receiver_without_its_secret_stops_the_router_outside_development(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lakehouse.alerts.config import MissingSecret
+    from lakehouse.alerts.receivers import build_senders
+
+    monkeypatch.delenv("T_MISSING_PD_KEY", raising=False)
+    config = config_of("receivers: {pd: {type: pagerduty, routing_key_env: T_MISSING_PD_KEY}}\nroute: {receiver: pd}")
+    assert build_senders(config) == {}  # development: disabled with a warning
+    with pytest.raises(MissingSecret, match="receiver pd: environment variable T_MISSING_PD_KEY is not set"):
+        build_senders(config, require_secrets=True)
+    monkeypatch.setenv("T_MISSING_PD_KEY", "routing-key")
+    assert set(build_senders(config, require_secrets=True)) == {"pd"}
+
+
+def test_the_alerts_file_is_named_by_the_settings(tmp_path) -> None:  # noqa: ANN001
+    from lakehouse.config import load_settings
+
+    other = tmp_path / "alerts.yaml"
+    other.write_text("receivers: {hook: {type: webhook, url_env: T_HOOK_URL}}\nroute: {receiver: hook}\n")
+    settings = load_settings("test", environ={"TRIVAS_ALERTS__FILE": str(other)})
+    assert set(load_alerts_config(settings=settings).receivers) == {"hook"}

@@ -33,7 +33,7 @@ inhibit_rules:
 
 
 def test_drained_notify_job_delivers_spark_written_alerts(
-    spark, lake: Settings, endpoints, catalog, kpi_contracts, tmp_path, monkeypatch: pytest.MonkeyPatch
+    spark, lake: Settings, endpoints, catalog, kpi_contracts, tmp_path
 ) -> None:
     from lakehouse.alerts.sink import AlertSink
     from spark_jobs import pipeline
@@ -41,7 +41,7 @@ def test_drained_notify_job_delivers_spark_written_alerts(
 
     config_file = tmp_path / "alerts.yaml"
     config_file.write_text(NOTIFY_CONFIG)
-    monkeypatch.setenv("TRIVAS_ALERTS_FILE", str(config_file))
+    lake = lake.model_copy(update={"alerts": lake.alerts.model_copy(update={"file": str(config_file)})})  # alerts.file
     clock = live_clock()
     anomaly = make_alert(first_seen_at=clock())
     ensure_table(spark, lake, ALERTS_TABLE, ALERTS_SCHEMA)
@@ -67,7 +67,7 @@ def test_drained_notify_job_delivers_spark_written_alerts(
     assert sorted((r["receiver"], r["response_code"]) for r in delivered) == [("pager", 200), ("slack", 200), ("slack", 200)]
 
 
-def test_continuous_notify_query_routes_new_alerts(spark, lake: Settings, endpoints, catalog, kpi_contracts, tmp_path, monkeypatch) -> None:
+def test_continuous_notify_query_routes_new_alerts(spark, lake: Settings, endpoints, catalog, kpi_contracts, tmp_path) -> None:
     import time
 
     from lakehouse.alerts.sink import AlertSink
@@ -75,7 +75,7 @@ def test_continuous_notify_query_routes_new_alerts(spark, lake: Settings, endpoi
 
     config_file = tmp_path / "alerts.yaml"
     config_file.write_text(NOTIFY_CONFIG)
-    monkeypatch.setenv("TRIVAS_ALERTS_FILE", str(config_file))
+    lake = lake.model_copy(update={"alerts": lake.alerts.model_copy(update={"file": str(config_file)})})  # alerts.file
     ensure_table(spark, lake, ALERTS_TABLE, ALERTS_SCHEMA)
     queries = pipeline.start(spark, lake, catalog, kpi_contracts, ["notify"])
     try:

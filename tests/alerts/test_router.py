@@ -228,7 +228,7 @@ def test_alerts_test_route_goes_through_the_real_senders(lake: Settings, endpoin
     config_file = tmp_path / "alerts.yaml"
     config_file.write_text(ROUTER_CONFIG)
     for key, value in {"TRIVAS_ENV": "test", "TRIVAS_PATHS__VAR": lake.paths.var, "TRIVAS_TABLES__ROOT": lake.tables.root,
-                       "TRIVAS_TABLES__CHECKPOINTS": lake.tables.checkpoints, "TRIVAS_ALERTS_FILE": str(config_file)}.items():  # fmt: skip
+                       "TRIVAS_TABLES__CHECKPOINTS": lake.tables.checkpoints, "TRIVAS_ALERTS__FILE": str(config_file)}.items():  # fmt: skip
         monkeypatch.setenv(key, value)
     result = CliRunner().invoke(app, ["alerts", "test", "commerce"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output

@@ -64,7 +64,7 @@ def deployment(broker_env: dict[str, str], tmp_path_factory: pytest.TempPathFact
         "TRIVAS_COLLECTOR_API_KEYS": f"test:{key_hash(API_KEY)},burst:{key_hash(OTHER_KEY)}",
         "TRIVAS_SHOPIFY_WEBHOOK_SECRETS": ",".join(SHOPIFY_SECRETS),
         "TRIVAS_STRIPE_WEBHOOK_SECRETS": ",".join(STRIPE_SECRETS),
-        "TRIVAS_PII_VAULT_KEY": VAULT_KEY,
+        "TRIVAS_PRIVACY__VAULT_KEY": VAULT_KEY,
     }
     settings = load_settings("test", environ=env)
     kafka.ensure_topics(settings, load_catalog())
@@ -94,7 +94,7 @@ class CollectorProcess:
             **overrides,
         }
         self.conf_file = folder / "collector.yaml"
-        self.conf_file.write_text(yaml.safe_dump(conf))
+        self.conf_file.write_text(yaml.safe_dump({"collector": conf}))
         self.output = folder / "stderr.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -103,7 +103,7 @@ class CollectorProcess:
         return Path(self.deployment.env["TRIVAS_PATHS__LOGS"]) / "collector.log"
 
     def start(self) -> CollectorProcess:
-        env = {**os.environ, **self.deployment.env, "TRIVAS_COLLECTOR_CONF": str(self.conf_file)}
+        env = {**os.environ, **self.deployment.env, "TRIVAS_CONF_OVERLAY": str(self.conf_file)}
         with self.output.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "lakehouse.ingest.cli", "collect", "--port", str(self.port)],

@@ -61,10 +61,10 @@ def stack(broker_env: dict[str, str]) -> Iterator[Stack]:
     settings = load_settings("test", environ=env)
     config = cdc.load_cdc_settings(
         environ={
-            "TRIVAS_CDC_PG_PORT": str(free_port()),
-            "TRIVAS_CDC_CONNECT_PORT": str(free_port()),
-            "TRIVAS_CDC_PG_DATA_DIR": str(base / "postgres"),
-            "TRIVAS_CDC_CONNECT_DIR": str(base / "connect"),
+            "TRIVAS_CDC__PG_PORT": str(free_port()),
+            "TRIVAS_CDC__CONNECT_PORT": str(free_port()),
+            "TRIVAS_CDC__PG_DATA_DIR": str(base / "postgres"),
+            "TRIVAS_CDC__CONNECT_DIR": str(base / "connect"),
         }
     )
     try:
@@ -320,7 +320,7 @@ def test_merge_is_ordered_by_lsn_and_a_replayed_batch_is_a_no_op(spark, tmp_path
     from spark_jobs import cdc as job
 
     settings = load_settings("test", environ=_settings_env(tmp_path, broker_env))
-    config = cdc.load_cdc_settings(environ={"TRIVAS_CDC_TABLES": "[public.orders]"})
+    config = cdc.load_cdc_settings(environ={"TRIVAS_CDC__TABLES": "[public.orders]"})
     table = cdc.MIRRORED_TABLES[ORDERS]
     ensure_table(spark, settings, table.silver, job.silver_schema(table))
     apply = job.apply_batch_fn(settings, [table], config, query_id="test")

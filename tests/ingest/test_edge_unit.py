@@ -265,10 +265,11 @@ def test_log_filter_masks_patterns() -> None:
 def test_key_ring_rotation_verifies_old_hashes(tmp_path: Path) -> None:
     old = KeyRing({"k1": b"old-secret"}, "k1")
     stored = old.hash_value("jane@example.org")
-    settings = load_settings("test", environ={"TRIVAS_PRIVACY__HASH_KEY_ID": "k2", "TRIVAS_PRIVACY__HASH_KEY": "new-secret"})
     keys_file = tmp_path / "pii_keys"
     keys_file.write_text("# retired keys\nk1=old-secret\n")
-    ring = load_key_ring(settings, environ={"TRIVAS_PII_KEYS_FILE": str(keys_file)})
+    settings = load_settings("test", environ={"TRIVAS_PRIVACY__HASH_KEY_ID": "k2", "TRIVAS_PRIVACY__HASH_KEY": "new-secret",
+                                              "TRIVAS_PRIVACY__RETIRED_KEYS_FILE": str(keys_file)})  # fmt: skip
+    ring = load_key_ring(settings)
     assert ring.current()[0] == "k2"
     assert ring.verify_hash("jane@example.org", stored) and ring.needs_rehash(stored)
     assert not ring.verify_hash("john@example.org", stored)
@@ -309,3 +310,33 @@ def test_an_exception_in_a_worker_thread_is_caught_for_the_test() -> None:
         thread.start()
         thread.join()
     assert [str(c.exc_value) for c in caught] == ["seen"]
+
+
+def test_collector_outside_development_refuses_to_start_without_its_secrets(tmp_path: Path) -> None:
+    """No webhook secret or no vault key: the process stops naming the variable, instead of
+    refusing every webhook (or never storing tokens) at run time."""
+    from lakehouse.config import MissingSecretError
+    from lakehouse.ingest.collector import Collector
+
+    environ = {
+        "TRIVAS_PRIVACY__HASH_KEY": "hash-secret",
+        "TRIVAS_COLLECTOR__API_KEYS_FILE": str(tmp_path / "keys.json"),
+        "TRIVAS_COLLECTOR__WEBHOOKS__DEDUP_STORE": str(tmp_path / "deliveries.sqlite"),
+        "TRIVAS_COLLECTOR__WEBHOOKS__PROVIDERS__SHOPIFY__SECRETS_FILE": str(tmp_path / "none"),
+        "TRIVAS_COLLECTOR__WEBHOOKS__PROVIDERS__STRIPE__SECRETS_FILE": str(tmp_path / "none"),
+        "TRIVAS_COLLECTOR__VAULT__PATH": str(tmp_path / "vault.sqlite"),
+        "TRIVAS_COLLECTOR__VAULT__KEY_FILE": str(tmp_path / "none"),
+    }
+    webhook_secrets = {"TRIVAS_SHOPIFY_WEBHOOK_SECRETS": "s1", "TRIVAS_STRIPE_WEBHOOK_SECRETS": "s2"}
+    settings = load_settings("databricks", environ=environ)
+    with pytest.raises(MissingSecretError, match="TRIVAS_SHOPIFY_WEBHOOK_SECRETS"):
+        Collector(settings, load_catalog(), settings.collector, environ)
+    with pytest.raises(MissingSecretError, match="TRIVAS_PRIVACY__VAULT_KEY"):
+        Collector(settings, load_catalog(), settings.collector, {**environ, **webhook_secrets})
+    complete = {**environ, **webhook_secrets, "TRIVAS_PRIVACY__VAULT_KEY": "11" * 32}
+    settings = load_settings("databricks", environ=complete)
+    collector = Collector(settings, load_catalog(), settings.collector, complete)
+    assert collector.secrets == {"shopify": ["s1"], "stripe": ["s2"]}
+    # The same gaps in a development environment leave the features off instead.
+    local = load_settings("test", environ=environ)
+    assert Collector(local, load_catalog(), local.collector, environ).secrets == {"shopify": [], "stripe": []}

@@ -23,8 +23,8 @@ def test_commands_are_mounted_and_documented() -> None:
 
 def test_keys_create_prints_once_and_stores_the_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     overlay = tmp_path / "collector.yaml"
-    overlay.write_text(f"api_keys_file: {tmp_path / 'keys.json'}\n")
-    monkeypatch.setenv("TRIVAS_COLLECTOR_CONF", str(overlay))
+    overlay.write_text(f"collector:\n  api_keys_file: {tmp_path / 'keys.json'}\n")
+    monkeypatch.setenv("TRIVAS_CONF_OVERLAY", str(overlay))
     result = CliRunner().invoke(collect_app, ["keys", "create", "shop-web"])
     assert result.exit_code == 0, result.output
     api_key = result.output.strip().splitlines()[-1]

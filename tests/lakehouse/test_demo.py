@@ -40,10 +40,10 @@ def demo_env() -> Iterator[dict[str, str]]:
         "TRIVAS_KAFKA__LOCAL_BROKER__PORT": str(free_port()),
         "TRIVAS_KAFKA__LOCAL_BROKER__CONTROLLER_PORT": str(free_port()),
         "TRIVAS_KAFKA__LOCAL_BROKER__DATA_DIR": str(base / "kafka"),
-        "TRIVAS_CDC_PG_PORT": str(free_port()),
-        "TRIVAS_CDC_CONNECT_PORT": str(free_port()),
-        "TRIVAS_CDC_PG_DATA_DIR": str(base / "postgres"),
-        "TRIVAS_CDC_CONNECT_DIR": str(base / "connect"),
+        "TRIVAS_CDC__PG_PORT": str(free_port()),
+        "TRIVAS_CDC__CONNECT_PORT": str(free_port()),
+        "TRIVAS_CDC__PG_DATA_DIR": str(base / "postgres"),
+        "TRIVAS_CDC__CONNECT_DIR": str(base / "connect"),
         "TRIVAS_APP__PORT": str(free_port()),
         "TRIVAS_PATHS__LOGS": str(base / "logs"),
         "TRIVAS_PATHS__VAR": str(base / "var"),
@@ -107,8 +107,8 @@ class Demo:
 def ports(env: dict[str, str]) -> list[int]:
     names = (
         "TRIVAS_KAFKA__LOCAL_BROKER__PORT",
-        "TRIVAS_CDC_PG_PORT",
-        "TRIVAS_CDC_CONNECT_PORT",
+        "TRIVAS_CDC__PG_PORT",
+        "TRIVAS_CDC__CONNECT_PORT",
         "TRIVAS_APP__PORT",
     )
     return [int(env[n]) for n in names]

@@ -269,14 +269,14 @@ route:
 
 
 @pytest.mark.integration
-def test_a_failing_expectation_reaches_on_call_and_resolves(spark, lake: Settings, clean_rows, check, catalog, endpoints, tmp_path, monkeypatch) -> None:  # noqa: ANN001, F811
+def test_a_failing_expectation_reaches_on_call_and_resolves(spark, lake: Settings, clean_rows, check, catalog, endpoints, tmp_path) -> None:  # noqa: ANN001, F811
     from lakehouse.contracts import contracts
     from spark_jobs import pipeline
     from spark_jobs.quality import QualityAlerts
 
     config_file = tmp_path / "alerts.yaml"
     config_file.write_text(NOTIFY_CONFIG)
-    monkeypatch.setenv("TRIVAS_ALERTS_FILE", str(config_file))
+    lake = lake.model_copy(update={"alerts": lake.alerts.model_copy(update={"file": str(config_file)})})  # alerts.file
     rows, _ = plant_currency(clean_rows)
     write_silver(spark, lake, rows)
     ensure_table(spark, lake, ALERTS_TABLE, ALERTS_SCHEMA)

@@ -13,7 +13,7 @@ from lakehouse.ingest.cdc.connect import (
 )
 from lakehouse.ingest.cdc.postgres import postgres_service, start_postgres, stop_postgres
 from lakehouse.ingest.cdc.provisioning import provision
-from lakehouse.ingest.cdc.settings import CdcSettings, load_cdc_settings
+from lakehouse.ingest.cdc.settings import CdcSettings
 from lakehouse.ingest.cdc.shop_database import ShopDatabase
 from lakehouse.runtime.processes import port_open
 
@@ -37,7 +37,7 @@ def up(settings: Settings, cdc: CdcSettings | None = None) -> CdcStatus:
 
     The Kafka broker must be up (``trivas kafka up``; the CLI does both).
     """
-    cdc = cdc or load_cdc_settings()
+    cdc = cdc or settings.cdc
     if cdc.pg_managed:
         start_postgres(settings, cdc)
         provision(settings, cdc)
@@ -47,7 +47,7 @@ def up(settings: Settings, cdc: CdcSettings | None = None) -> CdcStatus:
 
 def down(settings: Settings, cdc: CdcSettings | None = None) -> bool:
     """Stop Connect (offsets flushed), then the private database; False if nothing ran."""
-    cdc = cdc or load_cdc_settings()
+    cdc = cdc or settings.cdc
     stopped = stop_connect(settings, cdc)
     if cdc.pg_managed:
         stopped = stop_postgres(settings, cdc) or stopped
@@ -56,7 +56,7 @@ def down(settings: Settings, cdc: CdcSettings | None = None) -> bool:
 
 def status(settings: Settings, cdc: CdcSettings | None = None) -> CdcStatus:
     """Processes, connector state and replication-slot lag."""
-    cdc = cdc or load_cdc_settings()
+    cdc = cdc or settings.cdc
     pg_pid = postgres_service(settings, cdc).pid() if cdc.pg_managed else None
     reachable = port_open(cdc.pg_host, cdc.pg_port)
     lag = None

@@ -63,7 +63,7 @@ def _check_reachable_by(owner: str, folder: Path) -> None:
         if not can_enter:
             raise PermissionError(
                 f"PostgreSQL runs as {owner!r}, which cannot enter {parent}: "
-                f"put pg_data_dir (TRIVAS_CDC_PG_DATA_DIR) somewhere {owner!r} can reach"
+                f"put pg_data_dir (TRIVAS_CDC__PG_DATA_DIR) somewhere {owner!r} can reach"
             )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from lakehouse.config import Settings
 from lakehouse.ingest.cdc.mirrors import MIRRORED_TABLES
-from lakehouse.ingest.cdc.settings import CdcSettings, load_cdc_settings, password
+from lakehouse.ingest.cdc.settings import CdcSettings, password
 
 
 class ShopDatabase:
@@ -28,7 +28,7 @@ class ShopDatabase:
         """Connect as the shop's application user over TCP (password from env/secret file)."""
         import psycopg2
 
-        cdc = cdc or load_cdc_settings()
+        cdc = cdc or settings.cdc
         connection = psycopg2.connect(
             host=cdc.pg_host,
             port=cdc.pg_port,
