@@ -70,7 +70,8 @@ def _settings(env: str | None) -> Settings:
 
 
 def _mount_optional() -> None:
-    """Mount the subcommands of the models, ingestion and CDC packages."""
+    """Mount the subcommands of the models, ingestion, CDC and replay/backfill packages."""
+    from lakehouse.backfill_cli import backfill_app, replay_app
     from lakehouse.ingest.cdc_cli import app as cdc_app
     from lakehouse.ingest.cli import collect_app, quarantine_app
     from models.cli import app as model_app
@@ -79,6 +80,8 @@ def _mount_optional() -> None:
     app.add_typer(collect_app, name="collect")
     app.add_typer(quarantine_app, name="quarantine")
     app.add_typer(cdc_app, name="cdc")
+    app.add_typer(replay_app, name="replay")
+    app.add_typer(backfill_app, name="backfill")
 
 
 # -- kafka --------------------------------------------------------------------------------------

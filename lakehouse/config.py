@@ -163,6 +163,26 @@ class Generator(_Frozen):
         return value
 
 
+class Backfill(_Frozen):
+    """Replays and backfills (``trivas replay`` / ``trivas backfill``): their throughput budget,
+    so the live KPI path keeps its freshness SLAs while one runs."""
+
+    # At most this many raw records per second, on average over the run (0: no limit).
+    events_per_second: float = 2000.0
+    # Raw records per chunk: the unit of work, of progress and of resumption (whole hours of
+    # arrival time are packed into a chunk up to this many records).
+    chunk_events: int = 20000
+    # OS priority of the backfill's process and its JVM (lakehouse.cli.lower_priority).
+    nice: int = 19
+    # Cores its Spark application may use (local[N]); the live pipeline keeps the rest.
+    cores: int = 1
+    # Replays restate only windows the live hot path has let go of: older than this before now
+    # (its KPI book keeps 2 h of final minutes, plus the longest rollup and the finality delay).
+    settled_after_seconds: float = 9000.0
+    # Online Retail prices are in pounds sterling; the shop's contracts take EUR.
+    eur_per_gbp: float = 1.1522
+
+
 class Settings(_Frozen):
     """Everything a trivas process needs to know about its deployment."""
 
@@ -179,6 +199,7 @@ class Settings(_Frozen):
     privacy: Privacy
     app: App
     generator: Generator
+    backfill: Backfill = Backfill()
 
     def path(self, relative_or_absolute: str) -> Path:
         """Resolve a configured path against the repository root."""
