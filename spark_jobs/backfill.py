@@ -77,7 +77,7 @@ from spark_jobs.gold import (
     ratio_inputs,
     rollup_rows,
 )
-from spark_jobs.hot_path import MEASURES, BatchShape, BatchTables
+from spark_jobs.hot_path import MEASURES, BatchClock, BatchShape, BatchTables
 from spark_jobs.io import DriverAppends
 from spark_jobs.silver import ROUTE_VALID, classify
 
@@ -271,26 +271,31 @@ class Backfill:
     # -- one chunk -------------------------------------------------------------------------------
 
     def process(self, chunk: Chunk) -> ChunkReport:
+        clock = BatchClock()
         records = self.source.records(self.spark, chunk.start, chunk.end)
         classified = first_copies(classify(records, self.catalog, self.settings.kafka.topic_prefix))
         rows = self.shape.rows(classified).toArrow()
         tables = BatchTables.split(rows, self.silver_columns, datetime.now(UTC))
         report = ChunkReport(chunk, valid=tables.silver.num_rows)
+        clock.mark("judge")
         silver = self.missing(tables.silver, SILVER_EVENTS, ["event_id"])
         quarantine = self.missing(tables.quarantine, QUARANTINE, ["quarantine_id"])
         late = self.missing(tables.late, LATE, ["kafka_topic", "kafka_partition", "kafka_offset"])
+        clock.mark("held_reads")
         silver_version = None
         for logical, added in ((SILVER_EVENTS, silver), (QUARANTINE, quarantine), (LATE, late)):
             if added.num_rows:
                 version = self.appends.append(self.spark, logical, added, self.app_id, chunk.number)
                 silver_version = version if logical == SILVER_EVENTS else silver_version
         report.silver_added, report.quarantined_added, report.late_added = silver.num_rows, quarantine.num_rows, late.num_rows
+        clock.mark("silver_commits")
         if tables.silver.num_rows:
             times = tables.silver.column("event_time")
             span = (_minute(pc.min(times).as_py()), _minute(pc.max(times).as_py()) + MINUTE)
-            report.gold_restated = self.restate(span, chunk.number, silver_version)
+            report.gold_restated = self.restate(span, chunk.number, silver_version, clock)
         self.record(report)
-        log.info("backfill %s chunk %d: %s", self.run_id, chunk.number, report)
+        clock.mark("ledger")
+        log.info("backfill %s chunk %d: %s; %s", self.run_id, chunk.number, report, clock)
         return report
 
     def missing(self, rows: pa.Table, logical: str, key: list[str]) -> pa.Table:
@@ -303,7 +308,7 @@ class Backfill:
         keys = zip(*(rows.column(k).to_pylist() for k in key), strict=True)
         return rows.filter(pa.array([tuple(k) not in present for k in keys], pa.bool_()))
 
-    def restate(self, span: tuple[datetime, datetime], number: int, silver_version: int | None) -> int:
+    def restate(self, span: tuple[datetime, datetime], number: int, silver_version: int | None, clock: BatchClock) -> int:
         """Recompute from ``silver.events`` every KPI row the minutes of ``span`` feed; append
         those that differ from ``gold.kpi_current``. Returns how many were appended."""
         since, until = span[0] - self.longest_rollup, span[1] + self.longest_rollup
@@ -313,6 +318,7 @@ class Backfill:
         )  # fmt: skip
         entries = silver.select("event_time", measure_entries(self.measures).alias(MEASURES)).toArrow()
         minutes = {(k, s, d): (v, e) for k, s, d, v, e in arrow_increments(entries)}
+        clock.mark("silver_read")
         touched = [key for key in minutes if span[0] <= key[1] < span[1]]
         if not touched:
             return 0
@@ -321,9 +327,14 @@ class Backfill:
         now = datetime.now(UTC)
         lineage = {SILVER_EVENTS: silver_version, f"{LINEAGE_PREFIX}{self.run_id}": number}
         rows = kpi_table(restated_rows(minutes, touched, self.contracts), self.contracts, now - self.finality, now, lineage)
-        fresh = changed(rows, self.current(rows))
+        clock.mark("kpi_rows")
+        held = self.current(rows)
+        clock.mark("gold_read")
+        fresh = changed(rows, held)
+        clock.mark("gold_diff")
         if fresh.num_rows:
             self.appends.append(self.spark, KPI, fresh, self.app_id, number)
+        clock.mark("gold_commit")
         return fresh.num_rows
 
     def current(self, rows: pa.Table) -> dict[tuple, tuple]:
