@@ -191,14 +191,14 @@ def test_online_retail_gold_per_day_equals_the_csv(spark, lake, catalog, table_r
 @pytest.mark.slow
 def test_a_killed_backfill_resumes_without_duplicates(lake, table_reader, tmp_path) -> None:
     """SIGKILL the CLI mid-way (once a chunk is in the ledger), run it again to the end."""
-    since, until = "2010-12-01", "2010-12-10"
+    since, until = "2010-12-01", "2010-12-04"
     env = {
         **os.environ, "PYTHONPATH": str(REPO), "TRIVAS_ENV": "test", "TRIVAS_PRIVACY__HASH_KEY": TEST_HASH_KEY,
         "TRIVAS_PATHS__VAR": str(tmp_path / "var"), "TRIVAS_TABLES__ROOT": str(tmp_path / "lake"),
         "TRIVAS_TABLES__CHECKPOINTS": str(tmp_path / "checkpoints"),
     }  # fmt: skip
     command = [sys.executable, "-m", "lakehouse.cli", "backfill", "online-retail", str(RETAIL), "--since", since,
-               "--until", until, "--chunk-events", "120", "--events-per-second", "0", "--nice", "0"]  # fmt: skip
+               "--until", until, "--chunk-events", "100", "--events-per-second", "0", "--nice", "0"]  # fmt: skip
     first = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 240
@@ -248,13 +248,12 @@ def test_a_replay_from_bronze_rederives_silver_and_gold_and_twice_changes_nothin
     pipeline.drain(spark, deployment, catalog, contracts(), jobs=("bronze",))  # only the archive
     assert len(table_reader(deployment, "bronze.events")) == len(stream)
 
-    def replay(chunk_events: int) -> Backfill:
-        source = BronzeRange(deployment, START - H, START + H)
-        job = Backfill(spark, deployment, catalog, contracts(), source, chunk_events=chunk_events, events_per_second=0)
-        job.run()
-        return job
+    def replay(since: datetime) -> tuple[Backfill, list]:
+        source = BronzeRange(deployment, since, START + H)
+        job = Backfill(spark, deployment, catalog, contracts(), source, events_per_second=0)
+        return job, job.run()
 
-    first = replay(10_000)
+    first, _ = replay(START - H)
     counted = counted_events(stream, catalog)
     assert_silver_holds_exactly(counted, deployment, catalog, table_reader)
     refused = table_reader(deployment, "silver.quarantine")
@@ -266,11 +265,12 @@ def test_a_replay_from_bronze_rederives_silver_and_gold_and_twice_changes_nothin
 
     tables = (SILVER_EVENTS, QUARANTINE, LATE, KPI, BACKFILLS)
     before = versions(deployment, *tables)
-    again = replay(10_000)  # the same run: every chunk is in the ledger
-    assert again.run_id == first.run_id
+    again, reports = replay(START - H)  # the same run: every chunk is in the ledger
+    assert again.run_id == first.run_id and all(r.skipped for r in reports)
     assert versions(deployment, *tables) == before
-    other = replay(200)  # another run over the same records: it finds nothing to add
-    assert other.run_id != first.run_id and len(other.chunks) > 1
+    other, reports = replay(START - 2 * H)  # another run over the same records: it finds nothing to add
+    assert other.run_id != first.run_id and not any(r.skipped for r in reports)
+    assert sum(r.valid for r in reports) == len(counted) and sum(r.silver_added + r.gold_restated for r in reports) == 0
     after = versions(deployment, *tables)
     assert {t: after[t] for t in tables if t != BACKFILLS} == {t: before[t] for t in tables if t != BACKFILLS}
 
