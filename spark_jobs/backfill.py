@@ -71,7 +71,6 @@ from spark_jobs.gold import (
     KpiRow,
     RecentWindows,
     arrow_increments,
-    finality_delay,
     kpi_table,
     measure_entries,
     ratio_inputs,
@@ -220,7 +219,6 @@ class Backfill:
         self.events_per_second = settings.backfill.events_per_second if events_per_second is None else events_per_second
         self.appends = DriverAppends(settings)
         self.shape = BatchShape(catalog, contracts, hash_key(settings), settings.privacy.hash_key_id)
-        self.finality = finality_delay(catalog, settings)
         self.measures = contracts.of_kind("measure")
         self.longest_rollup = max((k.window for k in contracts.of_kind("rollup") if k.window), default=MINUTE)
         self.silver_columns = silver_events_schema(catalog).fieldNames()
@@ -238,7 +236,7 @@ class Backfill:
         self.chunks = plan_chunks(self.source.hourly_counts(self.spark), self.chunk_events)
         self.run_id = run_id_of(self.source.identity, self.chunks)
         settled = datetime.now(UTC) - timedelta(seconds=self.settings.backfill.settled_after_seconds)
-        if self.chunks and self.chunks[-1].end > settled + timedelta(hours=1):
+        if self.chunks and self.chunks[-1].end > settled:
             raise ValueError(
                 f"records up to {self.chunks[-1].end:%Y-%m-%d %H:%M} UTC: the live hot path still owns windows "
                 f"after {settled:%Y-%m-%d %H:%M} UTC (backfill.settled_after_seconds); end the range earlier"
@@ -326,7 +324,11 @@ class Backfill:
             silver_version = self.appends.version(self.spark, SILVER_EVENTS)
         now = datetime.now(UTC)
         lineage = {SILVER_EVENTS: silver_version, f"{LINEAGE_PREFIX}{self.run_id}": number}
-        rows = kpi_table(restated_rows(minutes, touched, self.contracts), self.contracts, now - self.finality, now, lineage)
+        # Every window a backfill restates is settled (plan() refuses newer ones): final. The
+        # settled horizon as the rows' watermark never runs ahead of the live path's, which a
+        # restarted hot path restores from gold's newest watermark.
+        watermark = now - timedelta(seconds=self.settings.backfill.settled_after_seconds)
+        rows = kpi_table(restated_rows(minutes, touched, self.contracts), self.contracts, watermark, now, lineage)
         clock.mark("kpi_rows")
         held = self.current(rows)
         clock.mark("gold_read")
