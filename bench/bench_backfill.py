@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -68,7 +69,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--settle-timeout", type=float, default=120, help="seconds to wait for gold after a level")
     parser.add_argument("--producer-rate", type=float, default=2000, help="events/s one producer process is asked for")
     parser.add_argument("--jobs", default="bronze,silver_gold", help="the live pipeline's --jobs (the KPI path by default)")
-    parser.add_argument("--backfill-timeout", type=float, default=1800, help="seconds to wait for the backfill to end")
+    parser.add_argument("--backfill-timeout", type=float, default=900, help="seconds to wait for the backfill to end (then it is stopped; its ledger says what it did)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     return parser.parse_args()
 
@@ -112,12 +113,15 @@ class BackfillProcess:
         self.ended = self.ended or time.time()
         return False
 
-    def wait(self, timeout_s: float) -> int:
+    def wait(self, timeout_s: float) -> int | None:
+        """Its exit code; None when it had not finished within ``timeout_s`` and was stopped
+        (its ledger still says what it completed)."""
         try:
-            code = self.process.wait(timeout=timeout_s)
+            code: int | None = self.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            raise
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            code = None
         self.ended = self.ended or time.time()
         return code
 
@@ -173,6 +177,7 @@ def main() -> None:
         "gold_restated": sum(c["gold_restated"] for c in chunks), "process_seconds": round(lifetime, 1),
         "first_to_last_chunk_s": round((last_done - first_done).total_seconds(), 1) if first_done and last_done else None,
     }  # fmt: skip
+    results["backfill"]["completed"] = code == 0
     results["backfill_events_per_s"] = round(records / lifetime, 1) if lifetime > 0 else None
     quiet_p95 = results["without_backfill"]["gold_latency_ms"]["p95"]
     busy_p95 = results["during_backfill"]["gold_latency_ms"]["p95"]

@@ -171,7 +171,7 @@ class Backfill(_Frozen):
     events_per_second: float = 2000.0
     # Raw records per chunk: the unit of work, of progress and of resumption (whole hours of
     # arrival time are packed into a chunk up to this many records).
-    chunk_events: int = 20000
+    chunk_events: int = 5000
     # OS priority of the backfill's process and its JVM (lakehouse.cli.lower_priority).
     nice: int = 19
     # Cores its Spark application may use (local[N]); the live pipeline keeps the rest.
