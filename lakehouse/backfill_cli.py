@@ -70,7 +70,11 @@ def run_backfill(make_source: Callable[[Settings], object], title: str, budget: 
     spark = get_spark(settings, app_name=f"{settings.spark.app_name}-backfill")
     try:
         job = Backfill(spark, settings, catalog(), contracts(), make_source(settings), chunk_events, budget)  # type: ignore[arg-type]
-        chunks = job.plan()
+        try:
+            chunks = job.plan()
+        except ValueError as error:  # a range the live path still owns: nothing was done
+            console.print(f"[red]{error}[/]")
+            raise typer.Exit(2) from None
         console.print(f"{title}: run {job.run_id}, {sum(c.records for c in chunks):,} records in {len(chunks)} chunks")
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[state]}"), TimeRemainingColumn())
         with Progress(*columns, console=console) as progress:
