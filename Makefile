@@ -21,6 +21,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/bench_pipeline.py
+	$(BIN)/python bench/bench_backfill.py
 	$(BIN)/python bench/bench_collector.py
 	$(BIN)/python bench/bench_models.py
 	$(BIN)/python bench/bench_alerts.py

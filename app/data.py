@@ -113,7 +113,9 @@ def lineage_text(row: pd.Series | None, contract: KpiContract) -> str:
         pairs = dict(versions) if not isinstance(versions, dict) else versions
         own = silver_sources(contract) | {SILVER_EVENTS}
         recorded = ", ".join(f"{t}@v{v}" for t, v in sorted(pairs.items()) if t in own)
-        return f"gold.kpi ← {', '.join(sources)} (read up to {recorded})"
+        run = backfill_run(pairs)
+        restated = f", restated by backfill {run}" if run else ""
+        return f"gold.kpi ← {', '.join(sources)} (read up to {recorded}{restated})"
     return f"gold.kpi ← {', '.join(sources)}"
 
 
@@ -454,17 +456,27 @@ def rolled_through(rollup: pd.DataFrame, since: datetime) -> datetime:
 
 
 def restated_windows(log: pd.DataFrame) -> pd.DataFrame:
-    """Windows whose value changed after it was first shown as final (a late event, a
-    backfill): key, the first final value and the current one."""
+    """Windows whose value changed after it was first shown as final (a late event), and
+    windows whose current row a replay or backfill wrote (``backfill``: its run id, from the
+    row's lineage): key, the first final value shown and the current one."""
+    columns = ["kpi", "grain", "window_start", "dimension", "first_value", "value", "backfill"]
     if not len(log):
-        return pd.DataFrame(columns=["kpi", "window_start", "dimension", "first_value", "value"])
+        return pd.DataFrame(columns=columns)
     final = log[log["is_final"]].sort_values("computed_at", kind="stable")
     key = ["kpi", "grain", "window_start", "dimension"]
     first = final.drop_duplicates(key, keep="first").set_index(key)["value"]
-    latest = log.sort_values("computed_at", kind="stable").drop_duplicates(key, keep="last").set_index(key)["value"]
-    both = pd.DataFrame({"first_value": first}).join(latest.rename("value"), how="inner")
-    changed = both[~np.isclose(both["first_value"].astype(float), both["value"].astype(float), equal_nan=True)]
-    return changed.reset_index()
+    latest = log.sort_values("computed_at", kind="stable").drop_duplicates(key, keep="last").set_index(key)
+    both = pd.DataFrame({"value": latest["value"], "backfill": latest["source_versions"].map(backfill_run)})
+    both = both.join(first.rename("first_value"), how="left")
+    changed = both.index.isin(first.index) & ~np.isclose(both["first_value"].astype(float), both["value"].astype(float), equal_nan=True)
+    return both[changed | both["backfill"].notna()].reset_index()[columns]
+
+
+def backfill_run(source_versions: object) -> str | None:
+    """The run id of the replay or backfill that wrote a ``gold.kpi`` row (lineage key
+    ``backfill:<run id>``, spark_jobs.backfill), or None for the live path's rows."""
+    pairs = source_versions.items() if isinstance(source_versions, dict) else (source_versions if source_versions is not None else ())
+    return next((str(k).removeprefix("backfill:") for k, _ in pairs if str(k).startswith("backfill:")), None)
 
 
 def newest_time(frame: pd.DataFrame, column: str) -> datetime | None:

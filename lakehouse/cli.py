@@ -76,9 +76,10 @@ def _settings(env: str | None) -> Settings:
 
 
 def _mount_optional() -> None:
-    """Mount the subcommands of the models, ingestion, CDC and contracts packages (once)."""
+    """Mount the subcommands of the models, ingestion, CDC, contracts and replay/backfill packages (once)."""
     if any(group.name == "model" for group in app.registered_groups):
         return
+    from lakehouse.backfill_cli import backfill_app, replay_app
     from lakehouse.contracts_cli import contracts_app
     from lakehouse.ingest.cdc_cli import app as cdc_app
     from lakehouse.ingest.cli import collect_app, quarantine_app
@@ -89,6 +90,8 @@ def _mount_optional() -> None:
     app.add_typer(quarantine_app, name="quarantine")
     app.add_typer(cdc_app, name="cdc")
     app.add_typer(contracts_app, name="contracts")
+    app.add_typer(replay_app, name="replay")
+    app.add_typer(backfill_app, name="backfill")
 
 
 # -- kafka --------------------------------------------------------------------------------------

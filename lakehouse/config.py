@@ -230,6 +230,26 @@ class Generator(_Frozen):
         return value
 
 
+class Backfill(_Frozen):
+    """Replays and backfills (``trivas replay`` / ``trivas backfill``): their throughput budget,
+    so the live KPI path keeps its freshness SLAs while one runs."""
+
+    # At most this many raw records per second, on average over the run (0: no limit).
+    events_per_second: float = 2000.0
+    # Raw records per chunk: the unit of work, of progress and of resumption (whole hours of
+    # arrival time are packed into a chunk up to this many records).
+    chunk_events: int = 5000
+    # OS priority of the backfill's process and its JVM (lakehouse.cli.lower_priority).
+    nice: int = 19
+    # Cores its Spark application may use (local[N]); the live pipeline keeps the rest.
+    cores: int = 1
+    # Replays restate only windows the live hot path has let go of: older than this before now
+    # (its KPI book keeps 2 h of final minutes, plus the longest rollup and the finality delay).
+    settled_after_seconds: float = 9000.0
+    # Online Retail prices are in pounds sterling; the shop's contracts take EUR.
+    eur_per_gbp: float = 1.1522
+
+
 class Settings(BaseSettings):
     """Everything a trivas process needs to know about its deployment: one tree, one section
     per component."""
@@ -256,6 +276,7 @@ class Settings(BaseSettings):
     cdc: CdcSettings
     alerts: RulesFile = RulesFile(file="alerts.yaml")
     actions: RulesFile = RulesFile(file="actions.yaml")
+    backfill: Backfill = Backfill()
 
     @classmethod
     def settings_customise_sources(

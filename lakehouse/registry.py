@@ -59,6 +59,9 @@ SESSIONS_QUERY = "gold_sessions"
 ORDER_PAYMENTS_QUERY = "gold_order_payments"
 PIPELINE_WRITER = "pipeline"  # the pipeline runner itself (ops tables)
 ROLLUP_WRITER = "kpi_rollup"  # the scheduled rollup job (lakehouse.rollup), off the hot path
+# Replays and backfills (spark_jobs.backfill): the ledger's writer, and a second appender of the
+# hot path's tables (its own txn app ids; gold rows it restates carry BACKFILL_LINEAGE).
+BACKFILL_WRITER = "backfill"
 
 BRONZE_EVENTS = "bronze.events"
 SILVER_EVENTS = "silver.events"
@@ -72,6 +75,7 @@ ORDER_PAYMENTS = "gold.order_payments"
 FRESHNESS = "ops.freshness"
 JOB_STATUS = "ops.job_status"
 PIPELINE_HEALTH = "ops.pipeline_health"
+BACKFILLS = "ops.backfills"
 
 KPI_KEY = ("kpi", "grain", "window_start", "dimension")
 LINEAGE_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "ingested_at")
@@ -202,6 +206,25 @@ def silver_events_schema(catalog: Catalog) -> T.StructType:
     return T.StructType(ordered)
 
 
+# One row per chunk a replay or backfill has completed: its progress ledger (resumption skips
+# the chunks of a run found here) and its report.
+BACKFILLS_SCHEMA = T.StructType(
+    [
+        T.StructField("run_id", T.StringType(), False),
+        T.StructField("source", T.StringType(), False),
+        T.StructField("chunk", T.LongType(), False),
+        T.StructField("chunk_start", T.TimestampType(), False),
+        T.StructField("chunk_end", T.TimestampType(), False),
+        T.StructField("records", T.LongType(), False),
+        T.StructField("valid", T.LongType(), False),
+        T.StructField("silver_added", T.LongType(), False),
+        T.StructField("quarantined_added", T.LongType(), False),
+        T.StructField("late_added", T.LongType(), False),
+        T.StructField("gold_restated", T.LongType(), False),
+        T.StructField("completed_at", T.TimestampType(), False),
+    ]
+)
+
 # A job's state: running, failed (waiting for its restart), restarting or stopped.
 JOB_STATUS_SCHEMA = T.StructType(
     [
@@ -324,6 +347,7 @@ def registry() -> dict[str, TableSpec | ViewSpec]:
         TableSpec(ORDER_PAYMENTS, ORDER_PAYMENTS_SCHEMA, ORDER_PAYMENTS_QUERY, "orders joined with payment attempts"),
         TableSpec(FRESHNESS, FRESHNESS_SCHEMA, PIPELINE_WRITER, "progress of every streaming query"),
         TableSpec(JOB_STATUS, JOB_STATUS_SCHEMA, PIPELINE_WRITER, "state changes of every pipeline job (see ops.pipeline_health)"),
+        TableSpec(BACKFILLS, BACKFILLS_SCHEMA, BACKFILL_WRITER, "completed chunks of every replay and backfill (their ledger)"),
         TableSpec(NOTIFICATIONS, NOTIFICATIONS_SCHEMA, ROUTER_WRITER,
                   "alert lifecycle and every notification attempt (receiver, status, response code, retries)"),
         TableSpec(ALERT_COMMANDS, COMMANDS_SCHEMA, COMMANDS_WRITER, "acknowledgements and silences of alerts"),

@@ -339,6 +339,19 @@ class RetailOrders:
     labels: pd.Series
 
 
+def read_retail_lines(path: Path = RETAIL_PATH) -> pd.DataFrame:
+    """The UCI file's invoice lines as they are, plus ``event_time`` (``InvoiceDate`` read as
+    UTC), ``customer_id`` (text, missing when the line has none) and ``is_cancel`` (an
+    ``InvoiceNo`` starting with ``C``): the one reader of the file (training, backfill)."""
+    raw = pd.read_csv(path, dtype={"InvoiceNo": str, "StockCode": str})
+    raw["event_time"] = pd.to_datetime(raw["InvoiceDate"], utc=True)
+    raw["customer_id"] = (
+        raw["CustomerID"].map(lambda v: None if pd.isna(v) else str(int(v))).astype("string")
+    )
+    raw["is_cancel"] = raw["InvoiceNo"].str.startswith("C")
+    return raw
+
+
 def load_retail_orders(
     path: Path = RETAIL_PATH, horizon_days: int = LABEL_HORIZON_DAYS
 ) -> RetailOrders:
@@ -348,12 +361,7 @@ def load_retail_orders(
     order of that sku before the cancellation; that order is positive if the
     cancellation comes within ``horizon_days``.
     """
-    raw = pd.read_csv(path, dtype={"InvoiceNo": str, "StockCode": str})
-    raw["event_time"] = pd.to_datetime(raw["InvoiceDate"], utc=True)
-    raw["customer_id"] = (
-        raw["CustomerID"].map(lambda v: None if pd.isna(v) else str(int(v))).astype("string")
-    )
-    raw["is_cancel"] = raw["InvoiceNo"].str.startswith("C")
+    raw = read_retail_lines(path)
     raw = raw[raw["StockCode"].notna()]
     sales = raw[~raw["is_cancel"] & (raw["Quantity"] > 0)]
     cancels = raw[raw["is_cancel"]]

@@ -83,12 +83,13 @@ def chart() -> None:
             layers.append(alt.Chart(alerts[["window_start", "rule", "state", "observed", "expected"]]).mark_rule(color="red", strokeDash=[4, 2]).encode(x="window_start:T", tooltip=["rule:N", "state:N", "observed:Q", "expected:Q"]))
         if len(restated):
             layers.append(alt.Chart(restated).mark_point(shape="diamond", size=90, color="purple", filled=True).encode(
-                x="window_start:T", y="value:Q", tooltip=["window_start:T", "first_value:Q", "value:Q"]))  # fmt: skip
+                x="window_start:T", y="value:Q", tooltip=["window_start:T", "first_value:Q", "value:Q", "backfill:N"]))  # fmt: skip
         st.altair_chart(alt.layer(*layers), width="stretch")
     st.caption(
         f"{len(frame)} rows · grain {grain} · {len(alerts)} alerts (red rules) · orange: the champion model's expected band "
         f"(1-minute totals; else the band detect recorded at alerting windows) · "
-        f"{len(restated)} restated windows (purple: value changed after it was first shown as final)"
+        f"{len(restated)} restated windows (purple: value changed after it was first shown as final, or written by a "
+        f"backfill: {restated['backfill'].notna().sum() if len(restated) else 0} of them)"
     )
     ui.footer(read, data.freshness_of(frame, contract.freshness_sla.total_seconds(), now), ui.kpi_sources(kpi), key="explorer")
 

@@ -83,6 +83,28 @@ def test_restated_windows_are_the_finals_that_changed() -> None:
 
 
 @pytest.mark.unit
+def test_backfilled_windows_are_marked_restated_with_their_run() -> None:
+    start = datetime(2011, 1, 3, 9, 0, tzinfo=UTC)
+    backfilled = kpi_row("orders", start, 7, computed_at=start + timedelta(days=700))  # written first by a backfill
+    backfilled["source_versions"] = [("silver.events", 40), ("backfill:1f2e3d", 2)]
+    rewritten = kpi_row("orders", start + timedelta(minutes=1), 4, computed_at=start + timedelta(days=700))
+    rewritten["source_versions"] = [("silver.events", 40), ("backfill:1f2e3d", 2)]  # same value again: still marked
+    log = pd.DataFrame([
+        backfilled,
+        kpi_row("orders", start + timedelta(minutes=1), 4, computed_at=start + timedelta(minutes=2)),
+        rewritten,
+        kpi_row("orders", start + timedelta(minutes=2), 3, computed_at=start + timedelta(minutes=3)),  # live only
+    ])  # fmt: skip
+    restated = data.restated_windows(log)
+    assert restated[["window_start", "value", "backfill"]].to_dict("records") == [
+        {"window_start": start, "value": 7.0, "backfill": "1f2e3d"},
+        {"window_start": start + timedelta(minutes=1), "value": 4.0, "backfill": "1f2e3d"},
+    ]
+    assert restated["first_value"].tolist() == [7.0, 4.0]  # the first final value shown
+    assert data.backfill_run([("silver.events", 3)]) is None
+
+
+@pytest.mark.unit
 def test_kafka_lag_is_latest_minus_end_offsets_per_topic(tmp_path: Path) -> None:
     document = {
         "name": "silver_gold", "timestamp": "2026-11-28T12:00:00.000Z",
