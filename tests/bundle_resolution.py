@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from lakehouse.config import deep_merge
+
 REFERENCE = re.compile(r"\$\{([A-Za-z0-9_.\[\]-]+)\}")
 DEPLOY_TIME = ("resources.",)  # ids known only once deployed: the CLI leaves them to deployment
 USER = "someone"  # ${workspace.current_user.short_name}: the deploying user's name
@@ -24,15 +26,9 @@ class BundleError(ValueError):
     """What the CLI would refuse: a missing variable, an unknown reference, a duplicate resource."""
 
 
-def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Maps merge key by key, other values are replaced (the CLI's merge of target overrides)."""
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+# The CLI merges target overrides as the settings layers merge: maps key by key, other values
+# are replaced.
+merge = deep_merge
 
 
 def load_bundle(root: Path) -> dict[str, Any]:
