@@ -17,18 +17,21 @@ appear many times; of one batch's images of a key the latest (commit version, th
 What is scored, twice. (1) Final windows (``is_final``: gold's watermark has passed
 ``window_end``), once each, in event-time order, learnt by the model: a per-series cursor — the
 last scored ``window_start`` — makes the change feed's repeats harmless, and a final window
-restated later (a backfill) is not scored again. (2) Open windows, every time they change, as
-an early warning (rule ``anomaly_model_open``): the latest partial value of each is
+restated later (a backfill) is not scored again. (2) Open windows, every batch, as an early
+warning (rule ``anomaly_model_open``): the latest partial value of each is
 extrapolated to the full window for additive KPIs and scored against the model's expectation
 of the full window without learning, with evidence and confidence growing as the window
 fills (:mod:`models.kpi_scoring`, :mod:`models.open_window`). A final alert comes one gold
 watermark delay (about six minutes) after its window closed; an open-window alert comes
 within about a minute of an outage's start. Rises of a KPI during a promotion of
 ``conf/campaign_calendar.yaml`` do not page. A series is ``kpi|grain|dimension``
-(``orders|1m|country=DE``), its timestamp ``window_start``.
+(``orders|1m|country=DE``), its timestamp ``window_start``. Both read gold's progress as well as its rows
+(:mod:`spark_jobs.detect_windows`): a tumbling count's minute without a row is a zero, and an
+open window has elapsed up to gold's newest processed arrival, not only up to its last update.
 
 Scorer state is persisted. After each micro-batch that changed it, the scorer's per-series
-state, the cursors and the open alerts are saved as one snapshot named by the batch id
+state, the cursors, the open alerts, gold's watermark and the latest image of every window not
+final yet are saved as one snapshot named by the batch id
 inside the query's checkpoint folder (through Hadoop's file system API, so ``dbfs:/`` and
 object stores work). Batch N starts from the newest snapshot older than N, so a batch replayed
 after a crash (its ``gold.alerts`` MERGE already committed and skipped by Delta's
