@@ -22,6 +22,8 @@ test: setup
 bench: setup
 	$(BIN)/python bench/bench_pipeline.py
 	$(BIN)/python bench/bench_backfill.py
+	$(BIN)/python bench/bench_quality.py
+	$(BIN)/python bench/bench_contracts.py
 	$(BIN)/python bench/bench_collector.py
 	$(BIN)/python bench/bench_models.py
 	$(BIN)/python bench/bench_alerts.py
