@@ -25,6 +25,8 @@ from lakehouse.runtime.jars import java_executable, resolve_bundle
 from lakehouse.runtime.processes import Service, log4j2_properties, port_open
 
 LOGGER_LEVELS = {"kafka": "WARN", "org.apache.kafka": "WARN"}
+# Logs each failed SASL authentication ("invalid credentials with SASL mechanism …") at INFO.
+AUTH_FAILURE_LOGGER = "org.apache.kafka.common.network.Selector"
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,8 @@ def start_local_broker(settings: Settings, catalog: Catalog) -> int:
     properties.touch(mode=0o600)  # with a SASL_SSL listener it holds the broker's private key
     properties.write_text(server_properties(settings, log_dir))
     log4j = data_dir / "log4j2.properties"
-    log4j.write_text(log4j2_properties(settings.path(settings.paths.logs) / "kafka.log", LOGGER_LEVELS))
+    levels = {**LOGGER_LEVELS, AUTH_FAILURE_LOGGER: "INFO"} if broker.sasl_ssl else LOGGER_LEVELS
+    log4j.write_text(log4j2_properties(settings.path(settings.paths.logs) / "kafka.log", levels))
     jars = resolve_bundle("kafka", settings.path(settings.paths.jar_cache))
     java = [
         java_executable(),
