@@ -304,3 +304,17 @@ def test_pipeline_reads_the_sasl_ssl_broker_into_bronze(sasl_deployment: Setting
     bronze = table_reader(sasl_deployment, "bronze.events")
     assert len(bronze) == len(stream)
     assert Counter(bronze["topic"]) == Counter(d.topic for d in stream)
+
+
+@pytest.mark.unit
+def test_default_broker_and_connect_worker_have_no_security_lines(tmp_path: Path) -> None:
+    from lakehouse.ingest.cdc.connect import worker_properties
+    from lakehouse.runtime.kafka import server_properties
+
+    settings = load_settings("test", environ={})
+    broker = server_properties(settings, tmp_path)
+    assert "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT" in broker.splitlines()
+    worker = worker_properties(settings, settings.cdc, tmp_path / "plugins", tmp_path / "secrets")
+    for properties in (broker, worker):
+        keys = [line.partition("=")[0] for line in properties.splitlines()]
+        assert not [key for key in keys if "sasl" in key or "ssl" in key or key.endswith("security.protocol")]
