@@ -25,6 +25,7 @@ from rich.table import Table
 
 from lakehouse import REPO_ROOT
 from lakehouse.config import Settings, load_settings
+from lakehouse.kafka_security import python_client_config
 from lakehouse.settings_cli import config_app, with_env_options
 
 app = typer.Typer(help="trivas: real-time e-commerce analytics lakehouse.", no_args_is_help=True)
@@ -226,7 +227,7 @@ def generate(
     try:
         stats = send(
             stream,
-            make_producer(settings.kafka_bootstrap()),
+            make_producer(settings.kafka_bootstrap(), **python_client_config(settings)),
             live=live,
             stop=stop.is_set,
             on_sent=on_sent,

@@ -74,12 +74,38 @@ class Tables(_Frozen):
     checkpoints: str
 
 
+class BrokerTls(_Frozen):
+    """A SASL_SSL listener of the local broker, next to its PLAINTEXT one (tests, trials of an
+    external cluster's security): PEM files of the broker's certificate chain and private key.
+    Its SCRAM credential is ``kafka.security``'s user, created when the storage is formatted."""
+
+    port: int
+    certificate_chain: str
+    key: str
+
+
 class LocalBroker(_Frozen):
     version: str
     port: int
     controller_port: int
     heap: str
     data_dir: str
+    sasl_ssl: BrokerTls | None = None
+
+
+class KafkaSecurity(_Frozen):
+    """How clients authenticate to Kafka; derived per client kind in :mod:`lakehouse.kafka_security`.
+
+    The password comes only from ``TRIVAS_KAFKA__SECURITY__PASSWORD`` or the file named by
+    ``password_file``; ``ca_file`` is the PEM of the CA that signed the brokers' certificates
+    (empty: the system's trust store)."""
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    username: str = ""
+    password: SecretStr | None = None
+    password_file: str | None = None
+    ca_file: str = ""
 
 
 class Kafka(_Frozen):
@@ -90,6 +116,7 @@ class Kafka(_Frozen):
     partitions: int
     retention_ms: int
     local_broker: LocalBroker
+    security: KafkaSecurity = KafkaSecurity()
 
 
 class Spark(_Frozen):
@@ -331,7 +358,10 @@ class Settings(BaseSettings):
             raise RuntimeError(
                 f"environment {self.env!r} needs an external Kafka cluster: set TRIVAS_KAFKA_BOOTSTRAP"
             )
-        return f"localhost:{self.kafka.local_broker.port}"
+        broker = self.kafka.local_broker
+        if broker.sasl_ssl is not None and self.kafka.security.protocol != "PLAINTEXT":
+            return f"localhost:{broker.sasl_ssl.port}"
+        return f"localhost:{broker.port}"
 
 
 @dataclass(frozen=True)

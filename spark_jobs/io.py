@@ -27,6 +27,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
 from lakehouse.config import Settings
+from lakehouse.kafka_security import python_client_config, spark_kafka_options
 from lakehouse.registry import view_of
 from lakehouse.tables import checkpoint_location, delta_table, table_location
 
@@ -36,6 +37,7 @@ def read_kafka(spark: SparkSession, settings: Settings, topics: Sequence[str]) -
     return (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", settings.kafka_bootstrap())
+        .options(**spark_kafka_options(settings))
         .option("subscribe", ",".join(topics))
         .option("startingOffsets", settings.streaming.starting_offsets)
         .option("maxOffsetsPerTrigger", settings.streaming.max_offsets_per_trigger)
@@ -240,7 +242,7 @@ def publish_records(settings: Settings, topic: str, records: Sequence[tuple[str,
         producer = _PRODUCERS.get(bootstrap)
         if producer is None:
             producer = _PRODUCERS[bootstrap] = KafkaProducer(
-                bootstrap_servers=bootstrap, acks="all", linger_ms=5
+                bootstrap_servers=bootstrap, acks="all", linger_ms=5, **python_client_config(settings)
             )
     futures = [producer.send(topic, key=k.encode(), value=v.encode()) for k, v in records]  # type: ignore[attr-defined]
     producer.flush()  # type: ignore[attr-defined]

@@ -23,6 +23,7 @@ from kafka import KafkaProducer
 from lakehouse.catalog import Catalog, topic_for
 from lakehouse.config import Settings
 from lakehouse.ingest.settings import Producer as ProducerSettings
+from lakehouse.kafka_security import python_client_config
 
 
 def producer_config(settings: Settings, tuning: ProducerSettings, client_id: str) -> dict[str, Any]:
@@ -42,6 +43,7 @@ def producer_config(settings: Settings, tuning: ProducerSettings, client_id: str
         "request_timeout_ms": int(tuning.ack_timeout_seconds * 1000),
         # kafka-python's per-record sensors cost ~10 % of a Python-bound producer.
         "metrics_enabled": False,
+        **python_client_config(settings),
     }
 
 

@@ -44,6 +44,7 @@ from lakehouse.catalog import Catalog
 from lakehouse.config import Settings
 from lakehouse.ingest.settings import CollectorSettings
 from lakehouse.ingest.validation import EventValidator
+from lakehouse.kafka_security import python_client_config
 from lakehouse.tables import has_commits, table_location
 
 QUARANTINE_TABLE = "silver.quarantine"
@@ -163,7 +164,10 @@ def read_dead_letters(settings: Settings, timeout_s: float = 10.0) -> list[Quara
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap(), enable_auto_commit=False, group_id=None
+        bootstrap_servers=settings.kafka_bootstrap(),
+        enable_auto_commit=False,
+        group_id=None,
+        **python_client_config(settings),
     )
     try:
         partitions = consumer.partitions_for_topic(settings.kafka.dlq_topic) or set()

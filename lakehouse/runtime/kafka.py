@@ -20,10 +20,13 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from lakehouse.catalog import Catalog, topic_for
 from lakehouse.config import Settings
+from lakehouse.kafka_security import LOGIN_MODULES, kafka_password, python_client_config
 from lakehouse.runtime.jars import java_executable, resolve_bundle
 from lakehouse.runtime.processes import Service, log4j2_properties, port_open
 
 LOGGER_LEVELS = {"kafka": "WARN", "org.apache.kafka": "WARN"}
+# Logs each failed SASL authentication ("invalid credentials with SASL mechanism …") at INFO.
+AUTH_FAILURE_LOGGER = "org.apache.kafka.common.network.Selector"
 
 
 @dataclass(frozen=True)
@@ -50,18 +53,25 @@ def broker_service(settings: Settings) -> Service:
 
 
 def server_properties(settings: Settings, log_dir: Path) -> str:
-    """``server.properties`` of a single-node broker that is also its own KRaft controller."""
+    """``server.properties`` of a single-node broker that is also its own KRaft controller,
+    with a SASL_SSL listener next to PLAINTEXT when ``local_broker.sasl_ssl`` is set."""
     broker = settings.kafka.local_broker
+    listeners = [f"PLAINTEXT://localhost:{broker.port}"]
+    protocols = ["CONTROLLER:PLAINTEXT", "PLAINTEXT:PLAINTEXT"]
+    if broker.sasl_ssl is not None:
+        listeners.append(f"SASL_SSL://localhost:{broker.sasl_ssl.port}")
+        protocols.append("SASL_SSL:SASL_SSL")
     return "\n".join(
         [
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.bootstrap.servers=localhost:{broker.controller_port}",
-            f"listeners=PLAINTEXT://localhost:{broker.port},CONTROLLER://localhost:{broker.controller_port}",
-            f"advertised.listeners=PLAINTEXT://localhost:{broker.port}",
+            f"listeners={','.join(listeners)},CONTROLLER://localhost:{broker.controller_port}",
+            f"advertised.listeners={','.join(listeners)}",
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"listener.security.protocol.map={','.join(protocols)}",
+            *sasl_ssl_listener_properties(settings),
             f"log.dirs={log_dir}",
             f"num.partitions={settings.kafka.partitions}",
             "offsets.topic.replication.factor=1",
@@ -79,6 +89,42 @@ def server_properties(settings: Settings, log_dir: Path) -> str:
     )
 
 
+def sasl_ssl_listener_properties(settings: Settings) -> list[str]:
+    """The SASL_SSL listener's TLS identity (PEM files) and SCRAM mechanism; none without one.
+
+    The broker's own traffic stays on PLAINTEXT (inter-broker and controller), so only clients
+    meet TLS and SCRAM; the SCRAM credential itself is stored when the storage is formatted."""
+    tls = settings.kafka.local_broker.sasl_ssl
+    if tls is None:
+        return []
+    mechanism = settings.kafka.security.mechanism
+    if not mechanism.startswith("SCRAM-"):
+        raise ValueError(f"the local broker's SASL_SSL listener speaks SCRAM only, not {mechanism}")
+    return [
+        f"sasl.enabled.mechanisms={mechanism}",
+        # The broker side of SCRAM needs a JAAS entry, without credentials of its own.
+        f"listener.name.sasl_ssl.{mechanism.lower()}.sasl.jaas.config={LOGIN_MODULES[mechanism]} required;",
+        "ssl.keystore.type=PEM",
+        f"ssl.keystore.certificate.chain={_pem_property(settings.path(tls.certificate_chain))}",
+        f"ssl.keystore.key={_pem_property(settings.path(tls.key))}",
+    ]
+
+
+def _pem_property(pem_file: Path) -> str:
+    """A PEM file as one ``.properties`` value (Java's loader turns ``\\n`` back into newlines)."""
+    return pem_file.read_text().strip().replace("\n", "\\n")
+
+
+def scram_credentials(settings: Settings) -> list[str]:
+    """``kafka-storage format`` arguments storing the client user's SCRAM credential (the
+    listener has no other user store); none without a SASL_SSL listener."""
+    if settings.kafka.local_broker.sasl_ssl is None:
+        return []
+    security = settings.kafka.security
+    user = f"name={security.username},password={kafka_password(settings)}"
+    return ["--add-scram", f"{security.mechanism}=[{user}]"]
+
+
 def start_local_broker(settings: Settings, catalog: Catalog) -> int:
     """Start (or reuse) the local broker and create the topics; returns its pid."""
     broker = settings.kafka.local_broker
@@ -86,9 +132,11 @@ def start_local_broker(settings: Settings, catalog: Catalog) -> int:
     log_dir = data_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     properties = data_dir / "server.properties"
+    properties.touch(mode=0o600)  # with a SASL_SSL listener it holds the broker's private key
     properties.write_text(server_properties(settings, log_dir))
     log4j = data_dir / "log4j2.properties"
-    log4j.write_text(log4j2_properties(settings.path(settings.paths.logs) / "kafka.log", LOGGER_LEVELS))
+    levels = {**LOGGER_LEVELS, AUTH_FAILURE_LOGGER: "INFO"} if broker.sasl_ssl else LOGGER_LEVELS
+    log4j.write_text(log4j2_properties(settings.path(settings.paths.logs) / "kafka.log", levels))
     jars = resolve_bundle("kafka", settings.path(settings.paths.jar_cache))
     java = [
         java_executable(),
@@ -106,8 +154,12 @@ def start_local_broker(settings: Settings, catalog: Catalog) -> int:
         format_cmd = [
             *java, "kafka.tools.StorageTool", "format", "--standalone",
             f"--cluster-id={_kafka_cluster_id(cluster_id)}", "-c", str(properties),
+            *scram_credentials(settings),
         ]  # fmt: skip
-        subprocess.run(format_cmd, check=True, capture_output=True, text=True)
+        done = subprocess.run(format_cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            # Not CalledProcessError: its message would quote the command, SCRAM password included.
+            raise RuntimeError(f"kafka-storage format failed: {done.stderr.strip()[-2000:]}")
     pid = service.start(
         [*java, "kafka.Kafka", str(properties)],
         ready=lambda: port_open("localhost", broker.port) and _admin_answers(settings),
@@ -127,7 +179,9 @@ def _kafka_cluster_id(seed: str) -> str:
 def _admin_answers(settings: Settings) -> bool:
     try:
         admin = KafkaAdminClient(
-            bootstrap_servers=settings.kafka_bootstrap(), request_timeout_ms=3000
+            bootstrap_servers=settings.kafka_bootstrap(),
+            request_timeout_ms=3000,
+            **python_client_config(settings),
         )
     except KafkaError:
         return False
@@ -148,7 +202,7 @@ def ensure_topics(settings: Settings, catalog: Catalog) -> list[str]:
 def create_missing_topics(settings: Settings, names: Sequence[str]) -> list[str]:
     """Create those of ``names`` that do not exist yet (the deployment's partitions and
     retention); returns the topics created. Also used for the CDC connector's topics."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap())
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap(), **python_client_config(settings))
     try:
         existing = set(admin.list_topics())
         wanted = [t for t in names if t not in existing]
@@ -193,7 +247,7 @@ def status(settings: Settings) -> BrokerStatus:
     topics: tuple[str, ...] = ()
     reachable = _admin_answers(settings)
     if reachable:
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap())
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap(), **python_client_config(settings))
         try:
             topics = tuple(sorted(t for t in admin.list_topics() if not t.startswith("__")))
         finally:

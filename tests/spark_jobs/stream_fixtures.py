@@ -13,6 +13,7 @@ from lakehouse.config import Settings
 from lakehouse.generator.faults import Delivery, FaultConfig, deliveries
 from lakehouse.generator.producer import make_producer, send
 from lakehouse.generator.shop import Shop, ShopConfig
+from lakehouse.kafka_security import python_client_config
 from tests.ground_truth import KpiKey
 
 START = datetime(2026, 11, 27, 20, 0, tzinfo=UTC)
@@ -30,7 +31,7 @@ def seeded_stream(
 
 def produce(settings: Settings, stream: list[Delivery]) -> None:
     """Send the stream to the deployment's raw topics."""
-    producer = make_producer(settings.kafka_bootstrap())
+    producer = make_producer(settings.kafka_bootstrap(), **python_client_config(settings))
     try:
         send(stream, producer)
     finally:

@@ -13,6 +13,7 @@ from typing import Any
 
 from lakehouse.config import Settings
 from lakehouse.ingest.cdc.settings import CdcSettings, password
+from lakehouse.kafka_security import connect_worker_properties, kafka_password, uses_sasl
 from lakehouse.runtime.jars import java_executable, resolve_coordinates
 from lakehouse.runtime.processes import Service, log4j2_properties, pid_alive
 
@@ -65,8 +66,9 @@ def connect_service(settings: Settings, cdc: CdcSettings) -> Service:
     return Service("cdc-connect", settings.path(cdc.connect_dir), logs / "cdc-connect.out")
 
 
-def worker_properties(settings: Settings, cdc: CdcSettings, plugin_path: Path) -> str:
-    """The standalone worker: JSON without schemas, file offsets flushed every second."""
+def worker_properties(settings: Settings, cdc: CdcSettings, plugin_path: Path, secrets_file: Path) -> str:
+    """The standalone worker: JSON without schemas, file offsets flushed every second; Kafka
+    security (if any) for the worker and its clients, the password read from ``secrets_file``."""
     folder = settings.path(cdc.connect_dir)
     return "\n".join(
         [
@@ -87,6 +89,7 @@ def worker_properties(settings: Settings, cdc: CdcSettings, plugin_path: Path) -
             "producer.enable.idempotence=true",
             "producer.acks=all",
             "producer.linger.ms=5",
+            *connect_worker_properties(settings, f"${{file:{secrets_file}:kafka.password}}"),
             "",
         ]
     )
@@ -162,7 +165,9 @@ def start_connect(settings: Settings, cdc: CdcSettings) -> int:
     fd = os.open(secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(f"password={password(settings, cdc, 'replication')}\n")
-    (folder / "worker.properties").write_text(worker_properties(settings, cdc, plugin_path))
+        if uses_sasl(settings.kafka.security):
+            handle.write(f"kafka.password={kafka_password(settings)}\n")
+    (folder / "worker.properties").write_text(worker_properties(settings, cdc, plugin_path, secrets_file))
     (folder / "connector.properties").write_text(connector_properties(settings, cdc, secrets_file))
     log4j = folder / "log4j2.properties"
     log4j.write_text(
