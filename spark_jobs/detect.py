@@ -161,6 +161,14 @@ def series_key(kpi: str, grain: str, dimension: str) -> str:
     return f"{kpi}|{grain}|{dimension}"
 
 
+def keyed(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows with their model series (``series_key``) and ``t`` (epoch seconds of
+    ``window_start``)."""
+    if rows.empty:
+        return rows.assign(series_key=pd.Series(dtype=str), t=pd.Series(dtype=float))
+    return rows.assign(series_key=rows["kpi"] + "|" + rows["grain"] + "|" + rows["dimension"], t=_seconds(rows["window_start"]))
+
+
 def latest_kpi_changes(changes: DataFrame) -> DataFrame:
     """Change-feed rows of ``gold.kpi`` → the newest image of each KPI row in the batch.
 
@@ -201,11 +209,9 @@ def new_points(rows: pd.DataFrame, cursor: dict[str, float]) -> pd.DataFrame:
     Returns:
         The rows to score with a ``series_key`` and a ``t`` (epoch seconds) column.
     """
-    final = rows[rows["is_final"].astype(bool)].copy()
+    final = keyed(rows[rows["is_final"].astype(bool)])
     if final.empty:
-        return final.assign(series_key=pd.Series(dtype=str), t=pd.Series(dtype=float))
-    final["series_key"] = final["kpi"] + "|" + final["grain"] + "|" + final["dimension"]
-    final["t"] = _seconds(final["window_start"])
+        return final
     done = final["series_key"].map(cursor).astype(float).fillna(-np.inf).to_numpy()
     fresh = final[final["t"].to_numpy() > done]
     return fresh.sort_values(["series_key", "t"], kind="stable").reset_index(drop=True)
@@ -231,8 +237,7 @@ def open_points(rows: pd.DataFrame, cursor: dict[str, float], contracts: KpiCont
     open_ = rows[~rows["is_final"].astype(bool)].copy()
     if open_.empty:
         return open_.assign(series_key=pd.Series(dtype=str), t=pd.Series(dtype=float), fraction=pd.Series(dtype=float))
-    open_["series_key"] = open_["kpi"] + "|" + open_["grain"] + "|" + open_["dimension"]
-    open_["t"] = _seconds(open_["window_start"])
+    open_ = keyed(open_)
     done = open_["series_key"].map(cursor).astype(float).fillna(-np.inf).to_numpy()
     open_ = open_[open_["t"].to_numpy() > done]
     open_["timestamp"] = open_["window_start"]
@@ -700,8 +705,7 @@ class KpiDetector:
             return 0
         # An append-only gold.kpi may hold a restated final window twice: the latest wins.
         frame = frame.sort_values("computed_at", kind="stable").drop_duplicates(list(KPI_KEY), keep="last")
-        frame["series_key"] = frame["kpi"] + "|" + frame["grain"] + "|" + frame["dimension"]
-        frame["t"] = _seconds(frame["window_start"])
+        frame = keyed(frame)
         low = frame["series_key"].map(lows).astype(float).to_numpy()
         high = frame["series_key"].map(modelled).astype(float).to_numpy()
         frame = frame[(frame["t"].to_numpy() > low) & (frame["t"].to_numpy() <= high)]
@@ -760,9 +764,7 @@ class KpiDetector:
         """The open windows of modelled KPIs to score this batch: every window not final yet
         (its latest image, changed in this batch or not) and the empty minutes of followed
         counts, elapsed up to gold's frontier (:mod:`spark_jobs.detect_windows`)."""
-        modelled = rows[rows["kpi"].isin(self.modelled).to_numpy() & ~rows["is_final"].astype(bool).to_numpy()].copy()
-        modelled["series_key"] = modelled["kpi"] + "|" + modelled["grain"] + "|" + modelled["dimension"]
-        modelled["t"] = _seconds(modelled["window_start"]) if len(modelled) else pd.Series(dtype=float)
+        modelled = keyed(rows[rows["kpi"].isin(self.modelled).to_numpy() & ~rows["is_final"].astype(bool).to_numpy()])
         state.views = windows.carry_open_views(state.views, modelled, state.cursor, state.watermark)
         frontier = windows.frontier_of(state.watermark, self.finality_delay)
         follow = windows.followed_counts(state.cursor, self.counts & self.modelled)
