@@ -92,8 +92,8 @@ from lakehouse.config import Settings, load_settings
 from lakehouse.generator.faults import FaultConfig, deliveries, encode
 from lakehouse.generator.producer import make_producer
 from lakehouse.generator.shop import Shop, ShopConfig, iso
-from lakehouse.runtime import kafka
-from lakehouse.runtime.processes import free_port
+from lakehouse.runtime import cluster, kafka
+from lakehouse.runtime.processes import free_port, free_port_block
 from lakehouse.tables import table_location
 
 RESULTS = REPO_ROOT / "bench" / "results" / "pipeline.json"
@@ -104,6 +104,7 @@ REFERENCE_RATE = 2000  # the level whose figures also fill today's keys
 BACKLOG_DENSITY = 2000  # events per second of event time in the generated backlogs
 FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
 STARTED_LINE = re.compile(r"trivas\.pipeline: started")
+WHEEL = "BENCH_WHEEL"  # the key of the wheel to ship in a phase's environment (not a setting)
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,7 @@ class Phase:
     name: str
     env: dict[str, str]
     settings: Settings
+    wheel: str | None = None  # on a cluster: the trivas wheel spark-submit ships
 
     @property
     def logs(self) -> Path:
@@ -166,10 +168,12 @@ class Phase:
         return [entry for path in sorted(self.logs.glob("progress*.jsonl")) for entry in read_progress(path)]
 
 
-def machine_env(root: Path) -> dict[str, str]:
-    """Settings every phase shares: the private broker, the CDC services, the MLflow registry."""
+def machine_env(root: Path, on_cluster: bool = False) -> dict[str, str]:
+    """Settings every phase shares: the private broker (or cluster), the CDC services, the
+    MLflow registry."""
     return {
         "TRIVAS_ENV": "local",
+        **(cluster_env(root) if on_cluster else {}),
         "TRIVAS_KAFKA__LOCAL_BROKER__PORT": str(free_port()),
         "TRIVAS_KAFKA__LOCAL_BROKER__CONTROLLER_PORT": str(free_port()),
         "TRIVAS_KAFKA__LOCAL_BROKER__DATA_DIR": str(root / "kafka"),
@@ -187,6 +191,22 @@ def machine_env(root: Path) -> dict[str, str]:
     }
 
 
+def cluster_env(root: Path) -> dict[str, str]:
+    """``--env cluster`` on free ports: three brokers, a master and its workers
+    (:mod:`lakehouse.runtime.cluster`), started by :func:`main`."""
+    first = free_port_block(8)
+    env = {
+        "TRIVAS_ENV": "cluster",
+        "TRIVAS_CLUSTER__DIR": str(root / "cluster"),
+        "TRIVAS_CLUSTER__KAFKA__FIRST_PORT": str(first),
+        "TRIVAS_CLUSTER__KAFKA__FIRST_CONTROLLER_PORT": str(first + 3),
+        "TRIVAS_CLUSTER__SPARK__MASTER_PORT": str(first + 6),
+        "TRIVAS_CLUSTER__SPARK__MASTER_WEBUI_PORT": str(first + 7),
+    }
+    settings = load_settings("cluster", environ={**os.environ, **env})
+    return {**env, "TRIVAS_KAFKA__BOOTSTRAP": cluster.bootstrap(settings), "TRIVAS_SPARK__MASTER": cluster.master_url(settings)}
+
+
 def phase(base: dict[str, str], root: Path, name: str) -> Phase:
     folder = root / name
     env = {
@@ -199,7 +219,7 @@ def phase(base: dict[str, str], root: Path, name: str) -> Phase:
     (folder / "logs").mkdir(parents=True, exist_ok=True)
     # The phase's settings see what its pipeline processes see: the caller's TRIVAS_*
     # overrides (e.g. TRIVAS_PIPELINE__APPLICATIONS) under the phase's own.
-    return Phase(name, env, load_settings("local", environ={**os.environ, **env}))
+    return Phase(name, env, load_settings(env["TRIVAS_ENV"], environ={**os.environ, **env}), base.get(WHEEL))
 
 
 # -- traffic: generated and serialised before it is sent -------------------------------------------
@@ -439,7 +459,10 @@ class PipelineRun:
 
     def __enter__(self) -> PipelineRun:
         for app, jobs in self.apps:
-            command = [sys.executable, "-m", "lakehouse.cli", "pipeline", "run", "--app", app, "--jobs", ",".join(jobs)]
+            args = ["pipeline", "run", "--app", app, "--jobs", ",".join(jobs)]
+            command = [sys.executable, "-m", "lakehouse.cli", *args]
+            if self.phase.wheel:  # the driver in client mode here, the executors on the workers
+                command = cluster.submit_command(self.phase.settings, Path(self.phase.wheel), args)
             with self.log_path(app).open("ab") as log:
                 self.processes[app] = subprocess.Popen(
                     command, env={**os.environ, **self.phase.env}, cwd=REPO_ROOT, stdout=log,
@@ -1127,6 +1150,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--jobs", default="all", help="the pipeline's --jobs; 'all' (default): the jobs of settings.pipeline.applications, as trivas demo runs them"
     )
+    parser.add_argument(
+        "--cluster", action="store_true",
+        help="run on `trivas cluster`'s topology (3 KRaft brokers RF 3, a standalone master and its workers, jobs "
+        "through spark-submit) instead of the local broker and local Spark; peak_rss_mb is then the driver's only",
+    )  # fmt: skip
     parser.add_argument("--output", type=Path, default=RESULTS, help="the JSON (the PNG goes next to it)")
     return parser.parse_args()
 
@@ -1215,13 +1243,18 @@ def main() -> None:
     args = parse_args()
     sizes, rates = numbers(args.backlogs), numbers(args.rates)
     shutil.rmtree(ROOT, ignore_errors=True)
-    base = machine_env(ROOT)
+    base = machine_env(ROOT, args.cluster)
     setup = phase(base, ROOT, "setup")
     results: dict[str, Any] = {"machine": {"cores": os.cpu_count(), **machine("start")}}
     results["run"] = {name: str(value) if isinstance(value, Path) else value for name, value in vars(args).items()}
     peaks: dict[str, float] = {}
     began = time.monotonic()
-    kafka.up(setup.settings, load_catalog())
+    if args.cluster:
+        results["cluster"] = setup.settings.cluster.model_dump()
+        cluster.up(setup.settings, load_catalog())
+        base[WHEEL] = str(cluster.build_wheel(ROOT / "dist"))
+    else:
+        kafka.up(setup.settings, load_catalog())
     jobs = Jobs([])
     try:
         jobs = prepare_jobs([j.strip() for j in args.jobs.split(",") if j.strip()], setup.settings, base)
@@ -1242,7 +1275,10 @@ def main() -> None:
             from lakehouse.ingest import cdc
 
             cdc.down(setup.settings, cdc.load_cdc_settings(environ=jobs.cdc_env))
-        kafka.down(setup.settings)
+        if args.cluster:
+            cluster.down(setup.settings)
+        else:
+            kafka.down(setup.settings)
     results["peak_rss_mb"] = round(max(peaks.values(), default=0))
     results["peak_rss_mb_by_phase"] = {name: round(mb) for name, mb in peaks.items()}
     print(f"(d) peak RSS of the pipeline (driver + JVM): {results['peak_rss_mb']:,} MB")

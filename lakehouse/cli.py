@@ -81,6 +81,7 @@ def _mount_optional() -> None:
     if any(group.name == "model" for group in app.registered_groups):
         return
     from lakehouse.backfill_cli import backfill_app, replay_app
+    from lakehouse.cluster_cli import cluster_app
     from lakehouse.contracts_cli import contracts_app
     from lakehouse.ingest.cdc_cli import app as cdc_app
     from lakehouse.ingest.cli import collect_app, quarantine_app
@@ -93,6 +94,7 @@ def _mount_optional() -> None:
     app.add_typer(contracts_app, name="contracts")
     app.add_typer(replay_app, name="replay")
     app.add_typer(backfill_app, name="backfill")
+    app.add_typer(cluster_app, name="cluster")
 
 
 # -- kafka --------------------------------------------------------------------------------------

@@ -117,6 +117,10 @@ class Kafka(_Frozen):
     retention_ms: int
     local_broker: LocalBroker
     security: KafkaSecurity = KafkaSecurity()
+    # Copies of each topic partition, and how many must have a write before an acks=all
+    # send succeeds: a multi-broker cluster survives one broker lost with 3 and 2.
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
 
 
 class Spark(_Frozen):
@@ -126,6 +130,36 @@ class Spark(_Frozen):
     driver_memory: str
     ui_enabled: bool
     extra_conf: dict[str, str] = {}
+
+
+class ClusterSpark(_Frozen):
+    """The standalone Spark master and its workers of ``trivas cluster up``."""
+
+    master_port: int = 7177
+    master_webui_port: int = 8180
+    workers: int = 2
+    worker_cores: int = 1
+    worker_memory: str = "1500m"
+    executor_memory: str = "1g"
+
+
+class ClusterKafka(_Frozen):
+    """The KRaft brokers of ``trivas cluster up``: node i (from 1) listens on
+    ``first_port + i - 1`` and its controller on ``first_controller_port + i - 1``."""
+
+    brokers: int = 3
+    first_port: int = 19192
+    first_controller_port: int = 19292
+    heap: str = "384m"
+
+
+class Cluster(_Frozen):
+    """A real multi-process topology on one machine (:mod:`lakehouse.runtime.cluster`)."""
+
+    dir: str = "var/cluster"
+    host: str = "127.0.0.1"
+    spark: ClusterSpark = ClusterSpark()
+    kafka: ClusterKafka = ClusterKafka()
 
 
 class Streaming(_Frozen):
@@ -304,6 +338,7 @@ class Settings(BaseSettings):
     alerts: RulesFile = RulesFile(file="alerts.yaml")
     actions: RulesFile = RulesFile(file="actions.yaml")
     backfill: Backfill = Backfill()
+    cluster: Cluster = Cluster()
 
     @classmethod
     def settings_customise_sources(

@@ -8,6 +8,7 @@ never receives a second copy of Spark's own libraries.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -49,9 +50,18 @@ def java_executable() -> str:
     return java
 
 
+def spark_home() -> Path:
+    """The Spark installation: ``$SPARK_HOME`` when it holds Spark's jars, else the pip
+    pyspark package. (Under ``spark-submit`` pyspark is imported from a zip inside it.)"""
+    home = os.environ.get("SPARK_HOME")
+    if home and (Path(home) / "jars").is_dir():
+        return Path(home)
+    return Path(pyspark.__file__).parent
+
+
 def pyspark_jars_dir() -> Path:
     """Folder of the jars pyspark ships (Spark's own classpath)."""
-    return Path(pyspark.__file__).parent / "jars"
+    return spark_home() / "jars"
 
 
 def artifact_name(jar: Path) -> str:

@@ -8,7 +8,9 @@ the same commands only manage topics on that cluster.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import subprocess
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -73,20 +75,47 @@ def server_properties(settings: Settings, log_dir: Path) -> str:
             f"listener.security.protocol.map={','.join(protocols)}",
             *sasl_ssl_listener_properties(settings),
             f"log.dirs={log_dir}",
-            f"num.partitions={settings.kafka.partitions}",
-            "offsets.topic.replication.factor=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "group.initial.rebalance.delay.ms=0",
-            "auto.create.topics.enable=false",
-            f"log.retention.ms={settings.kafka.retention_ms}",
-            # 2 cores: few threads are faster than Kafka's server-sized defaults.
-            "num.network.threads=2",
-            "num.io.threads=2",
+            *internal_topic_replication(1, 1),
+            *shared_broker_properties(settings),
             "",
         ]
     )
+
+
+def internal_topic_replication(replicas: int, min_insync: int) -> list[str]:
+    """Replication of Kafka's own topics (consumer offsets, transactions, share state)."""
+    return [
+        f"offsets.topic.replication.factor={replicas}",
+        f"share.coordinator.state.topic.replication.factor={replicas}",
+        f"transaction.state.log.replication.factor={replicas}",
+        f"transaction.state.log.min.isr={min_insync}",
+    ]
+
+
+def shared_broker_properties(settings: Settings) -> list[str]:
+    """What every broker trivas starts has in common, one node or a cluster."""
+    return [
+        f"num.partitions={settings.kafka.partitions}",
+        "group.initial.rebalance.delay.ms=0",
+        "auto.create.topics.enable=false",
+        f"log.retention.ms={settings.kafka.retention_ms}",
+        # 2 cores: few threads are faster than Kafka's server-sized defaults.
+        "num.network.threads=2",
+        "num.io.threads=2",
+    ]
+
+
+def broker_java(settings: Settings, heap: str, log4j: Path) -> list[str]:
+    """The JVM command line (without main class) of a broker or of its storage tool."""
+    jars = resolve_bundle("kafka", settings.path(settings.paths.jar_cache))
+    return [
+        java_executable(),
+        f"-Xmx{heap}",
+        f"-Xms{heap}",
+        f"-Dlog4j2.configurationFile={log4j}",
+        "-cp",
+        ":".join(str(j) for j in jars),
+    ]
 
 
 def sasl_ssl_listener_properties(settings: Settings) -> list[str]:
@@ -137,49 +166,38 @@ def start_local_broker(settings: Settings, catalog: Catalog) -> int:
     log4j = data_dir / "log4j2.properties"
     levels = {**LOGGER_LEVELS, AUTH_FAILURE_LOGGER: "INFO"} if broker.sasl_ssl else LOGGER_LEVELS
     log4j.write_text(log4j2_properties(settings.path(settings.paths.logs) / "kafka.log", levels))
-    jars = resolve_bundle("kafka", settings.path(settings.paths.jar_cache))
-    java = [
-        java_executable(),
-        f"-Xmx{broker.heap}",
-        f"-Xms{broker.heap}",
-        f"-Dlog4j2.configurationFile={log4j}",
-        "-cp",
-        ":".join(str(j) for j in jars),
-    ]
+    java = broker_java(settings, broker.heap, log4j)
     service = broker_service(settings)
     if service.pid() is None and not (log_dir / "meta.properties").exists():
-        import subprocess
-
-        cluster_id = str(uuid.uuid4())
-        format_cmd = [
-            *java, "kafka.tools.StorageTool", "format", "--standalone",
-            f"--cluster-id={_kafka_cluster_id(cluster_id)}", "-c", str(properties),
-            *scram_credentials(settings),
-        ]  # fmt: skip
-        done = subprocess.run(format_cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            # Not CalledProcessError: its message would quote the command, SCRAM password included.
-            raise RuntimeError(f"kafka-storage format failed: {done.stderr.strip()[-2000:]}")
+        format_storage(java, properties, new_cluster_id(), ["--standalone", *scram_credentials(settings)])
     pid = service.start(
         [*java, "kafka.Kafka", str(properties)],
-        ready=lambda: port_open("localhost", broker.port) and _admin_answers(settings),
+        ready=lambda: port_open("localhost", broker.port) and admin_answers(settings),
         timeout_s=90,
     )
     ensure_topics(settings, catalog)
     return pid
 
 
-def _kafka_cluster_id(seed: str) -> str:
+def new_cluster_id() -> str:
     """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding."""
-    import base64
-
-    return base64.urlsafe_b64encode(uuid.UUID(seed).bytes).decode().rstrip("=")
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
-def _admin_answers(settings: Settings) -> bool:
+def format_storage(java: Sequence[str], properties: Path, cluster_id: str, options: Sequence[str]) -> None:
+    """Format a node's log directory for KRaft (once, before its first start)."""
+    command = [*java, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(properties), *options]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        # Not CalledProcessError: its message would quote the command, SCRAM password included.
+        raise RuntimeError(f"kafka-storage format failed: {done.stderr.strip()[-2000:]}")
+
+
+def admin_answers(settings: Settings, bootstrap: str | None = None) -> bool:
+    """True when the brokers at ``bootstrap`` (default: the configured Kafka) list topics."""
     try:
         admin = KafkaAdminClient(
-            bootstrap_servers=settings.kafka_bootstrap(),
+            bootstrap_servers=bootstrap or settings.kafka_bootstrap(),
             request_timeout_ms=3000,
             **python_client_config(settings),
         )
@@ -211,8 +229,11 @@ def create_missing_topics(settings: Settings, names: Sequence[str]) -> list[str]
                 NewTopic(
                     name,
                     num_partitions=settings.kafka.partitions,
-                    replication_factor=1,
-                    topic_configs={"retention.ms": str(settings.kafka.retention_ms)},
+                    replication_factor=settings.kafka.replication_factor,
+                    topic_configs={
+                        "retention.ms": str(settings.kafka.retention_ms),
+                        "min.insync.replicas": str(settings.kafka.min_insync_replicas),
+                    },
                 )
                 for name in wanted
             ]
@@ -244,12 +265,16 @@ def status(settings: Settings) -> BrokerStatus:
     """Reachability and topics of the configured Kafka."""
     local = settings.uses_local_broker()
     pid = broker_service(settings).pid() if local else None
-    topics: tuple[str, ...] = ()
-    reachable = _admin_answers(settings)
-    if reachable:
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap(), **python_client_config(settings))
-        try:
-            topics = tuple(sorted(t for t in admin.list_topics() if not t.startswith("__")))
-        finally:
-            admin.close()
+    reachable = admin_answers(settings)
+    topics = list_topics(settings) if reachable else ()
     return BrokerStatus(settings.kafka_bootstrap(), local, pid, reachable, topics)
+
+
+def list_topics(settings: Settings, bootstrap: str | None = None) -> tuple[str, ...]:
+    """The topics on the brokers at ``bootstrap`` (default: the configured Kafka), Kafka's own
+    internal topics left out."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap or settings.kafka_bootstrap(), **python_client_config(settings))
+    try:
+        return tuple(sorted(t for t in admin.list_topics() if not t.startswith("__")))
+    finally:
+        admin.close()

@@ -177,6 +177,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_block(count: int) -> int:
+    """The first of ``count`` consecutive TCP ports nobody listens on right now (a cluster's
+    nodes take consecutive ports)."""
+    for _ in range(200):
+        first = free_port()
+        if first + count < 65535 and not any(port_open("127.0.0.1", p, 0.05) for p in range(first, first + count)):
+            return first
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
 def wait_until(
     condition: Callable[[], bool], timeout_s: float, what: str, log_file: Path | None = None
 ) -> None:

@@ -8,45 +8,22 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
 
 from lakehouse import REPO_ROOT
+from lakehouse.runtime.cluster import build_wheel
+from tests.venvs import dependencies_venv
 
 pytestmark = pytest.mark.slow
-
-SOURCES = ("setup.py", "setup.cfg", "pyproject.toml", "README.md", "MANIFEST.in")
-PACKAGES = ("lakehouse", "spark_jobs", "models", "app", "conf")
-
-
-def build_wheel(workdir: Path) -> Path:
-    """Build the project's wheel from a copy of its sources (the checkout gets no build/)."""
-    source = workdir / "source"
-    source.mkdir()
-    for name in SOURCES:
-        shutil.copy2(REPO_ROOT / name, source / name)
-    for name in PACKAGES:
-        shutil.copytree(REPO_ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    shutil.rmtree(source / "lakehouse" / "conf", ignore_errors=True)  # only the build puts it there
-    dist = workdir / "dist"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(source)],
-        check=True, cwd=workdir,
-    )  # fmt: skip
-    (wheel,) = dist.glob("trivas-*.whl")
-    return wheel
 
 
 def fresh_venv(workdir: Path, wheel: Path) -> Path:
     """A new virtualenv with only the wheel installed; its dependencies are seen through a
     .pth onto this interpreter's site-packages (nothing is downloaded)."""
     venv = workdir / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    purelib = Path(subprocess.check_output([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True).strip())
-    (purelib / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    python = dependencies_venv(venv)
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)], check=True)
     return venv
 
@@ -54,7 +31,7 @@ def fresh_venv(workdir: Path, wheel: Path) -> Path:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = tmp_path_factory.mktemp("wheel")
-    return fresh_venv(workdir, build_wheel(workdir))
+    return fresh_venv(workdir, build_wheel(workdir / "dist"))
 
 
 def outside_env(**extra: str) -> dict[str, str]:
