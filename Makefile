@@ -57,4 +57,5 @@ $(JARS): $(STAMP) lakehouse/runtime/jars.py
 
 clean:
 	-$(BIN)/trivas kafka down 2>/dev/null
+	-$(BIN)/trivas cluster down 2>/dev/null
 	rm -rf var bench/results/*.tmp .pytest_cache

@@ -41,6 +41,9 @@ slows the next. The figures in ``bench/results/pipeline.json``:
     queryPlanning), from the StreamingQueryProgress lines the pipeline appends to
     ``<logs>/progress.jsonl``. Batches without input rows are counted, not in the percentiles.
     Each level and backlog size carries its own ``batch_ms_by_query`` too.
+``state_by_operator`` (per backlog size)
+    each stateful operator at its largest state: keys, RocksDB memory and SST size, per million
+    keys (the sizing table of docs/deploy.md).
 ``peak_rss_mb``
     peak resident memory of the pipeline's process tree (Python driver + JVM), sampled every
     0.5 s, over every phase (``peak_rss_mb_by_phase`` per phase).
@@ -752,6 +755,32 @@ def batch_ms_by_query(progress: list[dict[str, Any]], since: float = -math.inf, 
     return figures
 
 
+def state_by_operator(progress: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per stateful operator of each query, at its largest state: keys held, RocksDB memory
+    (memtables + block cache) and SST files on disk, and both per million keys (for sizing:
+    with few keys the fixed part of the memory dominates the per-key figure)."""
+    largest: dict[str, dict[str, Any]] = {}
+    for entry in progress:
+        for operator in entry.get("stateOperators") or []:
+            name = f"{entry.get('name')}/{operator.get('operatorName')}"
+            if operator.get("numRowsTotal", 0) >= largest.get(name, {}).get("numRowsTotal", -1):
+                largest[name] = operator
+    figures = {}
+    for name, operator in sorted(largest.items()):
+        keys = operator.get("numRowsTotal", 0)
+        memory = operator.get("memoryUsedBytes", 0)
+        sst = (operator.get("customMetrics") or {}).get("rocksdbSstFileSize", 0)
+        figures[name] = {
+            "keys": keys,
+            "memory_mb": round(memory / 2**20, 1),
+            "sst_mb": round(sst / 2**20, 1),
+            "memory_mb_per_million_keys": round(memory / 2**20 / keys * 1e6, 1) if keys else None,
+            "sst_mb_per_million_keys": round(sst / 2**20 / keys * 1e6, 1) if keys else None,
+            "state_partitions": operator.get("numShufflePartitions"),
+        }
+    return figures
+
+
 def first_batch_at(progress: list[dict[str, Any]]) -> float | None:
     return min((e["_at"] for e in progress), default=None)
 
@@ -907,6 +936,7 @@ def work_off_backlog(stage: Phase, records: list[Record], jobs: Jobs, producers:
         "timed_from": timed_from,
         "peak_rss_mb": round(rss),
         "batch_ms_by_query": batch_ms_by_query(progress),
+        "state_by_operator": state_by_operator(progress),
     }
 
 
@@ -1186,6 +1216,8 @@ def measure_backlogs(
         peaks[f"backlog_{size}"] = result["peak_rss_mb"]
         state = f"{result['us_per_event']} µs/event" if result["completed"] else f"NOT counted within {timeout_s:.0f}s"
         print(f"(b) backlog of {size:>9,}: {result['events_per_s']:,} events/s, {state}")
+        for operator, held in result["state_by_operator"].items():
+            print(f"    state {operator}: {held['keys']:,} keys, {held['memory_mb']} MB memory, {held['sst_mb']} MB SST files")
     results["cost_per_event_by_backlog"] = {**{str(s): r for s, r in by_size.items()}, **flatness(by_size)}
     completed = [s for s in sizes if by_size[s]["completed"]]
     if completed:

@@ -71,6 +71,8 @@ def spark_conf(settings: Settings) -> dict[str, str]:
             "spark.driver.extraJavaOptions": (
                 f"-Dderby.system.home={settings.path(settings.paths.var)} -XX:-DontCompileHugeMethods"
             ),
+            # The same for executors in JVMs of their own (a cluster; local mode has none).
+            "spark.executor.extraJavaOptions": "-XX:-DontCompileHugeMethods",
         }
     )
     conf.update(settings.spark.extra_conf)
