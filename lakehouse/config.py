@@ -130,6 +130,9 @@ class Spark(_Frozen):
     driver_memory: str
     ui_enabled: bool
     extra_conf: dict[str, str] = {}
+    # "own": trivas starts the Spark application (jars resolved, Delta configured);
+    # "provided": the runtime has one (Databricks), trivas only sets SQL session settings.
+    runtime: Literal["own", "provided"] = "own"
 
 
 class ClusterSpark(_Frozen):
