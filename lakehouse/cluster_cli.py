@@ -12,6 +12,9 @@ The commands default to ``--env cluster`` (conf/cluster.yaml points Kafka and Sp
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -19,7 +22,6 @@ import typer
 from rich.console import Console
 
 from lakehouse.config import Settings, load_settings
-from lakehouse.runtime.processes import tail
 
 console = Console()
 cluster_app = typer.Typer(help="A Spark standalone cluster and a 3-broker Kafka on this machine.", no_args_is_help=True)
@@ -85,14 +87,28 @@ def cluster_submit(
     console.print(f"submitting `trivas {' '.join(args)}` to {cluster.master_url(settings)}; driver log {log_file}")
     driver = cluster.start_submit(settings, wheel, args, log_file)
     try:
-        code = driver.wait()
+        code = follow(driver, log_file)
     except KeyboardInterrupt:  # Ctrl-C: let `pipeline run` finish its micro-batches
         driver.terminate()
         code = driver.wait()
     if code != 0:
-        console.print(f"[red]failed with exit code {code}[/]; the end of {log_file}:\n{tail(log_file, 40)}")
+        console.print(f"[red]failed with exit code {code}[/] (driver log {log_file})")
         raise typer.Exit(code)
     console.print("done")
+
+
+def follow(driver: subprocess.Popen[bytes], log_file: Path) -> int:
+    """Echo the driver's log as it grows (as spark-submit in a terminal would) until it exits."""
+    with log_file.open("rb") as log:
+        while True:
+            exited = driver.poll() is not None
+            chunk = log.read()
+            if chunk:
+                sys.stdout.write(chunk.decode(errors="replace"))
+                sys.stdout.flush()
+            if exited:
+                return driver.returncode
+            time.sleep(0.5)
 
 
 @cluster_app.command("probe")
