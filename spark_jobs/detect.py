@@ -97,7 +97,7 @@ from lakehouse.alerts.lifecycle import clean_value as _clean
 from lakehouse.alerts.sink import AlertSink
 from lakehouse.catalog import Catalog
 from lakehouse.config import Settings
-from lakehouse.contracts import TOTAL, KpiContracts
+from lakehouse.contracts import TOTAL, TOTAL_ONLY, KpiContracts
 from lakehouse.tables import (
     checkpoint_location,
     delta_table,
@@ -283,9 +283,12 @@ def apply_open_rule(
 
 def threshold_outcomes(points: pd.DataFrame, contracts: KpiContracts) -> pd.DataFrame:
     """Per point: 1.0 if it breaks its KPI's static min (max), 0.0 if within, NaN if no such
-    threshold or no value."""
-    lows = points["kpi"].map({k: c.thresholds.min for k, c in contracts.kpis.items()}).astype(float)
-    highs = points["kpi"].map({k: c.thresholds.max for k, c in contracts.kpis.items()}).astype(float)
+    threshold, no value, or a series outside the thresholds' scope (a dimension's series of a
+    KPI whose bounds speak of the total)."""
+    total_only = points["kpi"].map({k: c.thresholds.scope == TOTAL_ONLY for k, c in contracts.kpis.items()}).eq(True)
+    out_of_scope = (total_only & (points["dimension"] != TOTAL)).to_numpy()
+    lows = points["kpi"].map({k: c.thresholds.min for k, c in contracts.kpis.items()}).astype(float).mask(out_of_scope)
+    highs = points["kpi"].map({k: c.thresholds.max for k, c in contracts.kpis.items()}).astype(float).mask(out_of_scope)
     value = pd.to_numeric(points["value"], errors="coerce").astype(float)
     out = pd.DataFrame(index=points.index)
     out[RULE_MIN] = np.where(lows.isna() | value.isna(), np.nan, (value < lows).astype(float))
@@ -316,11 +319,6 @@ def apply_rules(
     if points.empty:
         return
     limits = threshold_outcomes(points, contracts)
-    if "filled" in points:
-        # A dimension's minute without events is not a breach of a contract's min or max,
-        # which speak of the whole shop: only the total's empty minutes are held to them.
-        quiet = points["filled"].eq(True).to_numpy() & (points["dimension"] != TOTAL).to_numpy()
-        limits.loc[quiet, [RULE_MIN, RULE_MAX]] = np.nan
     outcomes = {RULE_MIN: limits[RULE_MIN].to_numpy(), RULE_MAX: limits[RULE_MAX].to_numpy()}
     if scores is not None:
         scored = scores["anomaly_score"].notna().to_numpy() & pd.to_numeric(points["value"], errors="coerce").notna().to_numpy()

@@ -213,6 +213,27 @@ def test_open_window_alert_fires_updates_and_resolves_on_restatement() -> None:
     assert book.take_changes() == []
 
 
+@pytest.mark.unit
+def test_threshold_scope_of_the_contract_decides_which_series_are_held() -> None:
+    """orders' min speaks of the whole shop (scope total): a country's empty minute breaks
+    nothing; the same bound with scope every_series holds the country too, and a ratio's
+    bound (default scope) holds every series."""
+    from dataclasses import replace
+
+    points = pd.DataFrame(
+        [kpi_row("orders", 3, 0.0, final=True, computed_at=T0), kpi_row("orders", 3, 0.0, final=True, computed_at=T0, dimension="country=DE"),
+         kpi_row("payment_failure_rate", 3, 0.5, final=True, computed_at=T0, dimension="country=DE")]
+    )  # fmt: skip
+    kpis = load_contracts()
+    assert kpis["orders"].thresholds.scope == "total" and kpis["payment_failure_rate"].thresholds.scope == "every_series"
+    got = detect.threshold_outcomes(points, kpis)
+    assert got[lifecycle.RULE_MIN].iloc[0] == 1.0 and np.isnan(got[lifecycle.RULE_MIN].iloc[1])
+    assert got[lifecycle.RULE_MAX].tolist()[2] == 1.0 and got["max"].tolist()[2] == 0.35
+    every = replace(kpis["orders"], thresholds=replace(kpis["orders"].thresholds, scope="every_series"))
+    held = detect.threshold_outcomes(points, replace(kpis, kpis={**kpis.kpis, "orders": every}))
+    assert held[lifecycle.RULE_MIN].tolist()[:2] == [1.0, 1.0]
+
+
 # -- the job on a stream ------------------------------------------------------------------------
 
 
