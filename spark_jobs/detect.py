@@ -460,12 +460,11 @@ class SnapshotStore:
         self._fs = self._dir.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
         self._suffix = f".{kind}"
 
-    def batches(self) -> list[int]:
-        """Batch ids with a snapshot, oldest first."""
+    def _batches(self) -> list[int]:
         if not self._fs.exists(self._dir):
             return []
         names = [status.getPath().getName() for status in self._fs.listStatus(self._dir)]
-        return sorted(int(n.removesuffix(self._suffix)) for n in names if n.endswith(self._suffix) and not n.startswith("."))
+        return sorted(int(n.removesuffix(self._suffix)) for n in names if n.endswith(self._suffix))
 
     def _path(self, batch_id: int):  # noqa: ANN202 - a Hadoop Path
         return self._jvm.org.apache.hadoop.fs.Path(self._dir, f"{batch_id:020d}{self._suffix}")
@@ -495,12 +494,12 @@ class SnapshotStore:
 
     def latest_before(self, batch_id: int) -> tuple[int, bytes] | None:
         """The newest snapshot of a batch older than ``batch_id``."""
-        older = [b for b in self.batches() if b < batch_id]
+        older = [b for b in self._batches() if b < batch_id]
         return (older[-1], self.read(older[-1])) if older else None
 
     def prune(self, keep_from: int) -> None:
         """Delete snapshots of batches older than ``keep_from``."""
-        for batch in self.batches():
+        for batch in self._batches():
             if batch < keep_from:
                 self._fs.delete(self._path(batch), False)
 
