@@ -24,12 +24,27 @@ KPI_FILE = conf_dir() / "kpis.yaml"
 TOTAL = "all"  # the dimension value of a KPI's overall (undimensioned) row
 
 
+EVERY_SERIES = "every_series"  # threshold scope: the total and each dimension's series
+TOTAL_ONLY = "total"  # threshold scope: the total's series alone (dimension ``all``)
+
+
 @dataclass(frozen=True)
 class Thresholds:
-    """Static bounds; a value outside them fires a threshold alert."""
+    """Static bounds; a value outside them fires a threshold alert.
+
+    ``scope`` says which series of the KPI the bounds speak of: ``every_series`` (the
+    default) holds the total and every dimension's series to them, a minute without events
+    (a zero) included; ``total`` only the total, as for a bound on the whole shop (a country
+    without an order in a minute breaks no shop-wide minimum).
+    """
 
     min: float | None = None
     max: float | None = None
+    scope: Literal["every_series", "total"] = EVERY_SERIES
+
+    def __post_init__(self) -> None:
+        if self.scope not in (EVERY_SERIES, TOTAL_ONLY):
+            raise ValueError(f"threshold scope {self.scope!r}: expected {EVERY_SERIES!r} or {TOTAL_ONLY!r}")
 
 
 @dataclass(frozen=True)
@@ -155,7 +170,10 @@ class KpiContracts:
 def _contract(name: str, raw: dict[str, Any], defaults: dict[str, Any]) -> KpiContract:
     merged = {**defaults, **raw}
     kind = merged["kind"]
-    thresholds = Thresholds(**(merged.get("thresholds") or {}))
+    try:
+        thresholds = Thresholds(**(merged.get("thresholds") or {}))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"kpi {name}: thresholds: {error}") from error
     inputs: tuple[str, ...] = ()
     if kind == "ratio":
         compile_arithmetic(merged["numerator"]), compile_arithmetic(merged["denominator"])  # refuse early

@@ -29,13 +29,17 @@ within about a minute of an outage's start. Rises of a KPI during a promotion of
 (:mod:`spark_jobs.detect_windows`): a tumbling count's minute without a row is a zero, and an
 open window has elapsed up to gold's newest processed arrival, not only up to its last update.
 
-Scorer state is persisted. After each micro-batch that changed it, the scorer's per-series
-state, the cursors, the open alerts, gold's watermark and the latest image of every window not
-final yet are saved as one snapshot named by the batch id
-inside the query's checkpoint folder (through Hadoop's file system API, so ``dbfs:/`` and
-object stores work). Batch N starts from the newest snapshot older than N, so a batch replayed
-after a crash (its ``gold.alerts`` MERGE already committed and skipped by Delta's
-``txnAppId``/``txnVersion``) is scored from the same state again and nothing is learnt twice.
+Scorer state is persisted, in two parts named by the batch id inside the query's checkpoint
+folder (through Hadoop's file system API, so ``dbfs:/`` and object stores work;
+:class:`DetectorSnapshots`). The scorer's per-series state, the bulk of the bytes, is saved
+(``<batch>.scorer``) only by a batch that learnt final windows or switched champion; the
+cursors, the open alerts, gold's watermark and the latest image of every window not final yet
+change nearly every batch and are saved (``<batch>.snapshot``, written second) after each batch
+that changed anything, naming the scorer snapshot they go with. Batch N starts from the newest
+``.snapshot`` older than N and the scorer it names — the scorer as of batch N-1 — so a batch
+replayed after a crash (its ``gold.alerts`` MERGE already committed and skipped by Delta's
+``txnAppId``/``txnVersion``), even one between its two writes, is scored from the same state
+again and nothing is learnt twice. Older snapshots are deleted once no replay can need them.
 
 Alias moves. :class:`models.champion.ChampionWatcher` looks the alias up at most every
 ``alias_check_seconds``; when it has moved, that version is loaded and rebuilt from history
@@ -97,7 +101,7 @@ from lakehouse.alerts.lifecycle import clean_value as _clean
 from lakehouse.alerts.sink import AlertSink
 from lakehouse.catalog import Catalog
 from lakehouse.config import Settings
-from lakehouse.contracts import TOTAL, KpiContracts
+from lakehouse.contracts import TOTAL, TOTAL_ONLY, KpiContracts
 from lakehouse.tables import (
     checkpoint_location,
     delta_table,
@@ -283,9 +287,12 @@ def apply_open_rule(
 
 def threshold_outcomes(points: pd.DataFrame, contracts: KpiContracts) -> pd.DataFrame:
     """Per point: 1.0 if it breaks its KPI's static min (max), 0.0 if within, NaN if no such
-    threshold or no value."""
-    lows = points["kpi"].map({k: c.thresholds.min for k, c in contracts.kpis.items()}).astype(float)
-    highs = points["kpi"].map({k: c.thresholds.max for k, c in contracts.kpis.items()}).astype(float)
+    threshold, no value, or a series outside the thresholds' scope (a dimension's series of a
+    KPI whose bounds speak of the total)."""
+    total_only = points["kpi"].map({k: c.thresholds.scope == TOTAL_ONLY for k, c in contracts.kpis.items()}).eq(True)
+    out_of_scope = (total_only & (points["dimension"] != TOTAL)).to_numpy()
+    lows = points["kpi"].map({k: c.thresholds.min for k, c in contracts.kpis.items()}).astype(float).mask(out_of_scope)
+    highs = points["kpi"].map({k: c.thresholds.max for k, c in contracts.kpis.items()}).astype(float).mask(out_of_scope)
     value = pd.to_numeric(points["value"], errors="coerce").astype(float)
     out = pd.DataFrame(index=points.index)
     out[RULE_MIN] = np.where(lows.isna() | value.isna(), np.nan, (value < lows).astype(float))
@@ -316,11 +323,6 @@ def apply_rules(
     if points.empty:
         return
     limits = threshold_outcomes(points, contracts)
-    if "filled" in points:
-        # A dimension's minute without events is not a breach of a contract's min or max,
-        # which speak of the whole shop: only the total's empty minutes are held to them.
-        quiet = points["filled"].eq(True).to_numpy() & (points["dimension"] != TOTAL).to_numpy()
-        limits.loc[quiet, [RULE_MIN, RULE_MAX]] = np.nan
     outcomes = {RULE_MIN: limits[RULE_MIN].to_numpy(), RULE_MAX: limits[RULE_MAX].to_numpy()}
     if scores is not None:
         scored = scores["anomaly_score"].notna().to_numpy() & pd.to_numeric(points["value"], errors="coerce").notna().to_numpy()
@@ -445,31 +447,32 @@ def read_kpi_changes(spark: SparkSession, settings: Settings) -> DataFrame:
     return reader.load(location)
 
 
-# -- scorer snapshots --------------------------------------------------------------------------
+# -- snapshots of the detector's state ---------------------------------------------------------
 
 
 class SnapshotStore:
-    """Versioned blobs (one per batch id) in a folder, through Hadoop's FileSystem."""
+    """Versioned blobs of one kind (``<batch id>.<kind>``) in a folder, through Hadoop's FileSystem."""
 
-    def __init__(self, spark: SparkSession, directory: str) -> None:
+    def __init__(self, spark: SparkSession, directory: str, kind: str) -> None:
         jvm = spark.sparkContext._jvm
         self._jvm = jvm
         self._dir = jvm.org.apache.hadoop.fs.Path(directory)
         self._fs = self._dir.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+        self._suffix = f".{kind}"
 
     def _batches(self) -> list[int]:
         if not self._fs.exists(self._dir):
             return []
         names = [status.getPath().getName() for status in self._fs.listStatus(self._dir)]
-        return sorted(int(n.removesuffix(".snapshot")) for n in names if n.endswith(".snapshot"))
+        return sorted(int(n.removesuffix(self._suffix)) for n in names if n.endswith(self._suffix))
 
     def _path(self, batch_id: int):  # noqa: ANN202 - a Hadoop Path
-        return self._jvm.org.apache.hadoop.fs.Path(self._dir, f"{batch_id:020d}.snapshot")
+        return self._jvm.org.apache.hadoop.fs.Path(self._dir, f"{batch_id:020d}{self._suffix}")
 
     def save(self, batch_id: int, payload: bytes) -> None:
         """Write atomically (temporary file, then rename)."""
         self._fs.mkdirs(self._dir)
-        tmp = self._jvm.org.apache.hadoop.fs.Path(self._dir, f".{batch_id:020d}.tmp")
+        tmp = self._jvm.org.apache.hadoop.fs.Path(self._dir, f".{batch_id:020d}{self._suffix}.tmp")
         out = self._fs.create(tmp, True)
         try:
             out.write(bytearray(payload))
@@ -481,17 +484,18 @@ class SnapshotStore:
         if not self._fs.rename(tmp, final):
             raise OSError(f"could not rename {tmp} to {final}")
 
+    def read(self, batch_id: int) -> bytes:
+        """The snapshot of one batch."""
+        stream = self._fs.open(self._path(batch_id))
+        try:
+            return bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
+        finally:
+            stream.close()
+
     def latest_before(self, batch_id: int) -> tuple[int, bytes] | None:
         """The newest snapshot of a batch older than ``batch_id``."""
         older = [b for b in self._batches() if b < batch_id]
-        if not older:
-            return None
-        stream = self._fs.open(self._path(older[-1]))
-        try:
-            data = bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
-        finally:
-            stream.close()
-        return older[-1], data
+        return (older[-1], self.read(older[-1])) if older else None
 
     def prune(self, keep_from: int) -> None:
         """Delete snapshots of batches older than ``keep_from``."""
@@ -500,10 +504,53 @@ class SnapshotStore:
                 self._fs.delete(self._path(batch), False)
 
 
+class DetectorSnapshots:
+    """The detector's state as two kinds of snapshot in one folder.
+
+    The scorer (per-series arrays, the bulk of the bytes) changes only when final windows
+    were learnt or the champion switched: ``<batch>.scorer`` is written by those batches
+    alone. The rest (cursors, open alerts, watermark, open windows) changes nearly every
+    batch: ``<batch>.snapshot``, written last, names the scorer snapshot it pairs with. A
+    crash between the two writes leaves a scorer snapshot no ``.snapshot`` names, which
+    the replay of that batch never reads (and rewrites).
+    """
+
+    def __init__(self, spark: SparkSession, directory: str) -> None:
+        self.states = SnapshotStore(spark, directory, "snapshot")
+        self.scorers = SnapshotStore(spark, directory, "scorer")
+
+    def restore(self, batch_id: int) -> tuple[int, DetectorState] | None:
+        """The state saved by the newest batch older than ``batch_id`` (``None``: no snapshot)."""
+        found = self.states.latest_before(batch_id)
+        if found is None:
+            return None
+        state = DetectorState.from_bytes(found[1])
+        if state.scorer_batch >= 0:
+            state.restore_scorer(self.scorers.read(state.scorer_batch))
+        return found[0], state
+
+    def save(self, state: DetectorState, batch_id: int) -> None:
+        """Save ``state`` as of ``batch_id`` (its scorer only if it changed), then drop the
+        snapshots a replay of ``batch_id`` would not read."""
+        previous, previous_scorer = state.batch_id, state.scorer_batch
+        if state.scorer_changed:
+            self.scorers.save(batch_id, state.scorer_bytes())
+            state.scorer_batch, state.scorer_changed = batch_id, False
+        state.batch_id = batch_id
+        self.states.save(batch_id, state.to_bytes())
+        # A replay of this batch starts from the previous batch's snapshot and its scorer.
+        self.states.prune(previous if previous >= 0 else batch_id)
+        self.scorers.prune(previous_scorer if previous >= 0 else state.scorer_batch)
+
+
 @dataclass
 class DetectorState:
     """What a detect batch starts from: scorer, cursors, open alerts (model and thresholds),
-    gold's newest watermark and the latest image of every window not final yet."""
+    gold's newest watermark and the latest image of every window not final yet.
+
+    ``scorer_batch`` is the batch whose scorer snapshot holds ``scorer`` (-1: none saved);
+    ``scorer_changed`` says the scorer has learnt (or was replaced) since.
+    """
 
     scorer: Any | None = None  # models.scorer.KpiScorer
     model_version: str | None = None
@@ -512,49 +559,88 @@ class DetectorState:
     batch_id: int = -1
     watermark: datetime | None = None
     views: pd.DataFrame = field(default_factory=pd.DataFrame)
+    scorer_batch: int = -1
+    scorer_changed: bool = False
+
+    def use_scorer(self, scorer: Any, model_version: str | None) -> None:
+        """Score with another scorer from now on."""
+        self.scorer, self.model_version, self.scorer_changed = scorer, model_version, True
 
     def to_bytes(self) -> bytes:
+        """Everything but the scorer (:meth:`scorer_bytes`), which ``scorer_batch`` names."""
+        return _npz(self.arrays())
+
+    def scorer_bytes(self) -> bytes:
+        """The scorer: family, hyper-parameters, paging thresholds, model version and state."""
+        return _npz(self.scorer_arrays())
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays of :meth:`to_bytes`."""
         meta = {
-            "model_version": self.model_version,
             "cursor": self.cursor,
             "open": [[s, r, a.to_json()] for (s, r), a in self.book.open.items()],
             "batch_id": self.batch_id,
             "watermark": None if self.watermark is None else self.watermark.isoformat(),
+            "scorer_batch": self.scorer_batch,
         }
         arrays: dict[str, np.ndarray] = {"meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
         if len(self.views):
             arrays["views"] = np.frombuffer(_frame_bytes(self.views), np.uint8)
-        if self.scorer is not None:
-            config = {"kind": self.scorer.kind, "params": self.scorer.params.to_dict(), "page_thresholds": self.scorer.page_thresholds,
-                      "open_thresholds": self.scorer.open_thresholds}
-            arrays["scorer_config"] = np.frombuffer(json.dumps(config).encode(), np.uint8)
-            if self.scorer.state is not None:
-                arrays.update({f"state_{k}": v for k, v in self.scorer.state.to_arrays().items()})
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
-        return buffer.getvalue()
+        return arrays
+
+    def scorer_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays of :meth:`scorer_bytes`."""
+        assert self.scorer is not None
+        config = {"kind": self.scorer.kind, "params": self.scorer.params.to_dict(), "page_thresholds": self.scorer.page_thresholds,
+                  "open_thresholds": self.scorer.open_thresholds, "model_version": self.model_version}  # fmt: skip
+        arrays = {"scorer_config": np.frombuffer(json.dumps(config).encode(), np.uint8)}
+        if self.scorer.state is not None:
+            arrays.update({f"state_{k}": v for k, v in self.scorer.state.to_arrays().items()})
+        return arrays
+
+    def restore_scorer(self, payload: bytes) -> None:
+        """Take the scorer of a :meth:`scorer_bytes` payload."""
+        self.scorer, self.model_version = _scorer_of(_arrays_of(payload))
 
     @classmethod
     def from_bytes(cls, payload: bytes) -> DetectorState:
-        from models.scorer import FAMILIES, KpiScorer
-
-        with np.load(io.BytesIO(payload), allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
+        """Inverse of :meth:`to_bytes` (the scorer comes with :meth:`restore_scorer`)."""
+        arrays = _arrays_of(payload)
         meta = json.loads(arrays.pop("meta").tobytes())
-        scorer = None
-        if "scorer_config" in arrays:
-            config = json.loads(arrays.pop("scorer_config").tobytes())
-            scorer = KpiScorer.new(config["kind"], **config["params"])
-            state_arrays = {k.removeprefix("state_"): v for k, v in arrays.items() if k.startswith("state_")}
-            if state_arrays:
-                scorer.state = FAMILIES[scorer.kind][2].from_arrays(state_arrays)
-            scorer.page_thresholds = {str(k): float(v) for k, v in config.get("page_thresholds", {}).items()}
-            scorer.open_thresholds = {str(k): float(v) for k, v in config.get("open_thresholds", {}).items()}
         book = AlertBook(open={(s, r): Alert.from_json(a) for s, r, a in meta["open"]})
         watermark = datetime.fromisoformat(meta["watermark"]) if meta.get("watermark") else None
         views = _frame_of(arrays["views"].tobytes()) if "views" in arrays else pd.DataFrame()
         cursor = {k: float(v) for k, v in meta["cursor"].items()}
-        return cls(scorer, meta["model_version"], cursor, book, meta["batch_id"], watermark, views)
+        state = cls(None, None, cursor, book, meta["batch_id"], watermark, views, meta.get("scorer_batch", -1))
+        if "scorer_config" in arrays:  # a snapshot from before the split held its scorer: save it apart next
+            scorer, version = _scorer_of(arrays)
+            state.use_scorer(scorer, version or meta.get("model_version"))
+        return state
+
+
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _arrays_of(payload: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(payload), allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def _scorer_of(arrays: dict[str, np.ndarray]) -> tuple[Any, str | None]:
+    """The scorer and model version of a snapshot's ``scorer_config`` and ``state_*`` arrays."""
+    from models.scorer import FAMILIES, KpiScorer
+
+    config = json.loads(arrays["scorer_config"].tobytes())
+    scorer = KpiScorer.new(config["kind"], **config["params"])
+    state_arrays = {k.removeprefix("state_"): v for k, v in arrays.items() if k.startswith("state_")}
+    if state_arrays:
+        scorer.state = FAMILIES[scorer.kind][2].from_arrays(state_arrays)
+    scorer.page_thresholds = {str(k): float(v) for k, v in config.get("page_thresholds", {}).items()}
+    scorer.open_thresholds = {str(k): float(v) for k, v in config.get("open_thresholds", {}).items()}
+    return scorer, config.get("model_version")
 
 
 def _frame_bytes(frame: pd.DataFrame) -> bytes:
@@ -642,7 +728,7 @@ class KpiDetector:
             check_seconds=options.alias_check_seconds,
         )  # fmt: skip
         self.state: DetectorState | None = None
-        self.snapshots: SnapshotStore | None = None
+        self.snapshots: DetectorSnapshots | None = None
         self.scored_points = 0
         self.modelled = {k for k, c in contracts.kpis.items() if c.anomaly_detection}
         # KPIs summed over tumbling 1-minute windows: a final window is a complete count
@@ -657,11 +743,11 @@ class KpiDetector:
     # -- state
 
     def _restore(self, session: SparkSession, batch_id: int) -> DetectorState:
-        self.snapshots = SnapshotStore(session, f"{checkpoint_location(self.settings, DETECT_QUERY)}/scorer_state")
-        found = self.snapshots.latest_before(batch_id)
+        self.snapshots = DetectorSnapshots(session, f"{checkpoint_location(self.settings, DETECT_QUERY)}/scorer_state")
+        found = self.snapshots.restore(batch_id)
         if found is not None:
-            state = DetectorState.from_bytes(found[1])
-            log.info("detect: restored scorer state of batch %s (model version %s)", found[0], state.model_version)
+            batch, state = found
+            log.info("detect: restored the state of batch %s (scorer of batch %s, model version %s)", batch, state.scorer_batch, state.model_version)
             return state
         seeded = self.sink.open_alerts(session, [RULE_MODEL, RULE_MODEL_OPEN, RULE_MIN, RULE_MAX])
         book = AlertBook(open={(series_key(a.kpi, a.grain, a.dimension), a.rule): a for a in seeded})
@@ -674,7 +760,7 @@ class KpiDetector:
         scorer = self.watcher.load(version)
         warmed = self.warm(session, scorer, state.cursor)
         log.info("detect: now scoring with version %s (warmed on %d history points)", version, warmed)
-        state.scorer, state.model_version = scorer, version
+        state.use_scorer(scorer, version)
         return True
 
     def warm(self, session: SparkSession, scorer: Any, cursor: dict[str, float]) -> int:
@@ -753,11 +839,7 @@ class KpiDetector:
         self.scored_points += len(points)
         if len(rows) or len(points) or switched or changes:
             assert self.snapshots is not None
-            previous = state.batch_id
-            state.batch_id = batch_id
-            self.snapshots.save(batch_id, state.to_bytes())
-            # Keep the snapshot a replay of this batch would start from.
-            self.snapshots.prune(previous if previous >= 0 else batch_id)
+            self.snapshots.save(state, batch_id)
         self.watchdog.check(session)
 
     def open_windows(self, state: DetectorState, rows: pd.DataFrame, now: datetime) -> pd.DataFrame:
@@ -791,6 +873,7 @@ class KpiDetector:
                  "additive": subset["kpi"].map(self.tumbling_counts).fillna(False).astype(bool)}
             )  # fmt: skip
             scored = score_final(state.scorer, frame, self.calendar)
+            state.scorer_changed = True  # it learnt these windows
             for column in scored.columns:
                 out.loc[subset.index, column] = scored[column].to_numpy()
         return out

@@ -24,6 +24,8 @@ def test_contracts_define_the_required_kpis(catalog) -> None:
     assert contracts["revenue_5m"].window_label == "5m/1m"
     assert contracts["payment_failure_rate"].freshness_sla.total_seconds() == 120
     assert contracts["orders"].thresholds.min == 1
+    assert contracts["orders"].thresholds.scope == "total"  # a bound on the whole shop
+    assert contracts["payment_failure_rate"].thresholds.scope == "every_series"  # the default
     assert all(k.runbook and k.owner for k in contracts.kpis.values())
 
 
@@ -45,6 +47,8 @@ def _write(tmp_path: Path, change) -> Path:  # noqa: ANN001
         (lambda k: k["revenue_5m"].update(slide="30s"), "whole minutes"),
         (lambda k: k["roas"].update(numerator="sum(revenue) over ()"), "not an arithmetic expression"),
         (lambda k: k["roas"].update(denominator="upper(ad_spend)"), "use measures, numbers"),
+        (lambda k: k["orders"].update(thresholds={"min": 1, "scope": "countries"}), "orders: thresholds: threshold scope"),
+        (lambda k: k["orders"].update(thresholds={"minimum": 1}), "orders: thresholds"),
     ],
 )
 def test_inconsistent_contracts_are_rejected(tmp_path: Path, catalog, change, message: str) -> None:

@@ -7,6 +7,8 @@ job writes them: MERGE by key (open windows restated), then an UPDATE flipping `
 
 from __future__ import annotations
 
+import io
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -211,6 +213,104 @@ def test_open_window_alert_fires_updates_and_resolves_on_restatement() -> None:
     assert (resolved.alert_id, resolved.state) == (fired.alert_id, "resolved")
     detect.apply_open_rule(book, restated, scores(False, 0.01), "3", T0 + 8 * MINUTE)
     assert book.take_changes() == []
+
+
+@pytest.mark.unit
+def test_threshold_scope_of_the_contract_decides_which_series_are_held() -> None:
+    """orders' min speaks of the whole shop (scope total): a country's empty minute breaks
+    nothing; the same bound with scope every_series holds the country too, and a ratio's
+    bound (default scope) holds every series."""
+    from dataclasses import replace
+
+    points = pd.DataFrame(
+        [kpi_row("orders", 3, 0.0, final=True, computed_at=T0), kpi_row("orders", 3, 0.0, final=True, computed_at=T0, dimension="country=DE"),
+         kpi_row("payment_failure_rate", 3, 0.5, final=True, computed_at=T0, dimension="country=DE")]
+    )  # fmt: skip
+    kpis = load_contracts()
+    assert kpis["orders"].thresholds.scope == "total" and kpis["payment_failure_rate"].thresholds.scope == "every_series"
+    got = detect.threshold_outcomes(points, kpis)
+    assert got[lifecycle.RULE_MIN].iloc[0] == 1.0 and np.isnan(got[lifecycle.RULE_MIN].iloc[1])
+    assert got[lifecycle.RULE_MAX].tolist()[2] == 1.0 and got["max"].tolist()[2] == 0.35
+    every = replace(kpis["orders"], thresholds=replace(kpis["orders"].thresholds, scope="every_series"))
+    held = detect.threshold_outcomes(points, replace(kpis, kpis={**kpis.kpis, "orders": every}))
+    assert held[lifecycle.RULE_MIN].tolist()[:2] == [1.0, 1.0]
+
+
+def snapshot_files(folder) -> list[str]:  # noqa: ANN001 - a Path
+    """``<batch>.<kind>`` of every snapshot in the folder (batch ids as plain numbers)."""
+    names = [p.name for p in folder.iterdir() if not p.name.startswith(".")]
+    return sorted(f"{int(n.split('.')[0])}.{n.split('.')[1]}" for n in names)
+
+
+def scorer_arrays(state: detect.DetectorState) -> dict[str, np.ndarray]:
+    return state.scorer.state.to_arrays()
+
+
+@pytest.mark.unit
+def test_a_snapshot_from_before_the_split_restores_its_scorer_and_saves_it_apart_next() -> None:
+    from models.scorer import KpiScorer
+
+    state = detect.DetectorState(cursor={"orders|1m|all": 1.0}, batch_id=9)
+    state.use_scorer(KpiScorer.new().fit(history(days=0.2)), "4")
+    # One archive held everything, the model version in its meta.
+    meta = {"model_version": "4", "cursor": state.cursor, "open": [], "batch_id": 9, "watermark": None}
+    config = {k: v for k, v in json.loads(state.scorer_arrays()["scorer_config"].tobytes()).items() if k != "model_version"}
+    encoded = {"meta": np.frombuffer(json.dumps(meta).encode(), np.uint8), "scorer_config": np.frombuffer(json.dumps(config).encode(), np.uint8)}
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{**state.scorer_arrays(), **encoded})
+    restored = detect.DetectorState.from_bytes(buffer.getvalue())
+    assert (restored.model_version, restored.batch_id, restored.cursor, restored.scorer_batch, restored.scorer_changed) == ("4", 9, state.cursor, -1, True)
+    for name, values in scorer_arrays(restored).items():
+        np.testing.assert_array_equal(values, scorer_arrays(state)[name])
+
+
+@pytest.mark.spark
+def test_the_scorer_is_saved_when_it_learnt_and_a_crash_between_the_writes_replays_consistently(spark, tmp_path) -> None:  # noqa: ANN001
+    from models.scorer import KpiScorer
+
+    folder = tmp_path / "scorer_state"
+    snapshots = detect.DetectorSnapshots(spark, str(folder))
+    state = detect.DetectorState(cursor={"orders|1m|all": 1.0})
+    state.use_scorer(KpiScorer.new().fit(history(days=0.5)), "1")
+    learnt = pd.DataFrame({"timestamp": [T0 + m * MINUTE for m in range(5)], "value": 20.0, "series_key": "orders|1m|all"})
+    snapshots.save(state, 3)
+    as_of_3 = {k: v.copy() for k, v in scorer_arrays(state).items()}
+
+    # Batch 4 scores no final window (gold's watermark and open windows moved): only the
+    # small part is written.
+    state.watermark = T0
+    snapshots.save(state, 4)
+    assert snapshot_files(folder) == ["3.scorer", "3.snapshot", "4.snapshot"]
+
+    # Batch 5 learns final windows and crashes between its two writes.
+    state.scorer.score(learnt)
+    state.scorer_changed = True
+    state.cursor["orders|1m|all"] = 2.0
+
+    def crash(batch_id: int, payload: bytes) -> None:
+        raise OSError("killed")
+
+    snapshots.states.save = crash
+    with pytest.raises(OSError, match="killed"):
+        snapshots.save(state, 5)
+    assert snapshot_files(folder) == ["3.scorer", "3.snapshot", "4.snapshot", "5.scorer"]
+    assert any(not np.array_equal(v, as_of_3[k]) for k, v in scorer_arrays(state).items())  # it did learn
+
+    # The replay of batch 5 starts from batch 4 and the scorer it names (batch 3's), not
+    # from the scorer the crashed attempt left behind.
+    batch, replay = detect.DetectorSnapshots(spark, str(folder)).restore(5)
+    assert (batch, replay.scorer_batch, replay.model_version, replay.cursor, replay.watermark) == (4, 3, "1", {"orders|1m|all": 1.0}, T0)
+    for name, values in scorer_arrays(replay).items():
+        np.testing.assert_array_equal(values, as_of_3[name])
+    replay.scorer.score(learnt)
+    replay.scorer_changed = True
+    again = detect.DetectorSnapshots(spark, str(folder))
+    again.save(replay, 5)
+    assert snapshot_files(folder) == ["3.scorer", "4.snapshot", "5.scorer", "5.snapshot"]  # batch 4's replay needs 3.scorer
+    _, restored = again.restore(6)
+    assert restored.scorer_batch == 5
+    for name, values in scorer_arrays(restored).items():
+        np.testing.assert_array_equal(values, scorer_arrays(state)[name])  # learnt once, as the crashed attempt did
 
 
 # -- the job on a stream ------------------------------------------------------------------------

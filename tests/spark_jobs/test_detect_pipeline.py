@@ -3,9 +3,9 @@
 
 The seeded shop's checkout dies for three minutes (its order_placed events are not sent).
 Each run of minutes without orders, once gold's watermark has passed it, is one
-``threshold_min`` episode of the orders contract (``min: 1``, the whole shop), firing at the
+``threshold_min`` episode of the orders contract (``min: 1, scope: total``), firing at the
 run's first minute and resolved by the next minute with an order. A country's empty minute
-pages nothing (that ``min`` speaks of the whole shop).
+pages nothing (that ``min`` holds the total only).
 """
 
 from __future__ import annotations
