@@ -26,6 +26,7 @@ bench: setup
 	$(BIN)/python bench/bench_contracts.py
 	$(BIN)/python bench/bench_collector.py
 	$(BIN)/python bench/bench_models.py
+	$(BIN)/python bench/bench_snapshots.py
 	$(BIN)/python bench/bench_alerts.py
 	$(BIN)/python bench/bench_app.py
 	$(BIN)/python bench/bench_actions.py
