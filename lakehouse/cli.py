@@ -346,11 +346,13 @@ def rollup(
 
 
 def app_command(settings: Settings, port: int) -> list[str]:
-    """The command line that serves the Streamlit app."""
+    """The command line that serves the Streamlit app. No source file watcher: a served app
+    does not reload on edits, and the watcher registered every loaded module for each new
+    session (~0.13 s of server CPU per page load)."""
     return [
         sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app" / "Home.py"),
         "--server.port", str(port), "--server.headless", "true", "--server.address", "127.0.0.1",
-        "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
+        "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer", "--server.fileWatcherType", "none",
     ]  # fmt: skip
 
 

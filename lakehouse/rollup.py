@@ -66,16 +66,15 @@ def aggregate(rows: pd.DataFrame, contracts: KpiContracts, grain: str) -> pd.Dat
         frame["minutes"] = 1
         frame["final_minutes"] = frame["is_final"].astype(int)
     frame["window_start"] = pd.to_datetime(frame["window_start"], utc=True).dt.floor(frequency)
-    grouped = frame.groupby(["kpi", "window_start", "dimension"], sort=True).agg(
-        value=("value", lambda v: v.sum(min_count=1)),
-        numerator=("numerator", lambda v: v.sum(min_count=1)),
-        denominator=("denominator", lambda v: v.sum(min_count=1)),
-        minutes=("minutes", "sum"),
-        final_minutes=("final_minutes", "sum"),
-        unit=("unit", "first"),
-        watermark=("watermark", "max"),
-        computed_at=("computed_at", "max"),
-    )
+    sums = ["value", "numerator", "denominator"]
+    frame[sums] = frame[sums].astype(float)
+    groups = frame.groupby(["kpi", "window_start", "dimension"], sort=True)
+    # Built-in aggregations only (a Python lambda per group cost the app ~50 ms per chart):
+    # min_count=1 keeps a group with no value NaN instead of 0.
+    grouped = groups[sums].sum(min_count=1).join(groups.agg(
+        minutes=("minutes", "sum"), final_minutes=("final_minutes", "sum"), unit=("unit", "first"),
+        watermark=("watermark", "max"), computed_at=("computed_at", "max"),
+    ))  # fmt: skip
     out = grouped.reset_index()
     is_ratio = out["kpi"].isin(ratio_kpis(contracts))
     out["value"] = np.where(is_ratio, ratio(out["numerator"], out["denominator"]), out["value"])

@@ -1,8 +1,21 @@
 #!/usr/bin/env bash
 # Debian packages trivas needs on a fresh machine (called by `make`). Idempotent: installs only
-# what is missing. Today: the PostgreSQL server for the CDC playground (private cluster started
-# by lakehouse.ingest.cdc; the package's own "main" cluster is not wanted and not created).
+# what is missing. Today: Graphviz (the app draws its lineage graph on the server with `dot`;
+# without it the browser lays the graph out, slower) and the PostgreSQL server for the CDC
+# playground (private cluster started by lakehouse.ingest.cdc; the package's own "main" cluster
+# is not wanted and not created).
 set -euo pipefail
+
+if command -v dot >/dev/null 2>&1; then
+    echo "graphviz: already installed"
+elif command -v apt-get >/dev/null 2>&1 && { [[ "$(id -u)" == "0" ]] || command -v sudo >/dev/null 2>&1; }; then
+    GV_SUDO=$([[ "$(id -u)" == "0" ]] && echo "" || echo "sudo")
+    DEBIAN_FRONTEND=noninteractive $GV_SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $GV_SUDO apt-get install -y -qq --no-install-recommends graphviz >/dev/null
+    echo "graphviz: installed"
+else
+    echo "graphviz is missing (optional): the app's lineage graph is laid out in the browser; install the Debian package 'graphviz'" >&2
+fi
 
 have_postgres() {
     local bin

@@ -38,7 +38,12 @@ def lineage() -> None:
             "age s": round(fresh.age_seconds) if fresh.age_seconds is not None else None,
             "inputs": ", ".join(node.inputs),
         })  # fmt: skip
-    st.graphviz_chart(to_dot(nodes, labels), width="stretch")
+    source = to_dot(nodes, labels)
+    drawn = ui.graph_html(source)
+    if drawn is not None:
+        st.html(drawn)
+    else:  # no Graphviz on this machine: the browser lays the graph out
+        st.graphviz_chart(source, width="stretch")
     st.table(pd.DataFrame(rows).set_index("table"))  # static HTML: no data-grid bundle to load
     st.caption("freshness: a table's last commit against 5 minutes; KPI SLAs are on the Overview and KPI explorer")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -75,26 +74,25 @@ def breakdowns() -> None:
         periods, _ = data.cached.period_comparison(settings, contracts, HEADLINE, key)  # the tiles' read (cached)
         periods = periods.set_index("kpi")
         steps = pd.concat([funnel.frame, pd.DataFrame([{"step": "ordered", "sessions": periods.loc["orders", "today"] or 0}])], ignore_index=True)
-        chart = alt.Chart(steps).mark_bar().encode(x=alt.X("sessions:Q", title="sessions (orders for the last step)"), y=alt.Y("step:N", sort=None, title=None))
-        st.altair_chart(chart, width="stretch")
+        st.html(ui.bars_html(list(steps["step"]), list(steps["sessions"]), "count", "sessions (orders for the last step)"))
         state = funnel.tables[0]
         ui.footer(funnel, data.table_freshness(state, 3600, now), "silver.web_events (closed sessions); orders from gold.kpi", key="funnel")
     with right:
         st.subheader("Revenue by country today")
         by_country = data.cached.breakdown(settings, contracts, "revenue", "country", key)
-        st.altair_chart(alt.Chart(by_country.frame).mark_bar().encode(x=alt.X("value:Q", title="EUR"), y=alt.Y("country:N", sort="-x")), width="stretch")
+        st.html(ui.bars_html(list(by_country.frame["country"]), list(by_country.frame["value"]), "EUR", "revenue today, EUR"))
         ui.footer(by_country, data.freshness_of(by_country.frame, contracts["revenue"].freshness_sla.total_seconds(), now), ui.kpi_sources("revenue"), key="country")
     left, right = st.columns(2)
     with left:
         st.subheader("Ad spend by channel and ROAS today")
         spend = data.cached.breakdown(settings, contracts, "ad_spend", "channel", key)
-        st.altair_chart(alt.Chart(spend.frame).mark_bar().encode(x=alt.X("value:Q", title="ad spend EUR"), y=alt.Y("channel:N", sort="-x")), width="stretch")
+        st.html(ui.bars_html(list(spend.frame["channel"]), list(spend.frame["value"]), "EUR", "ad spend today, EUR"))
         st.caption(f"ROAS today (blended over channels): **{data.format_value(periods.loc['roas', 'today'], 'ratio')}**")
         ui.footer(spend, data.freshness_of(spend.frame, contracts["ad_spend"].freshness_sla.total_seconds(), now), ui.kpi_sources("ad_spend"), key="ads")
     with right:
         st.subheader("Stock-outs by warehouse today")
         stockouts = data.cached.breakdown(settings, contracts, "stockouts", "warehouse", key)
-        st.altair_chart(alt.Chart(stockouts.frame).mark_bar().encode(x=alt.X("value:Q", title="stock-outs"), y=alt.Y("warehouse:N", sort="-x")), width="stretch")
+        st.html(ui.bars_html(list(stockouts.frame["warehouse"]), list(stockouts.frame["value"]), "count", "stock-outs today"))
         ui.footer(stockouts, data.freshness_of(stockouts.frame, contracts["stockouts"].freshness_sla.total_seconds(), now), ui.kpi_sources("stockouts"), key="stockouts")
 
 

@@ -6,12 +6,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from lakehouse import REPO_ROOT
 from lakehouse.runtime.processes import free_port, port_open, wait_until
 
 
@@ -31,10 +29,13 @@ def chrome():  # noqa: ANN201
 
 
 def serve_app(env: dict[str, str], log: Path, nice: int = 0) -> tuple[subprocess.Popen[bytes], int]:
-    """``streamlit run app/Home.py`` on a free port, listening when this returns."""
+    """The app served as ``trivas app`` serves it (:func:`lakehouse.cli.app_command`) on a
+    free port, listening when this returns."""
+    from lakehouse.cli import app_command
+    from lakehouse.config import load_settings
+
     port = free_port()
-    command = [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app" / "Home.py"), "--server.port", str(port),
-               "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]  # fmt: skip
+    command = app_command(load_settings(env.get("TRIVAS_ENV"), environ={**os.environ, **env}), port)
     server = subprocess.Popen(["nice", "-n", str(nice), *command] if nice else command,
                               env={**os.environ, **env}, stdout=log.open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
     wait_until(lambda: port_open("127.0.0.1", port), 60, "streamlit to listen", log)

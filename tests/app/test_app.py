@@ -377,6 +377,35 @@ def test_tile_sparklines_are_inline_svg() -> None:
     assert "<polyline" not in svg(sparkline([])) and "<polyline" not in svg(sparkline([float("nan")] * 3))
 
 
+@pytest.mark.unit
+def test_breakdown_bars_are_proportional_and_labelled() -> None:
+    import re
+
+    from app.ui import bars_html
+
+    markup = bars_html(["DE", "FR", "NL"], [200.0, 50.0, float("nan")], "EUR", "revenue today, EUR")
+    widths = [float(w) for w in re.findall(r"width:([0-9.]+)%;background", markup)]
+    assert widths == [85.0, 21.2, 0.0]  # the largest bar 85 % of the row, the others in proportion, no value none
+    assert ">DE<" in markup and "€200.00" in markup and "€50.00" in markup and ">–<" in markup
+    assert "no data yet" in bars_html([], [], "count", "stock-outs today")
+
+
+@pytest.mark.unit
+def test_lineage_graph_is_drawn_by_dot_on_the_server() -> None:
+    import base64
+    import shutil
+
+    from app.ui import graph_html
+    from lakehouse.lineage import dot, graph
+
+    if shutil.which("dot") is None:
+        pytest.fail("Graphviz's dot missing: `make` installs it (scripts/install_debian_packages.sh)")
+    markup = graph_html(dot(graph(), {"gold.kpi": "v7 · silver_gold"}))
+    assert markup is not None and markup.startswith('<img src="data:image/svg+xml;base64,')
+    svg = base64.b64decode(markup.split("base64,")[1].split('"')[0]).decode()
+    assert "<svg" in svg and "gold.kpi" in svg and "v7 · silver_gold" in svg
+
+
 @pytest.mark.integration
 def test_table_handles_replay_the_log_once_per_max_age(app_env: dict[str, str]) -> None:
     settings = load_settings("test", environ=app_env)
