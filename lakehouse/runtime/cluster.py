@@ -26,7 +26,7 @@ from lakehouse.catalog import Catalog
 from lakehouse.config import Settings
 from lakehouse.runtime import kafka
 from lakehouse.runtime.jars import spark_home
-from lakehouse.runtime.processes import Service, log4j2_properties, port_open, wait_until
+from lakehouse.runtime.processes import Service, log4j2_properties, port_open, tail, wait_until
 from lakehouse.runtime.spark import spark_conf
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ def check_settings_point_here(settings: Settings) -> None:
 # -- Kafka ---------------------------------------------------------------------------------------
 
 
-def broker_service(settings: Settings, node: KafkaNode) -> Service:
+def broker_service(node: KafkaNode) -> Service:
     return Service(f"kafka-{node.node_id}", node.data_dir, node.data_dir / "kafka.out")
 
 
@@ -160,23 +160,28 @@ def start_kafka(settings: Settings, catalog: Catalog) -> list[int]:
         log4j = node.data_dir / "log4j2.properties"
         log4j.write_text(log4j2_properties(node.data_dir / "kafka.log", kafka.LOGGER_LEVELS))
         java = kafka.broker_java(settings, settings.cluster.kafka.heap, log4j)
-        service = broker_service(settings, node)
+        service = broker_service(node)
         if service.pid() is None and not (node.data_dir / "data" / "meta.properties").exists():
             kafka.format_storage(java, properties, cluster_id, [])
         pids.append(service.start([*java, "kafka.Kafka", str(properties)], ready=lambda: True))
     for node in nodes:
-        wait_until(
-            lambda node=node: port_open("localhost", node.port) and kafka.admin_answers(settings, node.listener),
-            120, f"broker {node.node_id}", broker_service(settings, node).log_file,
-        )  # fmt: skip
+        wait_until(lambda node=node: broker_answers(settings, node), 120, f"broker {node.node_id}", node.data_dir / "kafka.log")
     kafka.ensure_topics(settings, catalog)
     return pids
+
+
+def broker_answers(settings: Settings, node: KafkaNode) -> bool:
+    """True once the broker answers; an error with its log as soon as it has died (a port taken,
+    a corrupt log dir) rather than a wait for the timeout."""
+    if broker_service(node).pid() is None:
+        raise RuntimeError(f"broker {node.node_id} exited; its log:\n{tail(node.data_dir / 'kafka.log')}\n{tail(node.data_dir / 'kafka.out')}")
+    return port_open("localhost", node.port) and kafka.admin_answers(settings, node.listener)
 
 
 def kill_broker(settings: Settings, node_id: int) -> int:
     """SIGKILL one broker (no clean shutdown: a crash); returns the pid it had."""
     node = next(n for n in kafka_nodes(settings) if n.node_id == node_id)
-    service = broker_service(settings, node)
+    service = broker_service(node)
     pid = service.pid()
     if pid is None:
         raise RuntimeError(f"broker {node_id} is not running")
@@ -245,7 +250,7 @@ def alive_workers(settings: Settings) -> int | None:
 
 def services(settings: Settings) -> list[tuple[Service, str]]:
     """Every process of the cluster with its address, in start order."""
-    listed = [(broker_service(settings, n), n.listener) for n in kafka_nodes(settings)]
+    listed = [(broker_service(n), n.listener) for n in kafka_nodes(settings)]
     listed.append((master_service(settings), master_url(settings)))
     listed += [(worker_service(settings, i), "worker") for i in range(1, settings.cluster.spark.workers + 1)]
     return listed
@@ -271,7 +276,7 @@ def down(settings: Settings) -> list[str]:
     for service in spark_services:
         if service.stop():
             stopped.append(service.name)
-    brokers = [broker_service(settings, node) for node in kafka_nodes(settings)]
+    brokers = [broker_service(node) for node in kafka_nodes(settings)]
     with ThreadPoolExecutor(len(brokers)) as pool:
         stopped += [b.name for b, done in zip(brokers, pool.map(lambda b: b.stop(), brokers), strict=True) if done]
     return stopped

@@ -8,6 +8,7 @@ period, so the broker can flush its logs and close cleanly.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -170,21 +171,47 @@ def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
         return False
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
+# Ports handed out by this process, so two calls never give the same one before either is bound.
+_handed_out: set[int] = set()
+LOWEST_SERVICE_PORT = 10000
+
+
+def ephemeral_ports() -> range:
+    """The range the kernel takes outgoing connections' local ports from. A service port chosen
+    inside it can be taken by any client's connection between choosing and binding it."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
+def port_bindable(port: int) -> bool:
+    """True if a listener could bind ``127.0.0.1:port`` now (nobody listens or connects from it)."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
-def free_port_block(count: int) -> int:
-    """The first of ``count`` consecutive TCP ports nobody listens on right now (a cluster's
-    nodes take consecutive ports)."""
-    for _ in range(200):
-        first = free_port()
-        if first + count < 65535 and not any(port_open("127.0.0.1", p, 0.05) for p in range(first, first + count)):
+def free_port_block(count: int = 1) -> int:
+    """The first of ``count`` consecutive free TCP ports below the ephemeral range (a cluster's
+    nodes take consecutive ports), never one this process handed out before."""
+    top = min(ephemeral_ports().start, 65536) - count
+    for _ in range(500):
+        first = random.randrange(LOWEST_SERVICE_PORT, top)
+        block = range(first, first + count)
+        if _handed_out.isdisjoint(block) and all(port_bindable(p) for p in block):
+            _handed_out.update(block)
             return first
-    raise RuntimeError(f"no {count} consecutive free ports")
+    raise RuntimeError(f"no {count} consecutive free ports between {LOWEST_SERVICE_PORT} and {top}")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now, outside the ephemeral range."""
+    return free_port_block(1)
 
 
 def wait_until(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 
@@ -12,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lakehouse.runtime.processes import free_port
 from models import registry
 from models.cli import serve_command, serve_environment
 
@@ -76,16 +76,10 @@ def test_promotion_gate_keeps_the_better_champion(tracking_uri: str, shared_data
     assert weak.version != champion.version
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.integration
 def test_mlflow_serve_answers_invocations(tracking_uri: str) -> None:
     registry.train_and_register(kpi_history(24 * 7, keys=("k",)), tracking_uri=tracking_uri, evaluate=False)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         serve_command(registry.DEFAULT_MODEL_NAME, port), env=serve_environment(tracking_uri),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
