@@ -5,8 +5,11 @@ batch) and a popover with the exact query behind the number. Layout only: data c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache, lru_cache
+from html import escape
 
 import pandas as pd
 import streamlit as st
@@ -98,23 +101,58 @@ HTML_COLOURS = {"fresh": "#21c354", "stale": "#ff4b4b", "no data": "#a3a8b8"}
 
 def badge_html(fresh: data.Freshness) -> str:
     """:func:`badge` as HTML (for markup drawn with ``st.html``)."""
-    from html import escape
-
     text = badge(fresh).split("] ", 1)[1]
     return f'<span style="color:{HTML_COLOURS[fresh.status]}">● {fresh.status}</span> {escape(text)}'
 
 
-def tile_html(values: list[float], lines: list[str], fresh: data.Freshness, lineage: str) -> str:
-    """What a KPI tile shows under its metric, as one HTML element: the sparkline, ``lines``
-    (the live window, the band), the freshness badge and the lineage. One element instead
-    of four keeps the Overview's frontend work small (each element is a render of the page)."""
-    from html import escape
+@dataclass(frozen=True)
+class TileView:
+    """What one headline tile shows: today's value against last week, its sparkline, the live
+    window and band, its freshness and its lineage."""
 
-    rows = [*(escape(line) for line in lines), badge_html(fresh), escape(lineage)]
+    kpi: str
+    label: str
+    value: str
+    change: str | None  # "+12.5% vs last week"; None when either side has no value
+    help: str  # the hover text: the definition and last week's value
+    spark: list[float]
+    lines: list[str]
+    fresh: data.Freshness
+    lineage: str
+
+
+MUTED = "color:rgba(49,51,63,0.6)"
+
+
+def change_html(change: str | None) -> str:
+    """The change against last week, coloured as ``st.metric`` colours a delta (up green)."""
+    if change is None:
+        return ""
+    up = not change.startswith("-")
+    colour, arrow = ("#09ab3b", "↑") if up else ("#ff2b2b", "↓")
+    return f'<div style="color:{colour};font-size:0.875rem">{arrow} {escape(change)}</div>'
+
+
+def tile_html(tile: TileView) -> str:
+    """One tile as a bordered box; the label and value are block elements, so a page's text
+    reads ``label`` then ``value`` on the next line, as ``st.metric`` does."""
+    rows = [*(escape(line) for line in tile.lines), badge_html(tile.fresh), escape(tile.lineage)]
     return (
-        f'{sparkline(values)}<div style="font-size:0.875rem;line-height:1.5;overflow-wrap:anywhere;color:rgba(49,51,63,0.6)">'
-        + "<br>".join(rows) + "</div>"
+        f'<div data-kpi="{escape(tile.kpi)}" title="{escape(tile.help)}" style="border:1px solid rgba(49,51,63,0.2);'
+        'border-radius:0.5rem;padding:0.75rem 1rem;min-width:0">'
+        f'<div style="font-size:0.875rem">{escape(tile.label)} · today</div>'
+        f'<div data-value style="font-size:2.25rem;line-height:1.3">{escape(tile.value)}</div>'
+        f"{change_html(tile.change)}{sparkline(tile.spark)}"
+        f'<div style="font-size:0.875rem;line-height:1.5;overflow-wrap:anywhere;{MUTED}">' + "<br>".join(rows) + "</div></div>"
     )
+
+
+def tiles_html(tiles: Sequence[TileView]) -> str:
+    """Every headline tile in one grid, drawn by one ``st.html``. Per tile a container, a
+    metric and an HTML element made the Overview about a hundred elements, the browser's
+    largest cost in its first render; one element draws the same."""
+    cells = "".join(tile_html(tile) for tile in tiles)
+    return f'<div style="display:grid;grid-template-columns:repeat(auto-fill,minmax(15rem,1fr));gap:1rem">{cells}</div>'
 
 
 def sparkline(values: list[float], width: int = 160, height: int = 28, colour: str = "#1f77b4") -> str:
@@ -147,8 +185,6 @@ def bars_html(labels: list[str], values: list[float], unit: str, axis: str) -> s
     A handful of categories needs no chart library: the Overview's four Vega views cost the
     browser ~0.9 s of CPU per first render (loading and starting Vega), more than the rest
     of the page."""
-    from html import escape
-
     numbers = [0.0 if v is None or v != v else float(v) for v in values]
     top = max(numbers, default=0.0) or 1.0
     rows = [

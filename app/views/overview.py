@@ -40,24 +40,26 @@ def headline() -> None:
         st.info("No KPI rows in the last 90 minutes: is the pipeline running? (`trivas pipeline run`)")
     with st.popover("query behind the tiles", key="tiles-query"):  # one read serves every tile
         st.code(f"-- the live windows and sparklines\n{recent.query}\n{period_read.query}", language="sql")
-    columns = st.columns(4)
-    for index, kpi in enumerate(HEADLINE):
+    views = []
+    for kpi in HEADLINE:
         tile, contract = tiles[kpi], contracts[kpi]
         today, last_week = periods.loc[kpi, "today"], periods.loc[kpi, "last_week"]
         spark = data.kpi_series(recent.frame, kpi)
-        with columns[index % 4].container(border=True):
-            st.metric(
-                f"{tile.label} · today", data.format_value(today, contract.unit), change(today, last_week),
-                help=f"{contract.description} Last week, same period: {data.format_value(last_week, contract.unit)}.",
-            )  # fmt: skip
-            state = "final" if tile.is_final else "open, partial"
-            window = (
-                f"now {data.format_value(tile.value, contract.unit)} in {tile.window_start:%H:%M}–{tile.window_end:%H:%M} ({state})"
-                if tile.window_start else "no data yet"
-            )  # fmt: skip
-            fresh = data.Freshness(tile.computed_at, tile.watermark, tile.lag_seconds, tile.freshness_sla_seconds)
-            # One HTML element per tile under its metric: sparkline, live window, band, freshness, lineage.
-            st.html(ui.tile_html(list(spark["value"].tail(60)) if len(spark) else [], [window, ui.band_line(kpi, contract.unit)], fresh, tile.lineage))
+        state = "final" if tile.is_final else "open, partial"
+        window = (
+            f"now {data.format_value(tile.value, contract.unit)} in {tile.window_start:%H:%M}–{tile.window_end:%H:%M} ({state})"
+            if tile.window_start else "no data yet"
+        )  # fmt: skip
+        views.append(
+            ui.TileView(
+                kpi, tile.label, data.format_value(today, contract.unit), change(today, last_week),
+                f"{contract.description} Last week, same period: {data.format_value(last_week, contract.unit)}.",
+                list(spark["value"].tail(60)) if len(spark) else [], [window, ui.band_line(kpi, contract.unit)],
+                data.Freshness(tile.computed_at, tile.watermark, tile.lag_seconds, tile.freshness_sla_seconds), tile.lineage,
+            )
+        )  # fmt: skip
+    st.html(ui.tiles_html(views))
+
 
 headline()
 

@@ -37,7 +37,7 @@ def signed_in(account: str, password: str) -> AppTest:
     """The app after signing in through its form (nothing is shown before)."""
     app = AppTest.from_file(HOME, default_timeout=60)
     app.run()
-    assert not app.metric  # nothing is shown before signing in
+    assert not app.html and not app.metric  # nothing is shown before signing in
     app.text_input[0].input(account)
     app.text_input[1].input(password)
     app.button[0].click().run()

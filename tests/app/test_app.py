@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from datetime import UTC, datetime, timedelta
@@ -234,8 +235,7 @@ def test_every_page_runs_under_apptest(app_env: dict[str, str], monkeypatch: pyt
         app = AppTest.from_file(HOME, default_timeout=60)
         app.run()
         assert not app.exception
-        metrics = {m.label: m.value for m in app.metric}
-        assert metrics["orders · today"] == truth["orders_today"]
+        assert tile_values(app)["orders"] == truth["orders_today"]
         # The refresh clock can sit on the very start of a minute: that minute still counts.
         at_minute_start, _ = data.period_comparison(settings, contracts(), ["orders"], now.replace(second=0, microsecond=0))
         assert format_value(at_minute_start["today"].iloc[0], "orders") == truth["orders_today"]
@@ -251,6 +251,15 @@ def test_every_page_runs_under_apptest(app_env: dict[str, str], monkeypatch: pyt
         assert {m.label: m.value for m in app.metric}["firing now"] == "1"
         # Read-only: no page offers a control that writes (no buttons at all).
         assert not app.button
+
+
+def tile_values(app: AppTest) -> dict[str, str]:
+    """KPI → the value its headline tile shows (the tiles are one HTML grid)."""
+    return tile_values_in("".join(element.value for element in app.html))
+
+
+def tile_values_in(grid: str) -> dict[str, str]:
+    return dict(re.findall(r'data-kpi="([^"]+)".*?<div data-value[^>]*>([^<]*)</div>', grid, flags=re.DOTALL))
 
 
 def artifacts(tmp_path: Path) -> Path:
@@ -435,3 +444,18 @@ def test_last_week_counts_only_the_minutes_before_now(app_env: dict[str, str]) -
     roll_up(settings, contracts())  # last week's 12:00 hour is one rollup row of 60 minutes
     periods, _ = data.period_comparison(settings, contracts(), ["orders"], now)
     assert periods.set_index("kpi").loc["orders"].to_dict() == {"today": 7.0 + 31 * 2.0, "last_week": 5.0 + 31 * 1.0}
+
+
+@pytest.mark.unit
+def test_headline_tiles_are_one_grid_that_escapes_and_colours_the_change() -> None:
+    from app.ui import TileView, tiles_html
+
+    fresh = data.Freshness(None, None, None, 120.0)
+    up = TileView("orders", "Orders", "1,204", "+12.5% vs last week", "Orders placed.", [1.0, 2.0], ["now 17"], fresh, "gold.kpi")
+    down = TileView("aov", "AOV <EUR>", "€ 41.10", "-3.0% vs last week", "Average order value.", [], [], fresh, "gold.kpi")
+    none = TileView("refund_rate", "Refund rate", "n/a", None, "Refunds.", [], [], fresh, "gold.kpi")
+    grid = tiles_html([up, down, none])
+    assert grid.count("data-kpi=") == 3 and grid.startswith('<div style="display:grid')
+    assert "↑ +12.5% vs last week" in grid and "↓ -3.0% vs last week" in grid and grid.count("vs last week") == 2
+    assert "AOV &lt;EUR&gt; · today" in grid and "<EUR>" not in grid
+    assert tile_values_in(grid) == {"orders": "1,204", "aov": "€ 41.10", "refund_rate": "n/a"}
