@@ -30,6 +30,8 @@ import pandas as pd
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.app.browser serves the app
+
 from lakehouse.config import load_settings
 from lakehouse.contracts import TOTAL, KpiContracts, contracts
 from lakehouse.rollup import roll_up
