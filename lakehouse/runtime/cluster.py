@@ -284,11 +284,9 @@ def down(settings: Settings) -> list[str]:
 
 def status(settings: Settings) -> ClusterStatus:
     states = tuple(ServiceState(service.name, service.pid(), address) for service, address in services(settings))
-    topics: tuple[str, ...] = ()
     any_broker = any(s.pid for s in states if s.name.startswith("kafka-"))
-    if any_broker and kafka.admin_answers(settings, bootstrap(settings)):
-        topics = kafka.list_topics(settings, bootstrap(settings))
-    return ClusterStatus(master_url(settings), bootstrap(settings), states, alive_workers(settings), topics)
+    topics = kafka.reachable_topics(settings, bootstrap(settings)) if any_broker else None
+    return ClusterStatus(master_url(settings), bootstrap(settings), states, alive_workers(settings), topics or ())
 
 
 # -- submitting jobs -----------------------------------------------------------------------------

@@ -195,6 +195,12 @@ def format_storage(java: Sequence[str], properties: Path, cluster_id: str, optio
 
 def admin_answers(settings: Settings, bootstrap: str | None = None) -> bool:
     """True when the brokers at ``bootstrap`` (default: the configured Kafka) list topics."""
+    return reachable_topics(settings, bootstrap) is not None
+
+
+def reachable_topics(settings: Settings, bootstrap: str | None = None) -> tuple[str, ...] | None:
+    """The topics on the brokers at ``bootstrap`` (default: the configured Kafka), Kafka's own
+    internal topics left out; None when the brokers do not answer."""
     try:
         admin = KafkaAdminClient(
             bootstrap_servers=bootstrap or settings.kafka_bootstrap(),
@@ -202,12 +208,11 @@ def admin_answers(settings: Settings, bootstrap: str | None = None) -> bool:
             **python_client_config(settings),
         )
     except KafkaError:
-        return False
+        return None
     try:
-        admin.list_topics()
-        return True
+        return tuple(sorted(t for t in admin.list_topics() if not t.startswith("__")))
     except KafkaError:
-        return False
+        return None
     finally:
         admin.close()
 
@@ -265,16 +270,5 @@ def status(settings: Settings) -> BrokerStatus:
     """Reachability and topics of the configured Kafka."""
     local = settings.uses_local_broker()
     pid = broker_service(settings).pid() if local else None
-    reachable = admin_answers(settings)
-    topics = list_topics(settings) if reachable else ()
-    return BrokerStatus(settings.kafka_bootstrap(), local, pid, reachable, topics)
-
-
-def list_topics(settings: Settings, bootstrap: str | None = None) -> tuple[str, ...]:
-    """The topics on the brokers at ``bootstrap`` (default: the configured Kafka), Kafka's own
-    internal topics left out."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap or settings.kafka_bootstrap(), **python_client_config(settings))
-    try:
-        return tuple(sorted(t for t in admin.list_topics() if not t.startswith("__")))
-    finally:
-        admin.close()
+    topics = reachable_topics(settings)
+    return BrokerStatus(settings.kafka_bootstrap(), local, pid, topics is not None, topics or ())
