@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import altair as alt
+import pandas as pd
 import streamlit as st
 
 from app import data, ui
@@ -14,6 +15,16 @@ from app import data, ui
 settings = ui.settings()
 ui.title("Data quality")
 HOURS = st.select_slider("hours", [1, 6, 24, 72], value=24)
+
+
+def counts_chart(counts: pd.DataFrame, colour: str, what: str) -> None:
+    """Bars of 5-minute counts coloured by ``colour``; a line of text when there are none (an
+    empty chart still loads and starts Vega, the page's largest cost in the browser)."""
+    if not len(counts):
+        st.caption(f"No {what} in the last {HOURS} h.")
+        return
+    bars = alt.Chart(counts).mark_bar().encode(x=alt.X("bucket:T", title="5 min (UTC)"), y="rows:Q", color=f"{colour}:N")
+    st.altair_chart(bars, width="stretch")
 
 
 @st.fragment(run_every=max(settings.app.refresh_seconds, 10))
@@ -26,15 +37,12 @@ def quality() -> None:
     left, right = st.columns(2)
     with left:
         st.subheader(f"Quarantined: {len(q)} records")
-        by_reason = data.counts_over_time(q, "quarantined_at", ["reason"])
-        st.altair_chart(alt.Chart(by_reason).mark_bar().encode(x=alt.X("bucket:T", title="5 min (UTC)"), y="rows:Q", color="reason:N"), width="stretch")
-        by_source = data.counts_over_time(q, "quarantined_at", ["source"])
-        st.altair_chart(alt.Chart(by_source).mark_bar().encode(x=alt.X("bucket:T", title="5 min (UTC)"), y="rows:Q", color="source:N"), width="stretch")
+        counts_chart(data.counts_over_time(q, "quarantined_at", ["reason"]), "reason", "quarantined records")
+        counts_chart(data.counts_over_time(q, "quarantined_at", ["source"]), "source", "quarantined records")
         ui.footer(quarantine, data.table_freshness(quarantine.tables[0], 3600, now), "raw topics (silver_gold)", key="quarantine")
     with right:
         st.subheader(f"Late (beyond allowed lateness): {len(late.frame)} events")
-        by_type = data.counts_over_time(late.frame, "recorded_at", ["event_type"])
-        st.altair_chart(alt.Chart(by_type).mark_bar().encode(x=alt.X("bucket:T", title="5 min (UTC)"), y="rows:Q", color="event_type:N"), width="stretch")
+        counts_chart(data.counts_over_time(late.frame, "recorded_at", ["event_type"]), "event_type", "late events")
         ui.footer(late, data.table_freshness(late.tables[0], 3600, now), "raw topics (silver_gold)", key="late")
     st.subheader("Sample records (PII-scrubbed)")
     st.table(data.scrubbed_samples(q).set_index("reason"))
