@@ -337,7 +337,7 @@ def submit_command(
     the wheel as an archive and the resolved jars."""
     archive = cluster_dir(settings) / "submit" / f"{WHEEL_ARCHIVE}.zip"
     archive.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(wheel, archive)
+    shutil.copyfile(wheel, archive)  # --archives unpacks .zip, .jar and .tar.gz, not a .whl by name
     conf = spark_conf(settings)
     jars = conf.pop("spark.jars")
     python = executor_python or sys.executable
