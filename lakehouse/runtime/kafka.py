@@ -205,6 +205,7 @@ def reachable_topics(settings: Settings, bootstrap: str | None = None) -> tuple[
         admin = KafkaAdminClient(
             bootstrap_servers=bootstrap or settings.kafka_bootstrap(),
             request_timeout_ms=3000,
+            bootstrap_timeout_ms=3000,  # else 30 s before `kafka status` says nobody answers
             **python_client_config(settings),
         )
     except KafkaError:
