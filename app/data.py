@@ -40,7 +40,7 @@ from lakehouse.registry import (
     SESSIONS,
     SILVER_EVENTS,
 )
-from lakehouse.tables import table_location
+from lakehouse.tables import table_path
 
 T = TypeVar("T")
 
@@ -290,9 +290,9 @@ def table_use(settings: Settings, logical: str, use: Callable[[_Handle], T]) -> 
     from lakehouse.tables import has_commits
 
     view = view_of(logical)
-    location = table_location(settings, view.base if view else logical)
+    location = table_path(settings, view.base if view else logical)
     writer = writer_of(view.base if view else logical)
-    if settings.tables.binding == "path" and not has_commits(location):
+    if not has_commits(location):
         return TableState(logical, None, None, writer_of(logical)), None
     try:
         version, committed, out = HANDLES.use(str(location), lambda h: (h.version, h.committed_at, use(h)))

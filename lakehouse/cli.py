@@ -486,10 +486,10 @@ def history_runs(now: datetime, hours: float) -> list[tuple[datetime, float]]:
 
 def _send_history(settings: Settings, trivas: list[str], env_args: list[str], rate_args: list[str], logs: Path) -> None:
     """On an empty lakehouse, send recent history at full speed before live traffic starts."""
-    from lakehouse.tables import has_commits, table_location
+    from lakehouse.tables import has_commits, table_path
 
     runs = history_runs(datetime.now(UTC), settings.generator.history_hours)
-    if not runs or (settings.tables.binding == "path" and has_commits(table_location(settings, "gold.kpi"))):
+    if not runs or has_commits(table_path(settings, "gold.kpi")):
         return
     console.print(f"[green]history[/]  sending the last {settings.generator.history_hours:g} h and the same hours a week ago…")
     with (logs / "generator-history.log").open("ab") as log_file:
@@ -585,13 +585,16 @@ def _stop_playground(settings: Settings, children: dict[str, subprocess.Popen[by
 def tables(env: str = typer.Option(None)) -> None:
     """Where every table lives."""
     from lakehouse.registry import TableSpec, registry
-    from lakehouse.tables import table_location
+    from lakehouse.tables import table_location, table_path
 
     settings = _settings(env)
     table = Table("table", "kind", "location / definition", "written by")
     for name, spec in registry().items():
         if isinstance(spec, TableSpec):
-            table.add_row(name, "table", table_location(settings, name), spec.writer)
+            where = table_location(settings, name)
+            if settings.tables.binding == "catalog":
+                where += f" at {table_path(settings, name)}"  # an external table
+            table.add_row(name, "table", where, spec.writer)
         else:
             table.add_row(name, "view", spec.description, "")
     console.print(table)

@@ -34,7 +34,7 @@ import pyarrow.dataset as ds
 from lakehouse.config import Settings
 from lakehouse.contracts import KpiContracts
 from lakehouse.registry import KPI, KPI_CURRENT_VIEW, KPI_ROLLUP, KPI_ROLLUP_SCHEMA
-from lakehouse.tables import has_commits, table_location
+from lakehouse.tables import has_commits, table_path
 
 MINUTE_GRAIN = "1m"
 GRAINS = {"5m": "5min", "1h": "1h", "1d": "1D"}  # grain label → pandas frequency
@@ -154,7 +154,7 @@ def roll_up(settings: Settings, contracts: KpiContracts, full: bool = False) -> 
     from deltalake import DeltaTable, write_deltalake
 
     started = time.monotonic()
-    kpi_location, rollup_location = table_location(settings, KPI), table_location(settings, KPI_ROLLUP)
+    kpi_location, rollup_location = table_path(settings, KPI), table_path(settings, KPI_ROLLUP)
     if not has_commits(kpi_location):
         return RollupRun(None, 0, 0, None, time.monotonic() - started)
     snapshot = DeltaTable(kpi_location)  # one version for both reads
@@ -210,7 +210,7 @@ def read_rollup(settings: Settings, grain: str, since: datetime, until: datetime
     from ``dataset`` (a pyarrow dataset of the table a caller already opened) when given."""
     from deltalake import DeltaTable
 
-    location = table_location(settings, KPI_ROLLUP)
+    location = table_path(settings, KPI_ROLLUP)
     if dataset is None and not has_commits(location):
         return pd.DataFrame(columns=ROLLUP_COLUMNS)
     condition = (pc.field("grain") == grain) & (pc.field("window_start") >= _scalar(since)) & (pc.field("window_start") < _scalar(until))

@@ -1,8 +1,11 @@
 """Table bindings: logical names (``layer.table``) bound to Delta storage by config.
 
 Code only ever names tables logically (``silver.orders``); ``conf/<env>.yaml`` decides whether
-that is a path under ``tables.root`` (local, tests) or a Unity Catalog table
-``<catalog>.<layer>.<table>`` (Databricks). What each table *is* (schema, partitioning,
+Spark addresses it by its path under ``tables.root`` (local, tests) or as a Unity Catalog table
+``<catalog>.<layer>.<table>`` (Databricks). Either way its data lives at that path: a
+catalog-bound table is an external table located there, so the readers and writers that do not
+run in Spark (the app, the rollup, validations, the alert store, with delta-rs) address every
+table by :func:`table_path` under both bindings. What each table *is* (schema, partitioning,
 properties, writer, views over it) is declared once in :mod:`lakehouse.registry`; the
 functions here resolve those declarations, so a view (``silver.orders`` over
 ``silver.events``) reads the same way as a table. One writer per table.
@@ -40,14 +43,22 @@ def split_name(logical: str) -> tuple[str, str]:
     return layer, name
 
 
-def table_location(settings: Settings, logical: str) -> str:
-    """Storage path (path binding) or catalog name (catalog binding) of a table."""
+def table_path(settings: Settings, logical: str) -> str:
+    """Where a table's data and Delta log are: ``<tables.root>/<layer>/<table>`` (a local
+    folder or an object-store URI) under either binding."""
     layer, name = split_name(logical)
-    if settings.tables.binding == "catalog":
-        return f"{settings.tables.catalog}.{layer}.{name}"
     root = settings.tables.root
     base = root if "://" in root else str(settings.path(root))
     return f"{base}/{layer}/{name}"
+
+
+def table_location(settings: Settings, logical: str) -> str:
+    """The table as Spark addresses it: its path (path binding) or its catalog name (catalog
+    binding)."""
+    if settings.tables.binding == "catalog":
+        layer, name = split_name(logical)
+        return f"{settings.tables.catalog}.{layer}.{name}"
+    return table_path(settings, logical)
 
 
 def checkpoint_location(settings: Settings, query_name: str) -> str:
@@ -64,9 +75,13 @@ def qualified(settings: Settings, logical: str) -> str:
 
 
 def has_commits(location: str | Path) -> bool:
-    """Whether a path-bound Delta table has a commit a reader can load: its ``_delta_log``
-    folder appears before the first commit is written."""
-    log = Path(location, "_delta_log")
+    """Whether the Delta table at a path has a commit a reader can load: its ``_delta_log``
+    folder appears before the first commit is written. Object-store URIs ask delta-rs."""
+    if "://" in str(location) and not str(location).startswith("file://"):
+        from deltalake import DeltaTable
+
+        return bool(DeltaTable.is_deltatable(str(location)))
+    log = Path(str(location).removeprefix("file://"), "_delta_log")
     return log.is_dir() and (any(log.glob("*.json")) or (log / "_last_checkpoint").exists())
 
 
@@ -94,13 +109,8 @@ def ensure_table(
     """Create the Delta table with ``schema`` if it does not exist (idempotent)."""
     from delta.tables import DeltaTable
 
-    location = table_location(settings, logical)
-    builder = DeltaTable.createIfNotExists(spark)
-    builder = (
-        builder.tableName(location)
-        if settings.tables.binding == "catalog"
-        else builder.location(location)
-    )
+    path = table_path(settings, logical)
+    builder = DeltaTable.createIfNotExists(spark).location(path)
     builder = builder.addColumns(schema)
     if partition_by:
         builder = builder.partitionedBy(*partition_by)
@@ -109,6 +119,8 @@ def ensure_table(
     for attempt in range(CREATE_ATTEMPTS):
         try:
             builder.execute()
+            if settings.tables.binding == "catalog":  # registered as an external table at its path
+                spark.sql(f"CREATE TABLE IF NOT EXISTS {table_location(settings, logical)} USING DELTA LOCATION '{path}'")
             return
         except Exception:
             # Applications of one pipeline start together and may create a table at the same
@@ -168,7 +180,7 @@ def read_arrow(settings: Settings, logical: str):  # noqa: ANN201 - pyarrow.Tabl
     view = view_of(logical)
     if view is not None:
         return view.arrow(read_arrow(settings, view.base))
-    return DeltaTable(table_location(settings, logical)).to_pyarrow_table()
+    return DeltaTable(table_path(settings, logical)).to_pyarrow_table()
 
 
 def read_pandas(settings: Settings, logical: str):  # noqa: ANN201 - pandas.DataFrame

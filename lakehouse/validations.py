@@ -128,7 +128,7 @@ def window_rows(settings: Settings, meta: dict[str, Any], window: Window) -> pd.
     from pyspark.sql.pandas.types import to_arrow_schema
 
     from lakehouse.registry import table_spec, view_of
-    from lakehouse.tables import table_location
+    from lakehouse.tables import table_path
 
     table = meta["table"]
     view = view_of(table)
@@ -138,7 +138,7 @@ def window_rows(settings: Settings, meta: dict[str, Any], window: Window) -> pd.
     if meta.get("domain"):  # silver.events is partitioned by domain: read one partition
         condition = (pc.field("domain") == meta["domain"]) & condition
     try:
-        rows = DeltaTable(table_location(settings, base)).to_pyarrow_dataset().to_table(filter=condition)
+        rows = DeltaTable(table_path(settings, base)).to_pyarrow_dataset().to_table(filter=condition)
     except TableNotFoundError:
         rows = to_arrow_schema(table_spec(base).schema).empty_table()
     return (view.arrow(rows) if view is not None else rows).to_pandas()
@@ -158,10 +158,10 @@ def seasonal_band(
     from deltalake.exceptions import TableNotFoundError
 
     from lakehouse.registry import KPI
-    from lakehouse.tables import table_location
+    from lakehouse.tables import table_path
 
     try:
-        dataset = DeltaTable(table_location(settings, KPI)).to_pyarrow_dataset()
+        dataset = DeltaTable(table_path(settings, KPI)).to_pyarrow_dataset()
     except TableNotFoundError:
         return None
     totals = []

@@ -29,7 +29,7 @@ from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 from lakehouse.config import Settings
 from lakehouse.kafka_security import python_client_config, spark_kafka_options
 from lakehouse.registry import view_of
-from lakehouse.tables import checkpoint_location, delta_table, table_location
+from lakehouse.tables import checkpoint_location, delta_table, table_location, table_path
 
 
 def read_kafka(spark: SparkSession, settings: Settings, topics: Sequence[str]) -> DataFrame:
@@ -142,7 +142,7 @@ class DriverAppends:
 
         with self._lock:
             if logical not in self._tables:
-                self._tables[logical] = DeltaTable(table_location(self.settings, logical))
+                self._tables[logical] = DeltaTable(table_path(self.settings, logical))
             table = self._tables[logical]
         table.update_incremental()
         return table

@@ -30,7 +30,7 @@ from lakehouse.alerts.dispatch import Ack, Delivered, delivery_key
 from lakehouse.alerts.lifecycle import ALERTS_SCHEMA, ALERTS_TABLE, Alert
 from lakehouse.alerts.routing import Silence
 from lakehouse.config import Settings
-from lakehouse.tables import table_location
+from lakehouse.tables import table_path
 
 NOTIFICATIONS = "ops.notifications"
 ALERT_COMMANDS = "ops.alert_commands"
@@ -114,7 +114,7 @@ class DeltaLog:
     """An append-only Delta table written with delta-rs (created on first use)."""
 
     def __init__(self, settings: Settings, logical: str, schema: T.StructType) -> None:
-        self.location = table_location(settings, logical)
+        self.location = table_path(settings, logical)
         self.spark_schema = schema
         self.lock = threading.Lock()
         self._table: Any = None

@@ -45,7 +45,7 @@ from lakehouse.config import Settings
 from lakehouse.ingest.settings import CollectorSettings
 from lakehouse.ingest.validation import EventValidator
 from lakehouse.kafka_security import python_client_config
-from lakehouse.tables import has_commits, table_location
+from lakehouse.tables import has_commits, table_path
 
 QUARANTINE_TABLE = "silver.quarantine"
 LEDGER_TABLE = "ops.quarantine_replays"
@@ -82,15 +82,6 @@ class ReplayReport:
     unknown_fixes: list[str] = field(default_factory=list)
 
 
-def _local_path(settings: Settings, logical: str) -> str:
-    if settings.tables.binding != "path":
-        raise RuntimeError(
-            "quarantine tooling reads tables with delta-rs and needs the path binding; on "
-            "Databricks run it as a notebook job against the Unity Catalog tables"
-        )
-    return table_location(settings, logical)
-
-
 def _utc(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -101,7 +92,7 @@ def read_quarantine(settings: Settings) -> list[QuarantinedRecord]:
     """Rows of ``silver.quarantine`` (empty if silver has not created it yet)."""
     from deltalake import DeltaTable
 
-    path = _local_path(settings, QUARANTINE_TABLE)
+    path = table_path(settings, QUARANTINE_TABLE)
     if not has_commits(path):
         return []
     rows = DeltaTable(path).to_pyarrow_table().to_pylist()
@@ -142,7 +133,7 @@ def read_bronze_originals(
         for r in records
         if r.origin == "silver" and r.kafka_offset is not None
     }
-    path = _local_path(settings, "bronze.events")
+    path = table_path(settings, "bronze.events")
     if not wanted or not has_commits(path):
         return {}
     dataset = DeltaTable(path).to_pyarrow_dataset()
@@ -220,7 +211,7 @@ def replayed_ids(settings: Settings) -> set[str]:
     """Quarantine ids already in the ledger."""
     from deltalake import DeltaTable
 
-    path = _local_path(settings, LEDGER_TABLE)
+    path = table_path(settings, LEDGER_TABLE)
     if not has_commits(path):
         return set()
     table = DeltaTable(path).to_pyarrow_table(columns=["quarantine_id"])
@@ -246,14 +237,14 @@ def _append_ledger(settings: Settings, rows: list[dict[str, Any]]) -> None:
         ]
     )
     write_deltalake(
-        _local_path(settings, LEDGER_TABLE), pa.Table.from_pylist(rows, schema=schema), mode="append"
+        table_path(settings, LEDGER_TABLE), pa.Table.from_pylist(rows, schema=schema), mode="append"
     )
 
 
 @contextmanager
 def _ledger_lock(settings: Settings) -> Iterator[None]:
     """One replay at a time per deployment (two at once could both miss the other's rows)."""
-    lock_file = Path(_local_path(settings, LEDGER_TABLE) + ".lock")
+    lock_file = settings.path(settings.paths.var) / "quarantine" / "replay.lock"  # the ledger may be in an object store
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     with lock_file.open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
