@@ -186,6 +186,12 @@ def test_the_jobs_settings_match_the_bundles_catalog_storage_and_secrets(target:
     for name in ("TRIVAS_TABLES__CATALOG", "TRIVAS_TABLES__ROOT", "TRIVAS_MLFLOW__ANOMALY_MODEL"):
         assert app_env[name] == environments[0][name]
     assert {r["secret"]["scope"] for r in resources["apps"]["trivas_app"]["resources"]} == {scope}
+    # delta-rs reaches the lake's storage with its own credentials, in the jobs and in the app.
+    storage_credentials = {"AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID"}
+    assert storage_credentials <= secret_variables
+    granted = {r["name"] for r in resources["apps"]["trivas_app"]["resources"]}
+    app_secrets = {e["name"]: e["value_from"] for e in resources["apps"]["trivas_app"]["config"]["env"] if "value_from" in e}
+    assert storage_credentials <= set(app_secrets) and set(app_secrets.values()) <= granted
 
 
 def test_prod_uses_the_names_of_conf_databricks_yaml_and_targets_are_apart() -> None:
