@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
@@ -106,29 +107,49 @@ def ensure_table(
     partition_by: Sequence[str] = (),
     properties: Mapping[str, str] | None = None,
 ) -> None:
-    """Create the Delta table with ``schema`` if it does not exist (idempotent)."""
+    """Create the Delta table with ``schema`` if it does not exist (idempotent): at its path,
+    and under the catalog binding as an external table of that name at that path."""
     from delta.tables import DeltaTable
 
-    path = table_path(settings, logical)
-    builder = DeltaTable.createIfNotExists(spark).location(path)
-    builder = builder.addColumns(schema)
-    if partition_by:
-        builder = builder.partitionedBy(*partition_by)
-    for key, value in {**DEFAULT_PROPERTIES, **(properties or {})}.items():
-        builder = builder.property(key, value)
+    path, properties = table_path(settings, logical), {**DEFAULT_PROPERTIES, **(properties or {})}
+    if settings.tables.binding == "catalog":
+        # SQL, not the builder: open-source Delta's builder cannot parse a three-part name.
+        statement = create_external_table_sql(table_location(settings, logical), path, schema, partition_by, properties)
+        create = partial(spark.sql, statement)
+    else:
+        builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+        if partition_by:
+            builder = builder.partitionedBy(*partition_by)
+        for key, value in properties.items():
+            builder = builder.property(key, value)
+        create = builder.execute
     for attempt in range(CREATE_ATTEMPTS):
         try:
-            builder.execute()
-            if settings.tables.binding == "catalog":  # registered as an external table at its path
-                spark.sql(f"CREATE TABLE IF NOT EXISTS {table_location(settings, logical)} USING DELTA LOCATION '{path}'")
+            create()
             return
         except Exception:
             # Applications of one pipeline start together and may create a table at the same
             # moment: the loser's commit fails (protocol or metadata changed), and its next
-            # createIfNotExists finds the table there.
+            # attempt finds the table there.
             if attempt == CREATE_ATTEMPTS - 1:
                 raise
             time.sleep(1.0 + attempt)
+
+
+def create_external_table_sql(
+    name: str, path: str, schema: T.StructType, partition_by: Sequence[str], properties: Mapping[str, str]
+) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` of a Delta table ``name`` located at ``path``."""
+    columns = ", ".join(
+        f"`{field.name}` {field.dataType.simpleString()}{'' if field.nullable else ' NOT NULL'}" for field in schema.fields
+    )
+    statement = f"CREATE TABLE IF NOT EXISTS {name} ({columns}) USING DELTA"
+    if partition_by:
+        statement += " PARTITIONED BY (" + ", ".join(f"`{column}`" for column in partition_by) + ")"
+    statement += f" LOCATION '{path}'"
+    if properties:
+        statement += " TBLPROPERTIES (" + ", ".join(f"'{key}' = '{value}'" for key, value in properties.items()) + ")"
+    return statement
 
 
 def read_table(spark: SparkSession, settings: Settings, logical: str) -> DataFrame:

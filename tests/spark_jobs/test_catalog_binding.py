@@ -14,7 +14,14 @@ from lakehouse.config import Settings, load_settings
 from lakehouse.contracts import TOTAL, contracts
 from lakehouse.registry import TableSpec, registry
 from lakehouse.rollup import HOUR, roll_up
-from lakehouse.tables import LAYERS, read_table, table_location, table_path, table_version
+from lakehouse.tables import (
+    DEFAULT_PROPERTIES,
+    LAYERS,
+    read_table,
+    table_location,
+    table_path,
+    table_version,
+)
 from spark_jobs import pipeline
 from tests.ground_truth import counted_events, expected_kpis, quarantined
 from tests.spark_jobs.stream_fixtures import (
@@ -57,6 +64,10 @@ def test_catalog_bound_tables_are_external_at_their_paths_and_equal_the_truth(
     for name in written:
         detail = spark.sql(f"DESCRIBE DETAIL {table_location(catalog_bound, name)}").first()
         assert detail["location"].removeprefix("file:") == table_path(catalog_bound, name), name
+        spec = registry()[name]  # and as declared: schema, partitioning, properties
+        assert spark.read.table(table_location(catalog_bound, name)).schema == spec.schema, name
+        assert list(detail["partitionColumns"]) == list(spec.partition_by), name
+        assert {**DEFAULT_PROPERTIES, **spec.properties}.items() <= dict(detail["properties"]).items(), name
         described = dict(spark.sql(f"DESCRIBE TABLE EXTENDED {table_location(catalog_bound, name)}").select("col_name", "data_type").collect())
         assert described["Type"] == "EXTERNAL", name
 
