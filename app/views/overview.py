@@ -52,10 +52,12 @@ def headline() -> None:
         )  # fmt: skip
         views.append(
             ui.TileView(
-                kpi, tile.label, data.format_value(today, contract.unit), change(today, last_week),
-                f"{contract.description} Last week, same period: {data.format_value(last_week, contract.unit)}.",
-                list(spark["value"].tail(60)) if len(spark) else [], [window, ui.band_line(kpi, contract.unit)],
-                data.Freshness(tile.computed_at, tile.watermark, tile.lag_seconds, tile.freshness_sla_seconds), tile.lineage,
+                kpi=kpi, label=tile.label, value=data.format_value(today, contract.unit), change=change(today, last_week),
+                help=f"{contract.description} Last week, same period: {data.format_value(last_week, contract.unit)}.",
+                spark=list(spark["value"].tail(60)) if len(spark) else [],
+                lines=[window, ui.band_line(kpi, contract.unit)],
+                fresh=data.Freshness(tile.computed_at, tile.watermark, tile.lag_seconds, tile.freshness_sla_seconds),
+                lineage=tile.lineage,
             )
         )  # fmt: skip
     st.html(ui.tiles_html(views))
