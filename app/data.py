@@ -247,6 +247,10 @@ class TableHandles:
         with self._lock:
             self._handles.clear()
 
+    def holds(self, location: str) -> bool:
+        """True once the table at ``location`` has been opened (it exists: no need to look)."""
+        return location in self._handles
+
     def use(self, location: str, use: Callable[[_Handle], T]) -> T:
         """``use(handle)`` on the table's up-to-date handle, under its lock."""
         with self._lock:
@@ -292,7 +296,7 @@ def table_use(settings: Settings, logical: str, use: Callable[[_Handle], T]) -> 
     view = view_of(logical)
     location = table_path(settings, view.base if view else logical)
     writer = writer_of(view.base if view else logical)
-    if not has_commits(location):
+    if not HANDLES.holds(location) and not has_commits(location):  # a listing per read, else (an object store's too)
         return TableState(logical, None, None, writer_of(logical)), None
     try:
         version, committed, out = HANDLES.use(str(location), lambda h: (h.version, h.committed_at, use(h)))

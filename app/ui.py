@@ -121,7 +121,7 @@ class TileView:
     lineage: str
 
 
-MUTED = "color:rgba(49,51,63,0.6)"
+MUTED = "color:rgba(49,51,63,0.6)"  # secondary text, as Streamlit greys captions
 
 
 def change_html(change: str | None) -> str:
@@ -195,8 +195,8 @@ def bars_html(labels: list[str], values: list[float], unit: str, axis: str) -> s
         f'<span>{escape(data.format_value(value, unit))}</span></span></div>'
         for label, number, value in zip(labels, numbers, values, strict=True)
     ]
-    body = "".join(rows) if rows else '<div style="color:rgba(49,51,63,0.6)">no data yet</div>'
-    return f'<div role="figure" aria-label="{escape(axis)}" style="font-size:0.875rem">{body}<div style="color:rgba(49,51,63,0.6);text-align:right">{escape(axis)}</div></div>'
+    body = "".join(rows) if rows else f'<div style="{MUTED}">no data yet</div>'
+    return f'<div role="figure" aria-label="{escape(axis)}" style="font-size:0.875rem">{body}<div style="{MUTED};text-align:right">{escape(axis)}</div></div>'
 
 
 def graph_html(dot_source: str) -> str | None:
